@@ -1,0 +1,41 @@
+/**
+ * Typed errors of the vector store.
+ *
+ * The HTTP layer maps them by class (or by `code`) to status codes:
+ * NotFoundError → 404, ConflictError → 409, ValidationError → 422,
+ * StorageError → 500/503. Anything else escaping the store is a bug.
+ */
+
+export type IndexErrorCode = "NOT_FOUND" | "CONFLICT" | "VALIDATION" | "STORAGE";
+
+export abstract class IndexError extends Error {
+  abstract readonly code: IndexErrorCode;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The named collection does not exist. */
+export class NotFoundError extends IndexError {
+  readonly code = "NOT_FOUND" as const;
+}
+
+/** The request contradicts existing state (e.g. re-creating a collection with other settings). */
+export class ConflictError extends IndexError {
+  readonly code = "CONFLICT" as const;
+}
+
+/** The request is malformed; the message says which field and why. Nothing was written. */
+export class ValidationError extends IndexError {
+  readonly code = "VALIDATION" as const;
+}
+
+/**
+ * The disk or the on-disk state failed us (fsync error, corrupt snapshot,
+ * store closed). Writes to a collection whose log can no longer be trusted
+ * keep failing with this until the process restarts and recovers from disk.
+ */
+export class StorageError extends IndexError {
+  readonly code = "STORAGE" as const;
+}

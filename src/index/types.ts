@@ -1,0 +1,145 @@
+/**
+ * Public types of the vector store. Kept free of runtime code so the HTTP
+ * layer can import them without pulling in hnswlib.
+ */
+
+export type Metric = "cosine" | "ip" | "l2";
+
+/** Settings as stored: every default filled in. Fixed for the life of a collection. */
+export interface CollectionSettings {
+  metric: Metric;
+  dimensions: number;
+  /** Transformer layer to embed with (2D Matryoshka); opaque to the store. */
+  layer?: number;
+  document_prompt_name?: string;
+  query_prompt_name?: string;
+  hnsw: { m: number; ef_construction: number };
+}
+
+/** Settings as accepted by `create`: defaults are metric "cosine", m 16, ef_construction 200. */
+export interface CollectionSettingsInput {
+  metric?: Metric;
+  dimensions: number;
+  layer?: number;
+  document_prompt_name?: string;
+  query_prompt_name?: string;
+  hnsw?: { m?: number; ef_construction?: number };
+}
+
+export interface CollectionInfo {
+  name: string;
+  settings: CollectionSettings;
+  /** Live documents (deleted and replaced ones are not counted). */
+  count: number;
+}
+
+export interface DocumentInput {
+  /** 1–256 UTF-16 code units. */
+  id: string;
+  vector: number[] | Float32Array;
+  text?: string;
+  /** JSON-representable object: nested objects, arrays, strings, finite numbers, booleans, null. */
+  metadata?: Record<string, unknown>;
+}
+
+/**
+ * A stored document. `vector` holds float32 precision values; for the cosine
+ * metric it is the unit-normalized vector (that is what the index stores).
+ * `metadata` is deeply frozen: it is the store's own copy, shared, not cloned.
+ */
+export interface StoredDocument {
+  id: string;
+  vector: number[];
+  text?: string;
+  metadata?: Record<string, unknown>;
+}
+
+export interface UpsertResult {
+  /** Ids that did not exist before this call. */
+  inserted: number;
+  /** Ids that existed and were replaced (vector, text and metadata all replaced). */
+  replaced: number;
+}
+
+export type MatchValue = string | number | boolean;
+
+export type Condition =
+  | { key: string; match: { value: MatchValue } }
+  | { key: string; range: { gt?: number; gte?: number; lt?: number; lte?: number } };
+
+/** Qdrant-style metadata filter. `key` may be a dotted path into nested metadata ("a.b"). */
+export interface Filter {
+  must?: Condition[];
+  must_not?: Condition[];
+}
+
+export type IncludeField = "text" | "metadata" | "vector";
+
+export interface SearchOptions {
+  /** Number of results wanted; more than the live document count is fine (you get them all). */
+  k: number;
+  /**
+   * HNSW search breadth for this query. Default max(k, DEFAULT_EF) (DEFAULT_EF = 128).
+   * Higher is slower and more accurate. With a filter the store widens it on its own.
+   */
+  ef?: number;
+  filter?: Filter;
+  /** Fields to return besides id and score. Default ["text", "metadata"]. */
+  include?: IncludeField[];
+}
+
+export interface SearchHit {
+  id: string;
+  /**
+   * Higher is better for every metric: cosine similarity, dot product (ip),
+   * or negative Euclidean distance (l2).
+   */
+  score: number;
+  text?: string;
+  metadata?: Record<string, unknown>;
+  vector?: number[];
+}
+
+/** The subset of pino's interface the store uses; a pino logger fits as-is. */
+export type LogFn = (obj: Record<string, unknown>, msg?: string) => void;
+export interface Logger {
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+}
+
+/** When a collection writes a snapshot and starts a new log segment (whichever comes first). */
+export interface SnapshotPolicy {
+  /** After this many log records (one record per upsert/delete call). Default 10 000. */
+  records?: number;
+  /** After this many log bytes. Default 64 MiB. Bounds recovery time and log disk use. */
+  bytes?: number;
+  /** After this many seconds with unsnapshotted writes. Default 300. 0 disables the timer. */
+  seconds?: number;
+}
+
+export type SnapshotPhase =
+  | "begin" // temp dir created, nothing written yet
+  | "index-written" // index + docs in the temp dir, not yet synced
+  | "rotated" // new log segment created; writers may proceed
+  | "synced" // temp files and manifest fsynced, not yet renamed into place
+  | "renamed" // snapshot is durable; old segments/snapshots not yet deleted
+  | "done";
+
+/** Fault-injection points for crash tests; production code leaves these unset. */
+export interface StoreHooks {
+  snapshotPhase?: (phase: SnapshotPhase, collection: string) => void;
+}
+
+export interface StoreOptions {
+  logger?: Logger;
+  snapshotEvery?: SnapshotPolicy;
+  /**
+   * A snapshot rebuilds the HNSW graph without deleted elements when the
+   * deleted ones outnumber the live ones and are at least this many.
+   * Default 10 000. Rebuilding costs as much as inserting every live vector.
+   */
+  compactMinDeleted?: number;
+  hooks?: StoreHooks;
+}

@@ -1,0 +1,227 @@
+/**
+ * The engine: the runtime's single entry point. It validates a request's knobs against the model,
+ * tokenizes, hands the inputs to the batch queue, and finishes each pooled vector (Matryoshka
+ * truncation, normalization). Data flows one way: engine → tokenizer → queue → pool → workers.
+ */
+import os from 'node:os';
+import { finishVector } from '../pooling/index.js';
+import { RuntimeError } from './errors.js';
+import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
+import { WorkerPool } from './pool.js';
+import { BatchQueue, type BatchEvent, type QueueLimits, type QueueStats } from './queue.js';
+import { TextTokenizer, type TruncationDirection } from './tokenize.js';
+
+export interface EngineOptions extends LoadModelOptions {
+  modelDir: string;
+  /** Inference workers (model instances). */
+  workers?: number;
+  /** ONNX Runtime intra-op threads per worker. */
+  intraOpThreads?: number;
+  /** Execution providers in order of preference (e.g. ['cuda', 'webgpu', 'cpu']). */
+  executionProviders?: string[];
+  limits?: Partial<QueueLimits>;
+  log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+/** Per-request knobs, as the public API names them. */
+export interface EmbedOptions {
+  dimensions?: number;
+  layer?: number;
+  promptName?: string;
+  instruction?: string;
+  tokenPrepending?: boolean;
+  normalize?: boolean;
+  truncate?: boolean;
+  truncationDirection?: TruncationDirection;
+  /** Absolute deadline on the performance.now() clock. */
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+export interface EmbedResult {
+  vectors: Float32Array[];
+  /** Tokens computed, per input (prompt and special tokens included). */
+  tokenCounts: number[];
+  totalTokens: number;
+  timings: { tokenizeMs: number; queueMs: number; inferenceMs: number };
+}
+
+export interface EngineInfo {
+  model: ModelSpec;
+  provider: string;
+  workers: number;
+  intraOpThreads: number;
+  limits: QueueLimits;
+  inputNames: string[];
+  pooledOutput: boolean;
+}
+
+/** Defaults chosen by measurement; see benchmarks/RESULTS.md. */
+export function defaultThreading(cores = os.availableParallelism()): { workers: number; intraOpThreads: number } {
+  return { workers: 1, intraOpThreads: Math.max(1, cores) };
+}
+
+export function defaultLimits(spec: ModelSpec): QueueLimits {
+  const maxBatchSize = 64;
+  return {
+    maxBatchSize,
+    maxBatchTokens: Math.max(spec.maxLength, 8192),
+    maxDelayMs: 2,
+    maxQueueInputs: 4096,
+    maxQueueTokens: Math.max(spec.maxLength * 1024, 262144),
+    lookahead: maxBatchSize * 4,
+  };
+}
+
+export class Engine {
+  readonly spec: ModelSpec;
+  private ready = false;
+
+  private constructor(
+    spec: ModelSpec,
+    private readonly tokenizer: TextTokenizer,
+    private readonly pool: WorkerPool,
+    private readonly queue: BatchQueue,
+    private readonly threading: { workers: number; intraOpThreads: number },
+  ) {
+    this.spec = spec;
+  }
+
+  static async load(options: EngineOptions): Promise<Engine> {
+    const spec = loadModelDir(options.modelDir, options);
+    const tokenizer = new TextTokenizer(spec);
+    const defaults = defaultThreading();
+    const threading = {
+      workers: options.workers ?? defaults.workers,
+      intraOpThreads: options.intraOpThreads ?? Math.max(1, Math.floor(defaults.intraOpThreads / (options.workers ?? defaults.workers))),
+    };
+    const pool = await WorkerPool.start({
+      workers: threading.workers,
+      worker: {
+        onnxPath: spec.onnxPath,
+        providers: options.executionProviders ?? ['cpu'],
+        intraOpThreads: threading.intraOpThreads,
+        pooling: spec.pooling,
+        paddingSide: spec.paddingSide,
+        hiddenSize: spec.hiddenSize,
+      },
+      log: options.log,
+    });
+    const limits = { ...defaultLimits(spec), ...options.limits };
+    const queue = new BatchQueue(limits, pool, spec.hiddenSize);
+    const engine = new Engine(spec, tokenizer, pool, queue, threading);
+    options.log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s))`);
+    return engine;
+  }
+
+  /** Runs one inference end to end so the first client does not pay for lazy initialization. */
+  async warmUp(): Promise<void> {
+    await this.embed(['warm-up'], {});
+    this.ready = true;
+  }
+
+  get isReady(): boolean {
+    return this.ready && this.pool.alive > 0;
+  }
+
+  get info(): EngineInfo {
+    return {
+      model: this.spec,
+      provider: this.pool.info.provider,
+      workers: this.threading.workers,
+      intraOpThreads: this.threading.intraOpThreads,
+      limits: this.queue.limits,
+      inputNames: this.pool.info.inputNames,
+      pooledOutput: this.pool.info.pooledOutput,
+    };
+  }
+
+  get stats(): QueueStats & { workerRestarts: number; workersAlive: number } {
+    return { ...this.queue.stats, workerRestarts: this.pool.restarts, workersAlive: this.pool.alive };
+  }
+
+  set onBatch(fn: (e: BatchEvent) => void) {
+    this.queue.onBatch = fn;
+  }
+
+  /** Checks a request's knobs against the model; throws a `validation` RuntimeError naming the problem. */
+  validate(opts: EmbedOptions): void {
+    const s = this.spec;
+    if (opts.dimensions !== undefined) {
+      const d = opts.dimensions;
+      if (!Number.isInteger(d) || d < 1 || d > s.hiddenSize) {
+        throw new RuntimeError('validation', `dimensions must be an integer in 1..${s.hiddenSize}`);
+      }
+      if (s.matryoshkaDimensions && !s.matryoshkaDimensions.includes(d)) {
+        throw new RuntimeError('validation', `dimensions must be one of ${s.matryoshkaDimensions.join(', ')} for this model`);
+      }
+    }
+    if (opts.layer !== undefined) {
+      const l = opts.layer;
+      if (!Number.isInteger(l) || l < 1 || l > s.numLayers) {
+        throw new RuntimeError('validation', `layer must be an integer in 1..${s.numLayers}`);
+      }
+      if (s.exitLayers && !s.exitLayers.includes(l)) {
+        throw new RuntimeError('validation', `layer must be one of ${s.exitLayers.join(', ')} for this model`);
+      }
+      if (l !== s.numLayers) {
+        throw new RuntimeError('validation', `layer ${l}: this model's graph cannot exit early (only layer ${s.numLayers} is served)`);
+      }
+    }
+    if (opts.promptName !== undefined && !(opts.promptName in s.prompts)) {
+      const known = Object.keys(s.prompts);
+      throw new RuntimeError(
+        'validation',
+        `unknown prompt_name ${JSON.stringify(opts.promptName)}; ${known.length ? `this model has ${known.join(', ')}` : 'this model defines no prompts'}`,
+      );
+    }
+    if (opts.promptName !== undefined && opts.instruction !== undefined) {
+      throw new RuntimeError('validation', 'give prompt_name or instruction, not both');
+    }
+    if (opts.tokenPrepending && !s.tokenPrepending) {
+      throw new RuntimeError('validation', 'token_prepending is not supported by this model (it has no token_prepending entry in embedder.json)');
+    }
+  }
+
+  /** Embeds texts: one finished vector per text, in order, with token counts and timings. */
+  async embed(texts: readonly string[], opts: EmbedOptions): Promise<EmbedResult> {
+    this.validate(opts);
+    const t0 = performance.now();
+    const promptName = opts.promptName ?? (opts.instruction === undefined ? this.spec.defaultPromptName ?? undefined : undefined);
+    const tokenized = await this.tokenizer.tokenize(texts, {
+      prefix: promptName !== undefined ? this.spec.prompts[promptName]! : null,
+      instruction: opts.instruction ?? null,
+      truncate: opts.truncate ?? true,
+      direction: opts.truncationDirection ?? 'right',
+      tokenPrepending: opts.tokenPrepending ?? false,
+    });
+    const tokenizeMs = performance.now() - t0;
+    const result = await this.queue.submit({
+      inputs: tokenized,
+      depth: opts.layer ?? this.spec.numLayers,
+      deadline: opts.deadline,
+      signal: opts.signal,
+    });
+    const dims = opts.dimensions ?? this.spec.hiddenSize;
+    const normalize = opts.normalize ?? true;
+    const tokenCounts = tokenized.map((t) => t.ids.length);
+    return {
+      vectors: result.vectors.map((v) => finishVector(v, dims, normalize)),
+      tokenCounts,
+      totalTokens: tokenCounts.reduce((a, b) => a + b, 0),
+      timings: { tokenizeMs, queueMs: result.queueMs, inferenceMs: result.inferenceMs },
+    };
+  }
+
+  /** For failure drills: kills a worker that is running a batch. */
+  killBusyWorker(): boolean {
+    return this.pool.killBusyWorker();
+  }
+
+  /** Stops taking work, lets queued and running work finish within `drainMs`, then stops the workers. */
+  async close(drainMs = 0): Promise<void> {
+    this.ready = false;
+    await this.queue.close(drainMs);
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,170 @@
+/**
+ * The worker pool: a fixed number of inference workers, each running one batch at a time.
+ *
+ * Worker threads rather than child processes: batches and results move as transferred buffers
+ * with no serialization, and a JavaScript exception or a failed `session.run` is contained in the
+ * worker that raised it. The price is that a native crash inside ONNX Runtime (a segfault) takes
+ * the whole process down; a supervisor (systemd, Docker's restart policy, Kubernetes) restarts it,
+ * and the index's write-ahead log makes that restart lose nothing acknowledged. A worker that
+ * exits or errors is replaced, and the batch it held fails with `unavailable` instead of hanging.
+ */
+import { Worker } from 'node:worker_threads';
+import { RuntimeError } from './errors.js';
+import type { FromWorker, ReadyMessage, ResultMessage, RunMessage, WorkerConfig } from './protocol.js';
+
+export interface PoolOptions {
+  workers: number;
+  worker: WorkerConfig;
+  /** Called with a line when a worker is replaced or a provider was skipped. */
+  log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
+}
+
+export interface BatchInput {
+  ids: Int32Array;
+  lengths: Int32Array;
+  skips: Int32Array;
+}
+
+interface Slot {
+  worker: Worker;
+  ready: boolean;
+  /** The batch this worker is running, if any. */
+  inflight: { batchId: number; resolve: (r: ResultMessage) => void; reject: (e: Error) => void } | null;
+}
+
+/**
+ * The worker's entry: the compiled file normally; under tsx (tests, `npm run dev`) the TypeScript
+ * source, loaded through tsx's loader registered inside the worker (Node 20 does not pass an
+ * `--import` loader to a worker's entry module).
+ */
+function createWorker(workerData: WorkerConfig): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./worker.js', import.meta.url), { workerData });
+  const source = new URL('./worker.ts', import.meta.url).href;
+  const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(source)}); })`;
+  return new Worker(boot, { eval: true, workerData });
+}
+
+export class WorkerPool {
+  private readonly slots: Slot[] = [];
+  private nextBatchId = 1;
+  private closed = false;
+  /** What the first worker reported about the graph. */
+  info!: ReadyMessage;
+  /** Called whenever a worker becomes free to take a batch. */
+  onIdle: () => void = () => {};
+  /** Workers replaced after a failure, since start. */
+  restarts = 0;
+
+  private constructor(private readonly options: PoolOptions) {}
+
+  static async start(options: PoolOptions): Promise<WorkerPool> {
+    const pool = new WorkerPool(options);
+    const readies = Array.from({ length: options.workers }, () => pool.spawn());
+    try {
+      const infos = await Promise.all(readies);
+      pool.info = infos[0]!;
+    } catch (err) {
+      await pool.close();
+      throw err;
+    }
+    return pool;
+  }
+
+  /** Workers ready and not running a batch. */
+  get idle(): number {
+    return this.slots.filter((s) => s.ready && !s.inflight).length;
+  }
+
+  get alive(): number {
+    return this.slots.filter((s) => s.ready).length;
+  }
+
+  get size(): number {
+    return this.options.workers;
+  }
+
+  private spawn(): Promise<ReadyMessage> {
+    const worker = createWorker(this.options.worker);
+    const slot: Slot = { worker, ready: false, inflight: null };
+    this.slots.push(slot);
+    return new Promise<ReadyMessage>((resolveReady, rejectReady) => {
+      worker.on('message', (msg: FromWorker) => {
+        switch (msg.type) {
+          case 'ready':
+            slot.ready = true;
+            for (const line of msg.providerErrors) this.options.log?.('warn', `execution provider skipped: ${line}`);
+            resolveReady(msg);
+            this.onIdle();
+            break;
+          case 'init-error':
+            rejectReady(new Error(msg.message));
+            this.retire(slot, null);
+            break;
+          case 'result':
+          case 'error': {
+            const job = slot.inflight;
+            if (!job || job.batchId !== msg.batchId) break;
+            slot.inflight = null;
+            if (msg.type === 'result') job.resolve(msg);
+            else job.reject(new RuntimeError('unavailable', `inference failed: ${msg.message}`, 1));
+            this.onIdle();
+            break;
+          }
+        }
+      });
+      worker.on('error', (err) => {
+        if (!slot.ready) rejectReady(err);
+        this.retire(slot, err);
+      });
+      worker.on('exit', (code) => {
+        if (!slot.ready) rejectReady(new Error(`inference worker exited with code ${code} before it was ready`));
+        this.retire(slot, new Error(`inference worker exited with code ${code}`));
+      });
+    });
+  }
+
+  /** Removes a dead worker, fails its batch, and starts a replacement if it had been healthy. */
+  private retire(slot: Slot, cause: Error | null): void {
+    const at = this.slots.indexOf(slot);
+    if (at < 0) return;
+    this.slots.splice(at, 1);
+    const wasReady = slot.ready;
+    slot.ready = false;
+    void slot.worker.terminate();
+    if (slot.inflight) {
+      slot.inflight.reject(new RuntimeError('unavailable', `inference worker failed: ${cause?.message ?? 'exited'}`, 1));
+      slot.inflight = null;
+    }
+    if (this.closed || !wasReady) return;
+    this.restarts++;
+    this.options.log?.('error', `inference worker failed (${cause?.message ?? 'exited'}); starting a replacement`);
+    this.spawn().catch((err: Error) => this.options.log?.('error', `replacement worker failed to start: ${err.message}`));
+  }
+
+  /** Runs a batch on an idle worker. The caller checks `idle > 0` first. */
+  run(batch: BatchInput): Promise<ResultMessage> {
+    const slot = this.slots.find((s) => s.ready && !s.inflight);
+    if (!slot) return Promise.reject(new RuntimeError('unavailable', 'no inference worker is free', 1));
+    const batchId = this.nextBatchId++;
+    return new Promise<ResultMessage>((resolve, reject) => {
+      slot.inflight = { batchId, resolve, reject };
+      const msg: RunMessage = { type: 'run', batchId, ...batch };
+      slot.worker.postMessage(msg, [batch.ids.buffer as ArrayBuffer, batch.lengths.buffer as ArrayBuffer, batch.skips.buffer as ArrayBuffer]);
+    });
+  }
+
+  /** Kills one busy worker as a native crash would (for failure tests and chaos drills). */
+  killBusyWorker(): boolean {
+    const slot = this.slots.find((s) => s.inflight);
+    if (!slot) return false;
+    this.retire(slot, new Error('killed'));
+    return true;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const slots = this.slots.splice(0);
+    for (const s of slots) s.inflight?.reject(new RuntimeError('unavailable', 'the engine is shutting down', 1));
+    await Promise.all(slots.map((s) => s.worker.terminate()));
+  }
+}

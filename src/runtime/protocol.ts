@@ -1,0 +1,60 @@
+/**
+ * Messages between the pool (JavaScript thread) and inference workers. Batches travel as flat
+ * typed arrays so both directions can move their buffers instead of copying them.
+ */
+import type { PoolingMode } from '../pooling/index.js';
+
+/** Everything a worker needs to build its session; sent once as workerData. */
+export interface WorkerConfig {
+  onnxPath: string;
+  /** Execution providers in order of preference; the first that creates a session wins. */
+  providers: string[];
+  intraOpThreads: number;
+  pooling: PoolingMode;
+  paddingSide: 'left' | 'right';
+  hiddenSize: number;
+}
+
+export interface RunMessage {
+  type: 'run';
+  batchId: number;
+  /** Token ids of every sequence, concatenated. */
+  ids: Int32Array;
+  /** Length of each sequence. */
+  lengths: Int32Array;
+  /** Leading tokens of each sequence to leave out of pooling (prompt tokens). */
+  skips: Int32Array;
+}
+
+export interface ReadyMessage {
+  type: 'ready';
+  provider: string;
+  /** One line per provider that could not be used, for the log. */
+  providerErrors: string[];
+  inputNames: string[];
+  outputName: string;
+  /** True when the graph pools itself (a `sentence_embedding` output). */
+  pooledOutput: boolean;
+}
+
+export interface ResultMessage {
+  type: 'result';
+  batchId: number;
+  /** Pooled, unnormalized vectors, [batch, hidden] row-major. */
+  vectors: Float32Array;
+  inferenceMs: number;
+}
+
+export interface ErrorMessage {
+  type: 'error';
+  batchId: number;
+  message: string;
+}
+
+export interface InitErrorMessage {
+  type: 'init-error';
+  message: string;
+}
+
+export type ToWorker = RunMessage;
+export type FromWorker = ReadyMessage | ResultMessage | ErrorMessage | InitErrorMessage;

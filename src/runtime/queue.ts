@@ -1,0 +1,322 @@
+/**
+ * The batch queue: the one owner of waiting work. Client requests are split into single inputs,
+ * queued, and coalesced into batches for whichever worker is free, across all clients.
+ *
+ * A batch always contains the oldest waiting input (so nothing starves), then the inputs closest
+ * to it in length from a look-ahead window (so little compute goes to padding), as long as the
+ * padded cost (batch size × longest sequence) stays within the token budget and the batch within
+ * the maximum size. One input over the budget runs alone rather than waiting forever. Inputs of
+ * different depths (`layer`) never share a batch.
+ */
+import { RuntimeError } from './errors.js';
+import type { BatchInput } from './pool.js';
+import type { ResultMessage } from './protocol.js';
+
+export interface QueueLimits {
+  /** Most sequences in one batch. */
+  maxBatchSize: number;
+  /** Most padded tokens (batch size × longest sequence) in one batch. */
+  maxBatchTokens: number;
+  /** How long an under-full batch may wait for company while a worker is free. */
+  maxDelayMs: number;
+  /** Most inputs waiting (not yet running); beyond it new requests are refused. */
+  maxQueueInputs: number;
+  /** Most tokens waiting; beyond it new requests are refused. */
+  maxQueueTokens: number;
+  /** How many of the oldest inputs are considered when choosing a batch. */
+  lookahead: number;
+}
+
+/** Where batches go: the worker pool, seen only through what the queue needs. */
+export interface BatchRunner {
+  readonly idle: number;
+  run(batch: BatchInput): Promise<ResultMessage>;
+  onIdle: () => void;
+}
+
+export interface QueueInput {
+  ids: Int32Array;
+  promptTokens: number;
+}
+
+export interface QueueRequest {
+  inputs: QueueInput[];
+  /** Depth key: inputs of different keys never share a batch (the layer to exit at, 0 = full). */
+  depth: number;
+  /** Absolute time (performance.now() clock) after which unstarted work is dropped. */
+  deadline?: number;
+  /** Aborted when the client goes away. */
+  signal?: AbortSignal;
+}
+
+export interface QueueResult {
+  /** Pooled vectors, unnormalized, in input order. */
+  vectors: Float32Array[];
+  /** Milliseconds from enqueue until the first of the request's batches started. */
+  queueMs: number;
+  /** Milliseconds from the first batch's start to the last batch's end. */
+  inferenceMs: number;
+}
+
+/** Counters for metrics and /info; the queue is their only writer. */
+export interface QueueStats {
+  queuedInputs: number;
+  queuedTokens: number;
+  batches: number;
+  rejectedOverloaded: number;
+  rejectedDeadline: number;
+  dropped: number;
+}
+
+export interface BatchEvent {
+  size: number;
+  paddedTokens: number;
+  realTokens: number;
+  inferenceMs: number;
+}
+
+class Job {
+  readonly vectors: Float32Array[];
+  remaining: number;
+  /** Inputs still waiting in the queue (not yet dispatched). */
+  queued: number;
+  settled = false;
+  firstStart = -1;
+  lastEnd = -1;
+  timer: NodeJS.Timeout | null = null;
+  onAbort: (() => void) | null = null;
+
+  constructor(
+    readonly request: QueueRequest,
+    readonly enqueuedAt: number,
+    readonly resolve: (r: QueueResult) => void,
+    readonly reject: (e: Error) => void,
+  ) {
+    this.vectors = new Array<Float32Array>(request.inputs.length);
+    this.remaining = request.inputs.length;
+    this.queued = request.inputs.length;
+  }
+}
+
+interface Item {
+  job: Job;
+  index: number;
+  ids: Int32Array;
+  skip: number;
+  depth: number;
+}
+
+export class BatchQueue {
+  private items: Item[] = [];
+  private delayTimer: NodeJS.Timeout | null = null;
+  private closed = false;
+  /** Batches handed to workers and not yet answered. */
+  private running = 0;
+  /** Recent throughput in tokens/ms, to estimate Retry-After. */
+  private tokensPerMs = 0;
+  readonly stats: QueueStats = { queuedInputs: 0, queuedTokens: 0, batches: 0, rejectedOverloaded: 0, rejectedDeadline: 0, dropped: 0 };
+  /** Observer for each finished batch (metrics). */
+  onBatch: (e: BatchEvent) => void = () => {};
+
+  constructor(
+    readonly limits: QueueLimits,
+    private readonly runner: BatchRunner,
+    private readonly hiddenSize: number,
+  ) {
+    runner.onIdle = () => this.pump();
+  }
+
+  submit(request: QueueRequest): Promise<QueueResult> {
+    if (this.closed) return Promise.reject(new RuntimeError('unavailable', 'the engine is shutting down', 1));
+    if (request.signal?.aborted) return Promise.reject(new RuntimeError('cancelled', 'the client went away'));
+    const tokens = request.inputs.reduce((n, x) => n + x.ids.length, 0);
+    const queueEmpty = this.items.length === 0;
+    // An empty queue admits any request, so one larger than the bounds is still served.
+    if (
+      !queueEmpty &&
+      (this.stats.queuedInputs + request.inputs.length > this.limits.maxQueueInputs ||
+        this.stats.queuedTokens + tokens > this.limits.maxQueueTokens)
+    ) {
+      this.stats.rejectedOverloaded++;
+      return Promise.reject(new RuntimeError('overloaded', 'the server is at capacity; retry later', this.retryAfter()));
+    }
+    if (request.inputs.length === 0) return Promise.resolve({ vectors: [], queueMs: 0, inferenceMs: 0 });
+    return new Promise<QueueResult>((resolve, reject) => {
+      const now = performance.now();
+      const job = new Job(request, now, resolve, reject);
+      request.inputs.forEach((input, index) => {
+        this.items.push({ job, index, ids: input.ids, skip: input.promptTokens, depth: request.depth });
+      });
+      this.stats.queuedInputs += request.inputs.length;
+      this.stats.queuedTokens += tokens;
+      if (request.deadline !== undefined) {
+        const wait = Math.max(0, request.deadline - now);
+        job.timer = setTimeout(() => this.expire(job), wait);
+      }
+      if (request.signal) {
+        job.onAbort = () => this.cancel(job, new RuntimeError('cancelled', 'the client went away'), 'dropped');
+        request.signal.addEventListener('abort', job.onAbort, { once: true });
+      }
+      this.pump();
+    });
+  }
+
+  /** Seconds a refused client should wait: the time to drain what is queued, at least 1. */
+  private retryAfter(): number {
+    if (this.tokensPerMs <= 0) return 1;
+    return Math.max(1, Math.ceil(this.stats.queuedTokens / this.tokensPerMs / 1000));
+  }
+
+  private expire(job: Job): void {
+    job.timer = null;
+    // Work already running finishes; only a request with inputs still waiting is timed out.
+    if (job.settled || job.queued === 0) return;
+    this.stats.rejectedDeadline++;
+    this.cancel(job, new RuntimeError('timeout', 'the request deadline passed before its work could start'), null);
+  }
+
+  /** Settles a job with an error and removes its waiting inputs from the queue. */
+  private cancel(job: Job, err: Error, counter: 'dropped' | null): void {
+    if (job.settled) return;
+    if (counter && job.queued > 0) this.stats[counter]++;
+    this.settle(job, err);
+    if (job.queued > 0) {
+      this.items = this.items.filter((item) => {
+        if (item.job !== job) return true;
+        this.stats.queuedInputs--;
+        this.stats.queuedTokens -= item.ids.length;
+        return false;
+      });
+      job.queued = 0;
+    }
+  }
+
+  private settle(job: Job, outcome: Error | QueueResult): void {
+    job.settled = true;
+    if (job.timer) clearTimeout(job.timer);
+    if (job.onAbort) job.request.signal?.removeEventListener('abort', job.onAbort);
+    if (outcome instanceof Error) job.reject(outcome);
+    else job.resolve(outcome);
+  }
+
+  /** Starts batches while workers are free and work is waiting. */
+  private pump(): void {
+    while (this.runner.idle > 0 && this.items.length > 0) {
+      const picked = this.pick();
+      if (picked.underFull && this.limits.maxDelayMs > 0) {
+        const waited = performance.now() - this.items[0]!.job.enqueuedAt;
+        if (waited < this.limits.maxDelayMs) {
+          this.delayTimer ??= setTimeout(() => {
+            this.delayTimer = null;
+            this.pump();
+          }, this.limits.maxDelayMs - waited);
+          return;
+        }
+      }
+      this.dispatch(picked.indices);
+    }
+  }
+
+  /**
+   * Chooses the next batch: indices into `items`, oldest input first, growing towards the inputs
+   * closest in length while the budget allows. `underFull` says whether more could have fitted.
+   */
+  private pick(): { indices: number[]; underFull: boolean } {
+    const head = this.items[0]!;
+    const window: number[] = [];
+    const end = Math.min(this.items.length, this.limits.lookahead);
+    for (let i = 0; i < end; i++) if (this.items[i]!.depth === head.depth) window.push(i);
+    window.sort((a, b) => this.items[a]!.ids.length - this.items[b]!.ids.length || a - b);
+    const at = window.indexOf(0);
+    const lenOf = (w: number): number => this.items[window[w]!]!.ids.length;
+    const fits = (count: number, longest: number): boolean =>
+      count <= this.limits.maxBatchSize && count * longest <= this.limits.maxBatchTokens;
+    let lo = at;
+    let hi = at;
+    let longest = lenOf(at);
+    for (;;) {
+      const count = hi - lo + 2;
+      const down = lo > 0 && fits(count, longest) ? lo - 1 : -1;
+      const up = hi < window.length - 1 && fits(count, Math.max(longest, lenOf(hi + 1))) ? hi + 1 : -1;
+      if (down < 0 && up < 0) break;
+      const headLen = lenOf(at);
+      const takeDown = down >= 0 && (up < 0 || headLen - lenOf(down) <= lenOf(up) - headLen);
+      if (takeDown) lo = down;
+      else {
+        hi = up;
+        longest = Math.max(longest, lenOf(up));
+      }
+    }
+    const indices = window.slice(lo, hi + 1);
+    const count = indices.length;
+    const couldGrow = count < this.limits.maxBatchSize && (count + 1) * longest <= this.limits.maxBatchTokens;
+    return { indices, underFull: couldGrow && window.length === count };
+  }
+
+  private dispatch(indices: number[]): void {
+    const chosen = new Set(indices);
+    const batch = indices.map((i) => this.items[i]!);
+    this.items = this.items.filter((_, i) => !chosen.has(i));
+    let total = 0;
+    let longest = 0;
+    const started = performance.now();
+    for (const item of batch) {
+      total += item.ids.length;
+      longest = Math.max(longest, item.ids.length);
+      item.job.queued--;
+      if (item.job.firstStart < 0) item.job.firstStart = started;
+    }
+    this.stats.queuedInputs -= batch.length;
+    this.stats.queuedTokens -= total;
+    this.stats.batches++;
+    const ids = new Int32Array(total);
+    const lengths = new Int32Array(batch.length);
+    const skips = new Int32Array(batch.length);
+    let offset = 0;
+    batch.forEach((item, b) => {
+      ids.set(item.ids, offset);
+      offset += item.ids.length;
+      lengths[b] = item.ids.length;
+      skips[b] = item.skip;
+    });
+    this.running++;
+    this.runner.run({ ids, lengths, skips }).finally(() => this.running--).then(
+      (result) => {
+        const ended = performance.now();
+        const elapsed = Math.max(ended - started, 1e-3);
+        const rate = total / elapsed;
+        this.tokensPerMs = this.tokensPerMs === 0 ? rate : 0.8 * this.tokensPerMs + 0.2 * rate;
+        this.onBatch({ size: batch.length, paddedTokens: batch.length * longest, realTokens: total, inferenceMs: result.inferenceMs });
+        const h = this.hiddenSize;
+        batch.forEach((item, b) => {
+          const job = item.job;
+          if (job.settled) return;
+          job.vectors[item.index] = result.vectors.subarray(b * h, (b + 1) * h);
+          job.lastEnd = ended;
+          if (--job.remaining === 0) {
+            this.settle(job, {
+              vectors: job.vectors,
+              queueMs: job.firstStart - job.enqueuedAt,
+              inferenceMs: job.lastEnd - job.firstStart,
+            });
+          }
+        });
+      },
+      (err: Error) => {
+        for (const item of batch) this.cancel(item.job, err, null);
+      },
+    );
+  }
+
+  /** Refuses new work; with `drain`, waits until everything queued or running has settled. */
+  async close(drainMs = 0): Promise<void> {
+    this.closed = true;
+    const deadline = performance.now() + drainMs;
+    while ((this.items.length > 0 || this.running > 0) && performance.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    if (this.delayTimer) clearTimeout(this.delayTimer);
+    const left = new Set(this.items.map((i) => i.job));
+    for (const job of left) this.cancel(job, new RuntimeError('unavailable', 'the engine is shutting down', 1), null);
+  }
+}

@@ -1,0 +1,131 @@
+/**
+ * Tokenization: text (with its prompt or instruction) → token ids, with the model's maximum length
+ * enforced. Uses Hugging Face's `tokenizers` binding, whose encode runs off the JavaScript thread.
+ *
+ * Padding and truncation baked into tokenizer.json are ignored: batches are padded later to their
+ * own longest input, and truncation is set here from the model's resolved maximum length.
+ */
+import { Tokenizer } from 'tokenizers';
+import type { ModelSpec } from './model-dir.js';
+import { RuntimeError } from './errors.js';
+
+export type TruncationDirection = 'left' | 'right';
+
+/** How one request wants its texts turned into tokens. */
+export interface TokenizeOptions {
+  /** Prefix prepended to every text (a named prompt), or null. */
+  prefix: string | null;
+  /** Free-form instruction formatted with the model's template, or null. */
+  instruction: string | null;
+  truncate: boolean;
+  direction: TruncationDirection;
+  /** Insert the Token Prepending placeholder as the first token. */
+  tokenPrepending: boolean;
+}
+
+/** One tokenized input, ready for batching. */
+export interface TokenizedInput {
+  ids: Int32Array;
+  /**
+   * Leading tokens that belong to the prompt/instruction (and the special tokens before it), to be
+   * excluded from pooling when the model says `include_prompt: false`; 0 otherwise.
+   */
+  promptTokens: number;
+}
+
+export class TextTokenizer {
+  /** One instance per truncation side: truncation is tokenizer state, and encodes run concurrently. */
+  private readonly bySide: Record<TruncationDirection, Tokenizer>;
+  private readonly promptLengths = new Map<string, number>();
+  private readonly placeholderId: number | null;
+
+  constructor(private readonly spec: ModelSpec) {
+    const make = (direction: TruncationDirection): Tokenizer => {
+      let tok: Tokenizer;
+      try {
+        tok = Tokenizer.fromFile(spec.tokenizerPath);
+      } catch (err) {
+        throw new Error(`${spec.tokenizerPath} could not be loaded: ${(err as Error).message}`);
+      }
+      tok.disablePadding();
+      tok.setTruncation(this.budget(), { direction });
+      return tok;
+    };
+    this.bySide = { right: make('right'), left: make('left') };
+    if (spec.tokenPrepending) {
+      const id = this.bySide.right.tokenToId(spec.tokenPrepending.placeholder);
+      if (id === null || id === undefined) {
+        throw new Error(
+          `${spec.tokenizerPath}: token_prepending placeholder ${spec.tokenPrepending.placeholder} is not in the vocabulary`,
+        );
+      }
+      this.placeholderId = id;
+    } else {
+      this.placeholderId = null;
+    }
+  }
+
+  /** Tokens available to the tokenizer: one is reserved for the placeholder when the model can prepend. */
+  private budget(): number {
+    return this.spec.tokenPrepending ? this.spec.maxLength - 1 : this.spec.maxLength;
+  }
+
+  /** The exact text the model sees for `text` under these options. */
+  formatText(text: string, opts: Pick<TokenizeOptions, 'prefix' | 'instruction'>): string {
+    if (opts.instruction !== null) {
+      const template = this.spec.instructionTemplate ?? '{instruction}{text}';
+      // A function replacer, so `$&`-style patterns in user text are taken literally.
+      return template.replace('{instruction}', () => opts.instruction!).replace('{text}', () => text);
+    }
+    return opts.prefix !== null ? opts.prefix + text : text;
+  }
+
+  /** The part of the formatted text that comes before the user's text. */
+  private leadingText(opts: Pick<TokenizeOptions, 'prefix' | 'instruction'>): string {
+    if (opts.instruction !== null) {
+      const template = this.spec.instructionTemplate ?? '{instruction}{text}';
+      const at = template.indexOf('{text}');
+      return (at >= 0 ? template.slice(0, at) : template).replace('{instruction}', () => opts.instruction!);
+    }
+    return opts.prefix ?? '';
+  }
+
+  /**
+   * Tokens the prompt occupies at the start of a sequence (leading special tokens included), as
+   * sentence-transformers counts them: tokenize the prompt alone and drop its trailing specials.
+   */
+  private async promptLength(leading: string): Promise<number> {
+    if (leading === '') return 0;
+    const cached = this.promptLengths.get(leading);
+    if (cached !== undefined) return cached;
+    const enc = await this.bySide.right.encode(leading);
+    const special = enc.getSpecialTokensMask();
+    let n = special.length;
+    while (n > 0 && special[n - 1] === 1) n--;
+    if (this.promptLengths.size < 1024) this.promptLengths.set(leading, n);
+    return n;
+  }
+
+  async tokenize(texts: readonly string[], opts: TokenizeOptions): Promise<TokenizedInput[]> {
+    if (opts.tokenPrepending && this.placeholderId === null) {
+      throw new RuntimeError('validation', 'token_prepending is not supported by this model (no token_prepending in embedder.json)');
+    }
+    const formatted = texts.map((t) => this.formatText(t, opts));
+    const encodings = await this.bySide[opts.direction].encodeBatch(formatted);
+    const leading = this.spec.includePrompt ? 0 : await this.promptLength(this.leadingText(opts));
+    return encodings.map((enc, i) => {
+      if (!opts.truncate && enc.getOverflowing().length > 0) {
+        throw new RuntimeError(
+          'payload_too_large',
+          `input ${i} is longer than the model's maximum of ${this.spec.maxLength} tokens and truncate is false`,
+        );
+      }
+      const raw = enc.getIds();
+      const shift = opts.tokenPrepending ? 1 : 0;
+      const ids = new Int32Array(raw.length + shift);
+      if (opts.tokenPrepending) ids[0] = this.placeholderId!;
+      ids.set(raw, shift);
+      return { ids, promptTokens: leading === 0 ? 0 : Math.min(leading + shift, ids.length) };
+    });
+  }
+}

@@ -1,0 +1,145 @@
+/**
+ * An inference worker: owns one ONNX Runtime session, turns batches of token ids into padded
+ * tensors, runs the graph and pools the result. Runs in a worker thread because `session.run`
+ * holds its thread for the whole inference.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
+import { pool } from '../pooling/index.js';
+import type { TokenSpan } from '../pooling/index.js';
+import type { FromWorker, RunMessage, WorkerConfig } from './protocol.js';
+
+const config = workerData as WorkerConfig;
+const port = parentPort!;
+const send = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
+
+async function createSession(): Promise<{ session: ort.InferenceSession; provider: string; errors: string[] }> {
+  const errors: string[] = [];
+  for (const provider of config.providers) {
+    try {
+      const session = await ort.InferenceSession.create(config.onnxPath, {
+        executionProviders: [provider],
+        intraOpNumThreads: config.intraOpThreads,
+        interOpNumThreads: 1,
+        graphOptimizationLevel: 'all',
+        executionMode: 'sequential',
+        logSeverityLevel: 3,
+      });
+      return { session, provider, errors };
+    } catch (err) {
+      errors.push(`${provider}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(`no execution provider could load ${config.onnxPath}: ${errors.join('; ')}`);
+}
+
+interface Graph {
+  session: ort.InferenceSession;
+  inputs: Set<string>;
+  /** Integer inputs typed int32 instead of the usual int64. */
+  int32Inputs: Set<string>;
+  outputName: string;
+  pooledOutput: boolean;
+}
+
+function describe(session: ort.InferenceSession): Graph {
+  const inputs = new Set(session.inputNames);
+  for (const required of ['input_ids', 'attention_mask']) {
+    if (!inputs.has(required)) throw new Error(`${config.onnxPath} has no ${required} input (inputs: ${[...inputs].join(', ')})`);
+  }
+  const int32Inputs = new Set<string>();
+  for (const meta of session.inputMetadata ?? []) {
+    if (meta.isTensor && meta.type === 'int32') int32Inputs.add(meta.name);
+  }
+  const names = session.outputNames;
+  const pooledOutput = names.includes('sentence_embedding');
+  const outputName = pooledOutput ? 'sentence_embedding' : names.includes('last_hidden_state') ? 'last_hidden_state' : names[0]!;
+  return { session, inputs, int32Inputs, outputName, pooledOutput };
+}
+
+function tensor(graph: Graph, name: string, values: BigInt64Array, dims: number[]): ort.Tensor {
+  if (graph.int32Inputs.has(name)) return new ort.Tensor('int32', Int32Array.from(values, Number), dims);
+  return new ort.Tensor('int64', values, dims);
+}
+
+/** Pads the batch to its longest sequence on the model's side and builds the graph's feeds. */
+function buildFeeds(graph: Graph, msg: RunMessage): { feeds: Record<string, ort.Tensor>; seqLen: number; spans: TokenSpan[] } {
+  const batch = msg.lengths.length;
+  let seqLen = 0;
+  for (const len of msg.lengths) seqLen = Math.max(seqLen, len);
+  const ids = new BigInt64Array(batch * seqLen);
+  const mask = new BigInt64Array(batch * seqLen);
+  const positions = graph.inputs.has('position_ids') ? new BigInt64Array(batch * seqLen) : null;
+  const spans: TokenSpan[] = [];
+  let offset = 0;
+  for (let b = 0; b < batch; b++) {
+    const len = msg.lengths[b]!;
+    const start = config.paddingSide === 'left' ? seqLen - len : 0;
+    const row = b * seqLen + start;
+    for (let t = 0; t < len; t++) {
+      ids[row + t] = BigInt(msg.ids[offset + t]!);
+      mask[row + t] = 1n;
+      // Positions count real tokens only, so left padding does not shift them.
+      if (positions) positions[row + t] = BigInt(t);
+    }
+    spans.push({ start, length: len, skip: msg.skips[b]! });
+    offset += len;
+  }
+  const dims = [batch, seqLen];
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: tensor(graph, 'input_ids', ids, dims),
+    attention_mask: tensor(graph, 'attention_mask', mask, dims),
+  };
+  if (graph.inputs.has('token_type_ids')) feeds.token_type_ids = tensor(graph, 'token_type_ids', new BigInt64Array(batch * seqLen), dims);
+  if (positions) feeds.position_ids = tensor(graph, 'position_ids', positions, dims);
+  return { feeds, seqLen, spans };
+}
+
+async function run(graph: Graph, msg: RunMessage): Promise<void> {
+  const { feeds, seqLen, spans } = buildFeeds(graph, msg);
+  const started = performance.now();
+  const outputs = await graph.session.run(feeds, [graph.outputName]);
+  const out = outputs[graph.outputName]!;
+  const data = out.data as Float32Array;
+  const vectors = graph.pooledOutput
+    ? new Float32Array(data)
+    : pool(config.pooling, data, seqLen, config.hiddenSize, spans);
+  const inferenceMs = performance.now() - started;
+  out.dispose?.();
+  send({ type: 'result', batchId: msg.batchId, vectors, inferenceMs }, [vectors.buffer as ArrayBuffer]);
+}
+
+async function main(): Promise<void> {
+  let graph: Graph;
+  let provider: string;
+  let errors: string[];
+  try {
+    const created = await createSession();
+    provider = created.provider;
+    errors = created.errors;
+    graph = describe(created.session);
+    const dimsOut = graph.session.outputMetadata?.find((m) => m.name === graph.outputName);
+    const last = dimsOut && dimsOut.isTensor ? dimsOut.shape[dimsOut.shape.length - 1] : undefined;
+    if (typeof last === 'number' && last !== config.hiddenSize) {
+      throw new Error(`${config.onnxPath}: output ${graph.outputName} has width ${last} but config.json says hidden_size ${config.hiddenSize}`);
+    }
+  } catch (err) {
+    send({ type: 'init-error', message: (err as Error).message });
+    return;
+  }
+  // One batch at a time: the pool never sends a second before the first answers, and ORT's
+  // intra-op threads already use the cores this worker was given.
+  port.on('message', (msg: RunMessage) => {
+    run(graph, msg).catch((err: unknown) => send({ type: 'error', batchId: msg.batchId, message: (err as Error).message }));
+  });
+  send({
+    type: 'ready',
+    provider,
+    providerErrors: errors,
+    inputNames: [...graph.inputs],
+    outputName: graph.outputName,
+    pooledOutput: graph.pooledOutput,
+  });
+}
+
+void main();

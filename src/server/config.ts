@@ -1,0 +1,115 @@
+/**
+ * Service configuration: every setting has an environment variable and a CLI flag (the flag wins),
+ * documented in one table that also produces `--help` and the README's configuration section.
+ */
+import { parseArgs } from 'node:util';
+import { fileURLToPath } from 'node:url';
+
+export interface Config {
+  host: string;
+  port: number;
+  modelDir: string;
+  modelVariant: 'fp32' | 'quantized';
+  onnxFile: string | undefined;
+  workers: number | undefined;
+  intraOpThreads: number | undefined;
+  executionProviders: string[];
+  maxBatchSize: number | undefined;
+  maxBatchTokens: number | undefined;
+  maxQueueDelayMs: number | undefined;
+  maxQueueInputs: number | undefined;
+  maxQueueTokens: number | undefined;
+  requestTimeoutMs: number;
+  maxInputs: number;
+  bodyLimit: number;
+  logLevel: string;
+  dataDir: string;
+  shutdownTimeoutMs: number;
+}
+
+const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/default', import.meta.url));
+
+type Kind = 'string' | 'int' | 'list';
+interface Setting {
+  key: keyof Config;
+  env: string;
+  flag: string;
+  kind: Kind;
+  default: string | undefined;
+  help: string;
+}
+
+/** The one list of settings; README's table is generated from the same text. */
+export const SETTINGS: Setting[] = [
+  { key: 'host', env: 'HOST', flag: 'host', kind: 'string', default: '0.0.0.0', help: 'Address to listen on' },
+  { key: 'port', env: 'PORT', flag: 'port', kind: 'int', default: '8080', help: 'Port to listen on' },
+  { key: 'modelDir', env: 'MODEL_DIR', flag: 'model-dir', kind: 'string', default: 'models/default', help: 'Model directory (sentence-transformers / optimum layout)' },
+  { key: 'modelVariant', env: 'MODEL_VARIANT', flag: 'model-variant', kind: 'string', default: 'fp32', help: '`fp32` serves model.onnx, `quantized` serves model_quantized.onnx' },
+  { key: 'onnxFile', env: 'ONNX_FILE', flag: 'onnx-file', kind: 'string', default: undefined, help: 'Graph file inside the model directory, overriding the lookup' },
+  { key: 'workers', env: 'WORKERS', flag: 'workers', kind: 'int', default: undefined, help: 'Inference workers (model instances); default 1' },
+  { key: 'intraOpThreads', env: 'INTRA_OP_THREADS', flag: 'intra-op-threads', kind: 'int', default: undefined, help: 'ONNX Runtime threads per worker; default cores ÷ workers' },
+  { key: 'executionProviders', env: 'EXECUTION_PROVIDERS', flag: 'execution-providers', kind: 'list', default: 'cpu', help: 'Execution providers in order of preference, e.g. `cuda,webgpu,cpu`' },
+  { key: 'maxBatchSize', env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: 'int', default: undefined, help: 'Most inputs per batch; default 64 (1 disables batching)' },
+  { key: 'maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: 'max-batch-tokens', kind: 'int', default: undefined, help: 'Token budget per batch (size × longest input); default max(8192, max length)' },
+  { key: 'maxQueueDelayMs', env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: 'int', default: undefined, help: 'How long an under-full batch waits for more inputs; default 2' },
+  { key: 'maxQueueInputs', env: 'MAX_QUEUE_INPUTS', flag: 'max-queue-inputs', kind: 'int', default: undefined, help: 'Inputs allowed to wait before new requests get 429; default 4096' },
+  { key: 'maxQueueTokens', env: 'MAX_QUEUE_TOKENS', flag: 'max-queue-tokens', kind: 'int', default: undefined, help: 'Tokens allowed to wait before new requests get 429; default max(262144, 1024 × max length)' },
+  { key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: 'int', default: '30000', help: 'Default deadline per request (header `x-request-timeout-ms` overrides)' },
+  { key: 'maxInputs', env: 'MAX_INPUTS', flag: 'max-inputs', kind: 'int', default: '1024', help: 'Most inputs per request (413 beyond)' },
+  { key: 'bodyLimit', env: 'BODY_LIMIT', flag: 'body-limit', kind: 'int', default: String(4 * 1024 * 1024), help: 'Largest request body in bytes (413 beyond)' },
+  { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', kind: 'string', default: 'info', help: 'pino log level' },
+  { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', kind: 'string', default: 'data', help: 'Where collections are stored' },
+  { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', kind: 'int', default: '10000', help: 'How long SIGTERM waits for queued work' },
+];
+
+export class ConfigError extends Error {}
+
+function convert(setting: Setting, raw: string): unknown {
+  switch (setting.kind) {
+    case 'string':
+      return raw;
+    case 'list':
+      return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'int': {
+      if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${setting.env} / --${setting.flag} must be a positive integer, got ${JSON.stringify(raw)}`);
+      const n = Number(raw);
+      if (n < 1 && setting.key !== 'maxQueueDelayMs') throw new ConfigError(`${setting.env} / --${setting.flag} must be at least 1`);
+      return n;
+    }
+  }
+}
+
+export function helpText(): string {
+  const lines = ['Usage: npm start -- [flags]   (every flag also reads from its environment variable)', ''];
+  for (const s of SETTINGS) {
+    lines.push(`  --${s.flag.padEnd(22)} ${s.env.padEnd(22)} ${s.help}${s.default !== undefined ? ` (default: ${s.default})` : ''}`);
+  }
+  lines.push(`  --${'help'.padEnd(22)} ${''.padEnd(22)} Show this text`);
+  return lines.join('\n');
+}
+
+/** Builds the configuration from flags, then the environment, then defaults. */
+export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): Config | 'help' {
+  const options = Object.fromEntries(SETTINGS.map((s) => [s.flag, { type: 'string' as const }]));
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: false });
+  } catch (err) {
+    throw new ConfigError(`${(err as Error).message}\n\n${helpText()}`);
+  }
+  const values = parsed.values as Record<string, string | boolean | undefined>;
+  if (values.help) return 'help';
+  const config: Record<string, unknown> = {};
+  for (const s of SETTINGS) {
+    const raw = (values[s.flag] as string | undefined) ?? env[s.env] ?? s.default;
+    config[s.key] = raw === undefined || raw === '' ? undefined : convert(s, raw);
+  }
+  if (config.modelDir === 'models/default' && env.MODEL_DIR === undefined && values['model-dir'] === undefined) {
+    config.modelDir = DEFAULT_MODEL_DIR;
+  }
+  if (config.modelVariant !== 'fp32' && config.modelVariant !== 'quantized') {
+    throw new ConfigError(`MODEL_VARIANT must be fp32 or quantized, got ${String(config.modelVariant)}`);
+  }
+  if ((config.port as number) > 65535) throw new ConfigError('PORT must be at most 65535');
+  return config as unknown as Config;
+}

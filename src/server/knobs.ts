@@ -1,0 +1,78 @@
+/**
+ * The knobs shared by /embed, /v1/embeddings and /search: their JSON schema, and their
+ * translation (plus the request's deadline and disconnect signal) into engine options.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { EmbedOptions } from '../runtime/engine.js';
+import { ApiError } from './errors.js';
+
+const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ ...schema, type: [schema.type as string, 'null'] });
+
+/** JSON-schema properties of the shared knobs (null means "not given", as Python clients send it). */
+export const knobProperties = {
+  dimensions: nullable({ type: 'integer', minimum: 1, description: 'Matryoshka: keep the first N dimensions, then renormalize' }),
+  layer: nullable({ type: 'integer', minimum: 1, description: '2D Matryoshka: pool the output of this transformer layer; later layers are not computed' }),
+  prompt_name: nullable({ type: 'string', description: "A named prompt from the model's config_sentence_transformers.json" }),
+  instruction: nullable({ type: 'string', description: "A task instruction, formatted with the model's instruction template" }),
+  token_prepending: nullable({ type: 'boolean', description: 'Token Prepending (decoder-only models that declare it)' }),
+  normalize: nullable({ type: 'boolean', default: true, description: 'L2-normalize the output' }),
+  truncate: nullable({ type: 'boolean', default: true, description: 'Cut inputs longer than the maximum; if false a too-long input is a 413' }),
+  truncation_direction: nullable({
+    type: 'string',
+    enum: ['right', 'left', 'Right', 'Left', 'RIGHT', 'LEFT', null],
+    description: 'Which end to cut (case-insensitive)',
+  }),
+} as const;
+
+export interface KnobBody {
+  dimensions?: number | null;
+  layer?: number | null;
+  prompt_name?: string | null;
+  instruction?: string | null;
+  token_prepending?: boolean | null;
+  normalize?: boolean | null;
+  truncate?: boolean | null;
+  truncation_direction?: string | null;
+}
+
+const orUndefined = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
+
+export function knobsFromBody(body: KnobBody): EmbedOptions {
+  return {
+    dimensions: orUndefined(body.dimensions),
+    layer: orUndefined(body.layer),
+    promptName: orUndefined(body.prompt_name),
+    instruction: orUndefined(body.instruction),
+    tokenPrepending: orUndefined(body.token_prepending),
+    normalize: orUndefined(body.normalize),
+    truncate: orUndefined(body.truncate),
+    truncationDirection: body.truncation_direction ? (body.truncation_direction.toLowerCase() as 'left' | 'right') : undefined,
+  };
+}
+
+/**
+ * The request's deadline (header `x-request-timeout-ms`, else the configured default) and a signal
+ * that fires when the client disconnects before the answer is written.
+ */
+export function requestLifetime(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  defaultTimeoutMs: number,
+): { deadline: number; signal: AbortSignal } {
+  const header = request.headers['x-request-timeout-ms'];
+  let timeoutMs = defaultTimeoutMs;
+  if (header !== undefined) {
+    const raw = Array.isArray(header) ? header[0]! : header;
+    if (!/^\d{1,9}$/.test(raw.trim()) || Number(raw) < 1) {
+      throw new ApiError('validation', 'x-request-timeout-ms must be a positive integer number of milliseconds');
+    }
+    timeoutMs = Number(raw);
+  }
+  const controller = new AbortController();
+  // The request stream closes as soon as the body is read; the response closing before it was
+  // fully written is what says the client went away.
+  reply.raw.on('close', () => {
+    if (!reply.raw.writableEnded) controller.abort();
+  });
+  return { deadline: performance.now() + timeoutMs, signal: controller.signal };
+}

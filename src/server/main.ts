@@ -1,0 +1,86 @@
+/**
+ * Entry point: configuration → engine → HTTP server, and an orderly shutdown on SIGTERM/SIGINT.
+ */
+import { readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { Engine } from '../runtime/engine.js';
+import { ModelDirError } from '../runtime/model-dir.js';
+import { buildApp } from './app.js';
+import { ConfigError, helpText, loadConfig, type Config } from './config.js';
+
+const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+async function main(): Promise<void> {
+  let config: Config | 'help';
+  try {
+    config = loadConfig();
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  if (config === 'help') {
+    process.stdout.write(`${helpText()}\n`);
+    return;
+  }
+  const logger = pino({ level: config.logLevel });
+  let engine: Engine;
+  try {
+    engine = await Engine.load({
+      modelDir: config.modelDir,
+      variant: config.modelVariant,
+      onnxFile: config.onnxFile,
+      workers: config.workers,
+      intraOpThreads: config.intraOpThreads,
+      executionProviders: config.executionProviders,
+      limits: {
+        ...(config.maxBatchSize !== undefined && { maxBatchSize: config.maxBatchSize }),
+        ...(config.maxBatchTokens !== undefined && { maxBatchTokens: config.maxBatchTokens }),
+        ...(config.maxQueueDelayMs !== undefined && { maxDelayMs: config.maxQueueDelayMs }),
+        ...(config.maxQueueInputs !== undefined && { maxQueueInputs: config.maxQueueInputs }),
+        ...(config.maxQueueTokens !== undefined && { maxQueueTokens: config.maxQueueTokens }),
+      },
+      log: (level, msg) => logger[level](msg),
+    });
+  } catch (err) {
+    const message = err instanceof ModelDirError ? err.message : `could not load the model: ${(err as Error).message}`;
+    logger.fatal(message);
+    process.exit(1);
+  }
+  if (engine.spec.untrained) {
+    logger.warn(`model ${engine.spec.dir} is marked untrained (embedder.json): its vectors carry no meaning; serve a trained model with MODEL_DIR`);
+  }
+
+  const app = await buildApp({
+    engine,
+    logger: { level: config.logLevel },
+    version,
+    limits: { maxInputs: config.maxInputs, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs },
+  });
+  await app.listen({ host: config.host, port: config.port });
+  await engine.warmUp();
+  app.log.info(`ready: model ${engine.spec.id} (${engine.spec.hiddenSize} dims, ${engine.spec.numLayers} layers)`);
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    app.log.info(`${signal}: stopping (finishing queued work for up to ${config.shutdownTimeoutMs} ms)`);
+    const force = setTimeout(() => {
+      app.log.error('shutdown deadline passed; exiting');
+      process.exit(1);
+    }, config.shutdownTimeoutMs + 5000);
+    force.unref();
+    // Stop accepting first, then let what was accepted finish, then stop the workers.
+    const closing = app.close();
+    await engine.close(config.shutdownTimeoutMs);
+    await closing;
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void shutdown('SIGTERM'));
+  process.on('SIGINT', () => void shutdown('SIGINT'));
+}
+
+void main();

@@ -1,0 +1,80 @@
+/** POST /embed: TEI-compatible embedding. */
+import type { FastifyInstance } from 'fastify';
+import type { Engine, EmbedResult } from '../../runtime/engine.js';
+import { ApiError, errorResponses } from '../errors.js';
+import { knobProperties, knobsFromBody, requestLifetime, type KnobBody } from '../knobs.js';
+import type { ServerLimits } from '../app.js';
+
+interface EmbedBody extends KnobBody {
+  inputs: string | string[];
+}
+
+/** Serializes vectors straight to JSON text: far cheaper than a generic serializer on big float arrays. */
+export function vectorsJson(vectors: readonly Float32Array[]): string {
+  return `[${vectors.map((v) => `[${Array.prototype.join.call(v, ',')}]`).join(',')}]`;
+}
+
+/** Timing and usage headers shared by the embedding routes. */
+export function timingHeaders(result: EmbedResult, totalMs: number): Record<string, string> {
+  return {
+    'x-compute-tokens': String(result.totalTokens),
+    'x-total-time': totalMs.toFixed(2),
+    'x-tokenization-time': result.timings.tokenizeMs.toFixed(2),
+    'x-queue-time': result.timings.queueMs.toFixed(2),
+    'x-inference-time': result.timings.inferenceMs.toFixed(2),
+  };
+}
+
+/** Checks what JSON schema cannot express well: request-size limits and empty texts. */
+export function checkTexts(texts: readonly string[], limits: ServerLimits, field: string): void {
+  if (texts.length === 0) throw new ApiError('validation', `${field} must not be empty`);
+  if (texts.length > limits.maxInputs) {
+    throw new ApiError('payload_too_large', `${field} has ${texts.length} items; at most ${limits.maxInputs} are allowed per request`);
+  }
+  texts.forEach((t, i) => {
+    if (t.length === 0) throw new ApiError('validation', `${field}[${i}] is an empty string`);
+    if (t.length > limits.maxInputChars) {
+      throw new ApiError('payload_too_large', `${field}[${i}] has ${t.length} characters; at most ${limits.maxInputChars} are allowed`);
+    }
+  });
+}
+
+export function embedRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits): void {
+  app.post<{ Body: EmbedBody }>(
+    '/embed',
+    {
+      schema: {
+        summary: 'Embed texts (TEI-compatible)',
+        tags: ['embeddings'],
+        body: {
+          type: 'object',
+          required: ['inputs'],
+          properties: {
+            inputs: {
+              anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
+              description: 'One text or a list of texts',
+            },
+            ...knobProperties,
+          },
+        },
+        response: {
+          200: {
+            description: 'One vector per input, in order',
+            type: 'array',
+            items: { type: 'array', items: { type: 'number' } },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const started = performance.now();
+      const texts = typeof request.body.inputs === 'string' ? [request.body.inputs] : request.body.inputs;
+      checkTexts(texts, limits, 'inputs');
+      const { deadline, signal } = requestLifetime(request, reply, limits.requestTimeoutMs);
+      const result = await engine.embed(texts, { ...knobsFromBody(request.body), deadline, signal });
+      reply.headers(timingHeaders(result, performance.now() - started));
+      return reply.type('application/json').send(vectorsJson(result.vectors));
+    },
+  );
+}

@@ -1,0 +1,59 @@
+/** Operational routes: liveness, readiness, model and engine facts. */
+import type { FastifyInstance } from 'fastify';
+import type { Engine } from '../../runtime/engine.js';
+import { ApiError, errorResponses } from '../errors.js';
+import type { ServerLimits } from '../app.js';
+
+export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string): void {
+  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] } }, async () => ({ status: 'ok' }));
+
+  app.get(
+    '/ready',
+    { schema: { summary: 'Readiness: model loaded and warmed up', tags: ['operations'], response: { 503: errorResponses[503] } } },
+    async () => {
+      if (!engine.isReady) throw new ApiError('unavailable', 'the model is not ready yet', 1);
+      return { status: 'ready' };
+    },
+  );
+
+  app.get('/info', { schema: { summary: 'Model, knobs and batching limits in effect', tags: ['operations'] } }, async () => {
+    const { model, provider, workers, intraOpThreads, limits: batching, inputNames } = engine.info;
+    return {
+      version,
+      model_id: model.id,
+      model_dir: model.dir,
+      model_type: model.modelType,
+      untrained: model.untrained,
+      dimensions: model.hiddenSize,
+      matryoshka_dimensions: model.matryoshkaDimensions,
+      layers: model.numLayers,
+      exit_layers: model.exitLayers,
+      max_input_length: model.maxLength,
+      pooling: model.pooling,
+      include_prompt: model.includePrompt,
+      padding_side: model.paddingSide,
+      prompts: model.prompts,
+      default_prompt_name: model.defaultPromptName,
+      instruction_template: model.instructionTemplate,
+      token_prepending: model.tokenPrepending,
+      similarity: model.similarity,
+      graph_inputs: inputNames,
+      execution_provider: provider,
+      workers,
+      intra_op_threads: intraOpThreads,
+      batching: {
+        max_batch_size: batching.maxBatchSize,
+        max_batch_tokens: batching.maxBatchTokens,
+        max_queue_delay_ms: batching.maxDelayMs,
+        max_queue_inputs: batching.maxQueueInputs,
+        max_queue_tokens: batching.maxQueueTokens,
+      },
+      limits: {
+        max_inputs: limits.maxInputs,
+        max_input_chars: limits.maxInputChars,
+        body_limit_bytes: limits.bodyLimit,
+        request_timeout_ms: limits.requestTimeoutMs,
+      },
+    };
+  });
+}
