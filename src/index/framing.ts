@@ -1,4 +1,5 @@
 import { crc32 } from "./crc32.js";
+import type { FileHandle } from "node:fs/promises";
 
 /**
  * Frame layout shared by log segments and snapshot doc files:
@@ -46,4 +47,37 @@ export function checkFrameHeader(header: Buffer, bytesLeftAfterHeader: number): 
 
 export function payloadCrcMatches(header: Buffer, payload: Buffer): boolean {
   return header.readUInt32LE(4) === crc32(payload);
+}
+
+export type ScanStop = { offset: number; reason: string } | undefined;
+
+/**
+ * Reads frames from `offset` to `size`, handing each CRC-valid payload to
+ * `onPayload` (which throws to reject it). Returns where and why reading
+ * stopped early, or undefined when the frames ended exactly at `size`.
+ */
+export async function scanFrames(
+  fh: FileHandle,
+  size: number,
+  offset: number,
+  onPayload: (payload: Buffer) => void,
+): Promise<ScanStop> {
+  const header = Buffer.alloc(FRAME_HEADER_BYTES);
+  while (offset < size) {
+    if (size - offset < FRAME_HEADER_BYTES) return { offset, reason: "truncated frame header" };
+    await fh.read(header, 0, FRAME_HEADER_BYTES, offset);
+    const check = checkFrameHeader(header, size - offset - FRAME_HEADER_BYTES);
+    if (!check.ok) return { offset, reason: check.reason };
+    const payload = Buffer.allocUnsafe(check.length);
+    const { bytesRead } = await fh.read(payload, 0, check.length, offset + FRAME_HEADER_BYTES);
+    if (bytesRead !== check.length) return { offset, reason: "short read" };
+    if (!payloadCrcMatches(header, payload)) return { offset, reason: "CRC mismatch" };
+    try {
+      onPayload(payload);
+    } catch (err) {
+      return { offset, reason: (err as Error).message };
+    }
+    offset += FRAME_HEADER_BYTES + check.length;
+  }
+  return undefined;
 }

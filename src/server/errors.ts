@@ -104,7 +104,9 @@ export function sendError(request: FastifyRequest, reply: FastifyReply, err: unk
   const c = classify(err);
   if (c.type === 'internal') request.log.error({ err }, 'unhandled error');
   if (c.retryAfterSeconds !== undefined) reply.header('retry-after', String(c.retryAfterSeconds));
-  // 499 (client closed request) keeps a vanished client's request out of the 5xx counts.
+  // 499 (client closed request) keeps a vanished client's request out of the 5xx counts, and
+  // closing the connection frees a socket whose peer has already gone.
+  if (c.cancelled) reply.header('connection', 'close');
   const status = c.cancelled ? 499 : STATUS[c.type];
   return reply.code(status).send({ error: c.message, error_type: c.type } satisfies ErrorBody);
 }

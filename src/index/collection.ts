@@ -1,0 +1,499 @@
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { DocTable, type DocEntry } from "./doc-table.js";
+import { StorageError, ValidationError } from "./errors.js";
+import { compileFilter } from "./filter.js";
+import { MAX_FRAME_BYTES } from "./framing.js";
+import { removeTree, writeFileAtomic } from "./fsutil.js";
+import { Mutex } from "./mutex.js";
+import {
+  listSnapshots,
+  loadSnapshot,
+  removeStaleSnapshots,
+  sealSnapshot,
+  snapshotDirName,
+  writeSnapshotData,
+} from "./snapshot.js";
+import type {
+  CollectionInfo,
+  CollectionSettings,
+  Logger,
+  SearchHit,
+  SearchOptions,
+  SnapshotPhase,
+  SnapshotPolicy,
+  StoreHooks,
+  StoredDocument,
+  UpsertResult,
+} from "./types.js";
+import {
+  deepFreeze,
+  normalizeSettings,
+  settingsEqual,
+  toIndexVector,
+  validateDocuments,
+  validateId,
+  validateSearchOptions,
+} from "./validate.js";
+import { VectorIndex } from "./vector-index.js";
+import {
+  WalWriter,
+  decodeRecord,
+  encodeDelete,
+  encodeUpsert,
+  recordPayload,
+  recoverLog,
+  removeCoveredSegments,
+  sealRecord,
+  type WalRecord,
+} from "./wal.js";
+
+/**
+ * One collection: its settings, documents (DocTable), graph (VectorIndex),
+ * log (WalWriter) and snapshots, under `<data dir>/collections/<name>/`.
+ *
+ * Write path: validate → encode one log record per call → queue. A single
+ * flusher takes everything queued, assigns LSNs, appends it with ONE fsync
+ * (group commit), then applies the records in LSN order by decoding them back
+ * from the log bytes, so a live write and its replay after a crash go through
+ * the very same code and produce the same state. Callers are resolved only
+ * after their record is fsynced and applied; reads therefore never see a
+ * write that is not durable.
+ *
+ * The write lock (a FIFO mutex) serializes the flusher, snapshot capture and
+ * compaction: the three things that touch hnswlib's mutable state or need it
+ * to hold still. Reads (get/search) take no lock.
+ */
+
+export interface CollectionOptions {
+  logger: Logger;
+  snapshotEvery: Required<SnapshotPolicy>;
+  compactMinDeleted: number;
+  hooks: StoreHooks;
+}
+
+interface PendingWrite {
+  frame: Buffer;
+  resolve: (result: UpsertResult | boolean) => void;
+  reject: (err: unknown) => void;
+}
+
+const SETTINGS_FILE = "settings.json";
+
+export async function writeSettingsFile(dir: string, name: string, settings: CollectionSettings): Promise<void> {
+  await writeFileAtomic(path.join(dir, SETTINGS_FILE), JSON.stringify({ format: 1, name, settings }, null, 2) + "\n");
+}
+
+async function readSettingsFile(dir: string): Promise<CollectionSettings> {
+  let raw: { format?: unknown; settings?: unknown };
+  try {
+    raw = JSON.parse(await fsp.readFile(path.join(dir, SETTINGS_FILE), "utf8")) as typeof raw;
+  } catch (err) {
+    throw new StorageError(`cannot read ${path.join(dir, SETTINGS_FILE)}: ${(err as Error).message}`, { cause: err });
+  }
+  if (raw.format !== 1) throw new StorageError(`${path.join(dir, SETTINGS_FILE)} has unknown format`);
+  try {
+    return normalizeSettings(raw.settings);
+  } catch (err) {
+    throw new StorageError(`${path.join(dir, SETTINGS_FILE)} is invalid: ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/** The one place state changes, for live writes and replay alike. */
+function applyRecord(index: VectorIndex, docs: DocTable, record: WalRecord): UpsertResult | boolean {
+  if (record.type === "delete") {
+    const prev = docs.remove(record.id);
+    if (prev) index.remove(prev.label);
+    return prev !== undefined;
+  }
+  // Grow first so a batch cannot stop halfway for lack of room.
+  index.ensureCapacity(record.docs.length);
+  let inserted = 0;
+  let replaced = 0;
+  for (const d of record.docs) {
+    const label = docs.allocateLabel();
+    index.add(d.vector, label);
+    const entry: { id: string; label: number; text?: string; metadata?: Record<string, unknown> } = { id: d.id, label };
+    if (d.text !== undefined) entry.text = d.text;
+    if (d.metadata !== undefined) entry.metadata = deepFreeze(d.metadata);
+    const prev = docs.put(entry);
+    if (prev) {
+      index.remove(prev.label);
+      replaced++;
+    } else {
+      inserted++;
+    }
+  }
+  return { inserted, replaced };
+}
+
+export class Collection {
+  private readonly lock = new Mutex();
+  private queue: PendingWrite[] = [];
+  private flushActive = false;
+  private flushDone: Promise<void> = Promise.resolve();
+  private snapshotRunning: Promise<void> | undefined;
+  /** Set when memory may no longer match the log; writes fail until a restart recovers from disk. */
+  private failure: StorageError | undefined;
+  private closing = false;
+  private closed = false;
+  private closePromise: Promise<void> | undefined;
+  private recordsSinceSnapshot: number;
+  private bytesSinceSnapshot: number;
+  private dirtySince: number | undefined;
+
+  private constructor(
+    readonly name: string,
+    readonly settings: CollectionSettings,
+    private readonly dir: string,
+    private readonly opts: CollectionOptions,
+    private index: VectorIndex,
+    private docs: DocTable,
+    private wal: WalWriter,
+    /** Last LSN fsynced and applied. */
+    private lastLsn: number,
+    /** LSN of the newest durable snapshot (0: none). */
+    private snapshotLsn: number,
+    replayed: { records: number; bytes: number },
+  ) {
+    this.recordsSinceSnapshot = replayed.records;
+    this.bytesSinceSnapshot = replayed.bytes;
+    this.dirtySince = replayed.records > 0 ? Date.now() : undefined;
+  }
+
+  /** Loads the newest snapshot (if any) and replays the log after it. */
+  static async open(dir: string, name: string, opts: CollectionOptions): Promise<Collection> {
+    const started = Date.now();
+    const settings = deepFreeze(await readSettingsFile(dir));
+    const snapshots = await listSnapshots(dir);
+    const newest = snapshots[snapshots.length - 1];
+    let index: VectorIndex;
+    let docs: DocTable;
+    let snapshotLsn = 0;
+    if (newest) {
+      const loaded = await loadSnapshot(newest.dir, settings);
+      ({ index, docs } = loaded);
+      snapshotLsn = loaded.lsn;
+    } else {
+      index = VectorIndex.create(settings);
+      docs = new DocTable();
+    }
+    await removeStaleSnapshots(dir, snapshotLsn, opts.logger);
+    const recovered = await recoverLog(
+      dir,
+      snapshotLsn,
+      settings.dimensions,
+      (record) => {
+        applyRecord(index, docs, record);
+      },
+      opts.logger,
+    );
+    opts.logger.info(
+      {
+        collection: name,
+        documents: docs.size,
+        snapshotLsn,
+        lastLsn: recovered.lastLsn,
+        replayedRecords: recovered.replayedRecords,
+        ms: Date.now() - started,
+      },
+      "collection opened",
+    );
+    return new Collection(name, settings, dir, opts, index, docs, recovered.writer, recovered.lastLsn, snapshotLsn, {
+      records: recovered.replayedRecords,
+      bytes: recovered.replayedBytes,
+    });
+  }
+
+  /** Live documents. */
+  get count(): number {
+    return this.docs.size;
+  }
+
+  info(): CollectionInfo {
+    return { name: this.name, settings: this.settings, count: this.docs.size };
+  }
+
+  sameSettings(other: CollectionSettings): boolean {
+    return settingsEqual(this.settings, other);
+  }
+
+  // -------------------------------------------------------------------------
+  // Writes
+
+  private checkWritable(): void {
+    if (this.closing) throw new StorageError(`collection ${this.name} is closed`);
+    if (this.failure) throw this.failure;
+  }
+
+  async upsert(documents: unknown): Promise<UpsertResult> {
+    this.checkWritable();
+    const docs = validateDocuments(documents, this.settings.dimensions, this.settings.metric);
+    if (docs.length === 0) return { inserted: 0, replaced: 0 };
+    if (docs.length > this.docs.labelsLeft) throw new StorageError("label space exhausted; a compacting snapshot is needed");
+    const frame = encodeUpsert(docs, this.settings.dimensions);
+    if (frame.length > MAX_FRAME_BYTES) {
+      throw new ValidationError(`batch encodes to ${frame.length} bytes, above the ${MAX_FRAME_BYTES}-byte limit; split it`);
+    }
+    return (await this.enqueue(frame)) as UpsertResult;
+  }
+
+  /** Resolves true when the document existed; durable before it resolves. */
+  async delete(id: unknown): Promise<boolean> {
+    const docId = validateId(id);
+    this.checkWritable();
+    // Nothing queued or in flight could create it, so the answer is settled: skip the log.
+    if (!this.docs.get(docId) && this.queue.length === 0 && !this.flushActive) return false;
+    return (await this.enqueue(encodeDelete(docId))) as boolean;
+  }
+
+  private enqueue(frame: Buffer): Promise<UpsertResult | boolean> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ frame, resolve, reject });
+      if (!this.flushActive) {
+        this.flushActive = true;
+        this.flushDone = this.flushLoop();
+      }
+    });
+  }
+
+  private async flushLoop(): Promise<void> {
+    try {
+      while (this.queue.length > 0) {
+        await this.lock.run(() => this.flushBatch());
+        this.maybeSnapshot();
+      }
+    } finally {
+      // Same synchronous continuation as the last queue check, so no enqueue can slip in between.
+      this.flushActive = false;
+    }
+  }
+
+  private async flushBatch(): Promise<void> {
+    const batch = this.queue.splice(0);
+    if (batch.length === 0) return;
+    if (this.failure) {
+      for (const w of batch) w.reject(this.failure);
+      return;
+    }
+    let lsn = this.lastLsn;
+    const frames = batch.map((w) => sealRecord(w.frame, ++lsn));
+    try {
+      await this.wal.append(frames);
+    } catch (err) {
+      // The writer cut the segment back, so nothing of this batch survives and
+      // its LSNs are free again.
+      this.opts.logger.error({ collection: this.name, err }, "log append failed");
+      const e = err instanceof StorageError ? err : new StorageError(String(err), { cause: err });
+      for (const w of batch) w.reject(e);
+      return;
+    }
+    let bytes = 0;
+    batch.forEach((w, i) => {
+      const frame = frames[i]!;
+      bytes += frame.length;
+      if (this.failure) {
+        w.reject(this.failure);
+        return;
+      }
+      try {
+        const record = decodeRecord(recordPayload(frame), this.settings.dimensions);
+        const result = applyRecord(this.index, this.docs, record);
+        this.lastLsn = record.lsn;
+        w.resolve(result);
+      } catch (err) {
+        this.failure = new StorageError(
+          `collection ${this.name}: applying logged record failed (${(err as Error).message}); ` +
+            "writes are refused until a restart recovers from disk",
+          { cause: err },
+        );
+        this.opts.logger.error({ collection: this.name, err }, "apply failed after logging");
+        w.reject(this.failure);
+      }
+    });
+    this.recordsSinceSnapshot += batch.length;
+    this.bytesSinceSnapshot += bytes;
+    this.dirtySince ??= Date.now();
+  }
+
+  // -------------------------------------------------------------------------
+  // Reads (no lock: hnswlib searches are safe next to a snapshot's writeIndex,
+  // and every mutation happens synchronously between awaits)
+
+  get(id: unknown): StoredDocument | undefined {
+    const entry = this.docs.get(validateId(id));
+    return entry ? this.toStored(entry) : undefined;
+  }
+
+  private toStored(entry: DocEntry): StoredDocument {
+    const doc: StoredDocument = { id: entry.id, vector: this.index.vector(entry.label) };
+    if (entry.text !== undefined) doc.text = entry.text;
+    if (entry.metadata !== undefined) doc.metadata = entry.metadata as Record<string, unknown>;
+    return doc;
+  }
+
+  search(vector: unknown, options: SearchOptions): SearchHit[] {
+    if (this.closed) throw new StorageError(`collection ${this.name} is closed`);
+    const { k, ef, include } = validateSearchOptions(options);
+    const predicate = compileFilter(options.filter);
+    const query = toIndexVector(vector, this.settings.dimensions, this.settings.metric, "vector");
+    // Pin both: a compaction may swap them, but never in the middle of this synchronous call.
+    const docs = this.docs;
+    const index = this.index;
+    const allow = predicate
+      ? (label: number): boolean => {
+          const e = docs.getByLabel(label);
+          return e !== undefined && predicate(e.metadata);
+        }
+      : undefined;
+    const found = index.knn(query, { k, ef, allow, liveCount: docs.size, liveLabels: () => docs.labels() });
+    const hits: SearchHit[] = [];
+    for (const { label, score } of found) {
+      const e = docs.getByLabel(label);
+      if (!e) continue;
+      const hit: SearchHit = { id: e.id, score };
+      if (include.has("text") && e.text !== undefined) hit.text = e.text;
+      if (include.has("metadata") && e.metadata !== undefined) hit.metadata = e.metadata as Record<string, unknown>;
+      if (include.has("vector")) hit.vector = index.vector(label);
+      hits.push(hit);
+    }
+    return hits;
+  }
+
+  // -------------------------------------------------------------------------
+  // Snapshots
+
+  private maybeSnapshot(): void {
+    if (this.snapshotRunning || this.failure || this.closing) return;
+    const p = this.opts.snapshotEvery;
+    if (this.recordsSinceSnapshot >= p.records || this.bytesSinceSnapshot >= p.bytes) this.snapshotInBackground("log size");
+  }
+
+  /** Called by the store's timer. */
+  maybeSnapshotByAge(now: number): void {
+    if (this.snapshotRunning || this.failure || this.closing || this.dirtySince === undefined) return;
+    const seconds = this.opts.snapshotEvery.seconds;
+    if (seconds > 0 && now - this.dirtySince >= seconds * 1000) this.snapshotInBackground("age");
+  }
+
+  private snapshotInBackground(reason: string): void {
+    this.snapshot().catch((err: unknown) => {
+      this.opts.logger.error({ collection: this.name, err, reason }, "snapshot failed; the log keeps everything");
+    });
+  }
+
+  /** Writes a snapshot of everything applied so far (a no-op when nothing changed since the last one). */
+  snapshot(): Promise<void> {
+    const run = (this.snapshotRunning ?? Promise.resolve()).catch(() => undefined).then(() => this.writeSnapshot());
+    this.snapshotRunning = run;
+    run
+      .finally(() => {
+        if (this.snapshotRunning === run) this.snapshotRunning = undefined;
+      })
+      .catch(() => undefined);
+    return run;
+  }
+
+  private hook(phase: SnapshotPhase): void {
+    this.opts.hooks.snapshotPhase?.(phase, this.name);
+  }
+
+  private async writeSnapshot(): Promise<void> {
+    if (this.failure) throw this.failure;
+    const started = Date.now();
+    // Capture under the lock: the graph and doc table must not change while
+    // they are written, and the log must switch segments at exactly this LSN.
+    const captured = await this.lock.run(async () => {
+      if (this.lastLsn === this.snapshotLsn) return undefined;
+      if (this.shouldCompact()) await this.compact();
+      const lsn = this.lastLsn;
+      const tmp = path.join(this.dir, `${snapshotDirName(lsn)}.tmp`);
+      await removeTree(tmp);
+      await fsp.mkdir(tmp);
+      this.hook("begin");
+      const cap = await writeSnapshotData(tmp, lsn, this.index, this.docs);
+      this.hook("index-written");
+      if (this.wal.startLsn <= lsn) {
+        const next = await WalWriter.create(this.dir, lsn + 1);
+        const old = this.wal;
+        this.wal = next;
+        await old.close();
+      }
+      this.recordsSinceSnapshot = 0;
+      this.bytesSinceSnapshot = 0;
+      this.dirtySince = undefined;
+      return cap;
+    });
+    if (!captured) return;
+    this.hook("rotated");
+    try {
+      await sealSnapshot(this.dir, captured, this.settings, () => this.hook("synced"));
+    } catch (err) {
+      this.dirtySince ??= Date.now(); // let the timer retry
+      await removeTree(captured.dir).catch(() => undefined);
+      throw err;
+    }
+    this.snapshotLsn = captured.lsn;
+    this.hook("renamed");
+    // Only now, with the new snapshot durable, may what it replaces go.
+    await removeCoveredSegments(this.dir, captured.lsn, this.opts.logger);
+    await removeStaleSnapshots(this.dir, captured.lsn, this.opts.logger);
+    this.hook("done");
+    this.opts.logger.info(
+      { collection: this.name, lsn: captured.lsn, documents: captured.docCount, ms: Date.now() - started },
+      "snapshot written",
+    );
+  }
+
+  private shouldCompact(): boolean {
+    const deleted = this.index.deletedCount;
+    const labelsRunningOut = this.docs.labelsLeft < 0x1000_0000;
+    return (deleted >= this.opts.compactMinDeleted && deleted > this.docs.size) || (labelsRunningOut && deleted > 0);
+  }
+
+  /** Rebuilds the graph without deleted elements and renumbers labels densely. Caller holds the lock. */
+  private async compact(): Promise<void> {
+    const started = Date.now();
+    const before = this.index.elementCount;
+    const next = new DocTable();
+    const pairs: [number, number][] = [];
+    for (const e of this.docs.entries()) {
+      const label = next.allocateLabel();
+      pairs.push([e.label, label]);
+      next.put({ ...e, label });
+    }
+    const index = await this.index.rebuilt(pairs, pairs.length);
+    this.index = index;
+    this.docs = next;
+    this.opts.logger.info(
+      { collection: this.name, elementsBefore: before, elementsAfter: index.elementCount, ms: Date.now() - started },
+      "compacted index",
+    );
+  }
+
+  // -------------------------------------------------------------------------
+
+  /**
+   * Finishes queued writes, writes a final snapshot (unless `snapshot: false`,
+   * which leaves recovery to the log, as after a crash) and closes the log.
+   */
+  close(options: { snapshot?: boolean } = {}): Promise<void> {
+    this.closePromise ??= this.doClose(options.snapshot !== false);
+    return this.closePromise;
+  }
+
+  private async doClose(snapshot: boolean): Promise<void> {
+    this.closing = true;
+    while (this.flushActive) await this.flushDone;
+    if (this.snapshotRunning) await this.snapshotRunning.catch(() => undefined);
+    if (snapshot && !this.failure) {
+      try {
+        await this.snapshot();
+      } catch (err) {
+        this.opts.logger.error({ collection: this.name, err }, "final snapshot failed; the log keeps everything");
+      }
+    }
+    await this.lock.run(() => this.wal.close());
+    this.closed = true;
+  }
+}

@@ -1,0 +1,132 @@
+/** The batch queue and worker pool, driven through the real engine on a real ONNX model. */
+import { request } from 'node:http';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Engine, type EngineOptions } from '../src/runtime/engine.js';
+import type { BatchEvent } from '../src/runtime/queue.js';
+import { cosine, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+
+const ref = readReference<BertReference>(TINY_BERT);
+const sentences = ref.sentences;
+const words = 'alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu'.split(' ');
+/** Texts of many different lengths, deterministic. */
+const varied = Array.from({ length: 60 }, (_, i) => `${sentences[i % sentences.length]} ${words.slice(0, i % words.length).join(' ')}`);
+
+let engines: Engine[] = [];
+let servers: TestServer[] = [];
+afterEach(async () => {
+  await Promise.all([...engines.map((e) => e.close()), ...servers.map((s) => s.close())]);
+  engines = [];
+  servers = [];
+});
+
+async function engine(limits: EngineOptions['limits'], extra: Partial<EngineOptions> = {}): Promise<{ e: Engine; batches: BatchEvent[] }> {
+  const e = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1, limits, ...extra });
+  engines.push(e);
+  const batches: BatchEvent[] = [];
+  e.onBatch = (b) => batches.push(b);
+  return { e, batches };
+}
+
+async function server(limits: EngineOptions['limits']): Promise<TestServer> {
+  const s = await startServer({ modelDir: TINY_BERT, limits });
+  servers.push(s);
+  return s;
+}
+
+describe('dynamic batching', () => {
+  it('splits a large request across batches and reassembles it in order', async () => {
+    const { e, batches } = await engine({ maxBatchSize: 8, maxDelayMs: 0 });
+    const together = await e.embed(varied, {});
+    expect(batches.length).toBeGreaterThanOrEqual(Math.ceil(varied.length / 8));
+    expect(Math.max(...batches.map((b) => b.size))).toBeLessThanOrEqual(8);
+    const alone = await Promise.all(varied.map(async (t) => (await e.embed([t], {})).vectors[0]!));
+    together.vectors.forEach((v, i) => expect(cosine(v, alone[i]!)).toBeGreaterThan(0.99999));
+    // Different texts give different vectors, so a shuffled order could not pass the check above.
+    expect(cosine(together.vectors[0]!, together.vectors[1]!)).toBeLessThan(0.999);
+  });
+
+  it('coalesces concurrent requests from different clients into shared batches', async () => {
+    const { e, batches } = await engine({ maxBatchSize: 64, maxDelayMs: 20 });
+    const results = await Promise.all(varied.slice(0, 32).map((t) => e.embed([t], {})));
+    expect(results).toHaveLength(32);
+    expect(batches.length).toBeLessThan(8);
+    expect(Math.max(...batches.map((b) => b.size))).toBeGreaterThan(4);
+  });
+
+  it('keeps every batch within the token budget; one input over it runs alone', async () => {
+    const budget = 40;
+    const { e, batches } = await engine({ maxBatchTokens: budget, maxDelayMs: 0 });
+    await e.embed([...varied, ref.long_sentence.sentence], {});
+    for (const b of batches) {
+      if (b.size > 1) expect(b.paddedTokens).toBeLessThanOrEqual(budget);
+    }
+    expect(batches.some((b) => b.size === 1 && b.paddedTokens > budget)).toBe(true);
+  });
+
+  it('sorts by length within the look-ahead window to cut padding', async () => {
+    const { e, batches } = await engine({ maxBatchSize: 8, maxDelayMs: 0 });
+    // Alternate very short and very long inputs: first-come-first-served batches would be half padding.
+    const alternating = Array.from({ length: 64 }, (_, i) => (i % 2 ? ref.long_sentence.sentence : 'hi'));
+    await e.embed(alternating, {});
+    const real = batches.reduce((s, b) => s + b.realTokens, 0);
+    const padded = batches.reduce((s, b) => s + b.paddedTokens, 0);
+    expect(real / padded).toBeGreaterThan(0.9);
+  });
+
+  it('refuses work with 429 and Retry-After when the queue is full', async () => {
+    const s = await server({ maxQueueInputs: 4, maxDelayMs: 500, maxBatchSize: 64 });
+    const first = postJson(`${s.url}/embed`, { inputs: ['a', 'b', 'c'] });
+    await new Promise((r) => setTimeout(r, 50));
+    const second = await postJson(`${s.url}/embed`, { inputs: ['d', 'e'] });
+    expect(second.status).toBe(429);
+    expect(second.json.error_type).toBe('overloaded');
+    expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await first).status).toBe(200);
+    expect(s.engine.stats.rejectedOverloaded).toBe(1);
+  });
+
+  it('times out work that has not started by its deadline with 504', async () => {
+    const s = await server({ maxDelayMs: 1000 });
+    const started = performance.now();
+    const res = await postJson(`${s.url}/embed`, { inputs: 'waiting' }, { 'x-request-timeout-ms': '50' });
+    expect(res.status).toBe(504);
+    expect(res.json.error_type).toBe('timeout');
+    expect(performance.now() - started).toBeLessThan(900);
+    expect(s.engine.stats.rejectedDeadline).toBe(1);
+    expect(s.engine.stats.queuedInputs).toBe(0);
+  });
+
+  it('drops the queued work of a client that disconnected before inference', async () => {
+    const s = await server({ maxDelayMs: 400 });
+    const before = s.engine.stats.batches;
+    // A raw socket that goes away mid-request, as a client process that dies would.
+    const url = new URL(`${s.url}/embed`);
+    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json' } });
+    const failed = new Promise<Error>((resolve) => req.on('error', resolve));
+    req.end(JSON.stringify({ inputs: ['bye', 'now'] }));
+    await new Promise((r) => setTimeout(r, 100));
+    req.destroy();
+    expect(await failed).toBeInstanceOf(Error);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(s.engine.stats.dropped).toBe(1);
+    expect(s.engine.stats.queuedInputs).toBe(0);
+    expect(s.engine.stats.batches).toBe(before);
+  });
+
+  it('replaces a worker that dies mid-batch; its request fails with unavailable, later ones succeed', async () => {
+    const { e } = await engine({ maxBatchSize: 2, maxDelayMs: 0 });
+    const big = e.embed(Array.from({ length: 400 }, () => ref.long_sentence.sentence), {});
+    let killed = false;
+    for (const until = performance.now() + 10_000; !killed && performance.now() < until; ) {
+      killed = e.killBusyWorker();
+      if (!killed) await new Promise((r) => setImmediate(r));
+    }
+    expect(killed).toBe(true);
+    await expect(big).rejects.toMatchObject({ kind: 'unavailable' });
+    // The replacement starts in the background; a request made meanwhile waits in the queue for it.
+    const after = await e.embed(['still serving'], {});
+    expect(after.vectors).toHaveLength(1);
+    expect(e.stats.workerRestarts).toBe(1);
+    expect(e.stats.workersAlive).toBe(1);
+  });
+});

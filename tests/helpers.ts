@@ -1,0 +1,104 @@
+/** Shared test fixtures: model paths, the optional ../shared assets, and a server on loopback. */
+import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp, type ServerLimits } from '../src/server/app.js';
+import { Engine, type EngineOptions } from '../src/runtime/engine.js';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+export const TINY_BERT = join(ROOT, 'tests/fixtures/models/tiny-bert');
+export const TINY_DECODER = join(ROOT, 'tests/fixtures/models/tiny-decoder');
+export const DEFAULT_MODEL = join(ROOT, 'models/default');
+export const SHARED = resolve(ROOT, '../shared');
+export const SHARED_ASSETS = join(SHARED, 'assets');
+export const hasShared = existsSync(SHARED_ASSETS);
+export const SHARED_SKIP_REASON = `../shared/assets not found at ${SHARED_ASSETS}: skipping tests that need the shared tokenizer and evaluation assets`;
+
+export interface BertReference {
+  sentences: string[];
+  token_ids: number[][];
+  max_length: number;
+  pooled: Record<'mean' | 'cls' | 'max' | 'last', number[][]>;
+  layers: Record<string, Record<'mean' | 'cls', number[][]>>;
+  long_sentence: { sentence: string; token_ids: number[]; mean: number[]; untruncated_length: number };
+}
+
+export function readReference<T>(modelDir: string): T {
+  return JSON.parse(readFileSync(join(modelDir, 'reference.json'), 'utf8')) as T;
+}
+
+/** A copy of a model directory with some files replaced, for variants (pooling, limits, broken files). */
+export function modelVariant(base: string, files: Record<string, string | null>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'model-'));
+  cpSync(base, dir, { recursive: true });
+  for (const [name, content] of Object.entries(files)) {
+    const path = join(dir, name);
+    if (content === null) cpSync('/dev/null', path);
+    else writeFileSync(path, content);
+  }
+  return dir;
+}
+
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+export function normalized(v: ArrayLike<number>, dims = v.length): number[] {
+  const out = Array.from({ length: dims }, (_, i) => v[i]!);
+  const n = Math.sqrt(out.reduce((s, x) => s + x * x, 0));
+  return out.map((x) => x / n);
+}
+
+export interface TestServer {
+  url: string;
+  app: FastifyInstance;
+  engine: Engine;
+  close(): Promise<void>;
+}
+
+/** Loads an engine and serves it on an ephemeral loopback port. */
+export async function startServer(
+  engineOptions: Partial<EngineOptions> & { modelDir: string },
+  limits: Partial<ServerLimits> = {},
+): Promise<TestServer> {
+  const engine = await Engine.load({ workers: 1, intraOpThreads: 1, ...engineOptions });
+  await engine.warmUp();
+  const app = await buildApp({ engine, limits });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    app,
+    engine,
+    async close() {
+      await app.close();
+      await engine.close();
+    },
+  };
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
+  return { status: res.status, headers: res.headers, json };
+}
