@@ -1,0 +1,123 @@
+/** Fixtures and small numeric helpers for the ONNX codec / splitter / quantizer tests. */
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import ort from 'onnxruntime-node';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const TINY_BERT_DIR = join(ROOT, 'tests/fixtures/models/tiny-bert');
+export const TINY_DECODER_DIR = join(ROOT, 'tests/fixtures/models/tiny-decoder');
+export const TINY_BERT = join(TINY_BERT_DIR, 'onnx/model.onnx');
+export const TINY_DECODER = join(TINY_DECODER_DIR, 'onnx/model.onnx');
+export const DEFAULT_MODEL = join(ROOT, 'models/default/model.onnx');
+export const MINILM = join(ROOT, 'models/minilm-shaped/onnx/model.onnx');
+export const hasMinilm = existsSync(MINILM);
+
+export interface BertReference {
+  token_ids: number[][];
+  pooled: Record<'mean' | 'cls' | 'max' | 'last', number[][]>;
+  layers: Record<string, Record<'mean' | 'cls', number[][]>>;
+}
+
+export interface DecoderReference {
+  token_ids: number[][];
+  pooled: { last: number[][] };
+  layers: Record<string, Record<'last_raw' | 'last_normed', number[][]>>;
+  token_prepending: { placeholder_id: number; first_layer: number; last_layer: number; token_ids: number[][]; last: number[][] };
+}
+
+export function readReference<T>(modelDir: string): T {
+  return JSON.parse(readFileSync(join(modelDir, 'reference.json'), 'utf8')) as T;
+}
+
+export function tempDir(prefix = 'onnx-test-'): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: 1,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  logSeverityLevel: 3,
+};
+
+export interface Batch {
+  feeds: Record<string, ort.Tensor>;
+  seqLen: number;
+  /** Start of each row's real tokens. */
+  starts: number[];
+  lengths: number[];
+}
+
+/**
+ * A padded batch as the worker builds it: right padding (BERT: token_type_ids zeros) or left
+ * padding (decoder: position_ids count real tokens from 0).
+ */
+export function makeBatch(ids: number[][], side: 'right' | 'left', inputs: readonly string[]): Batch {
+  const B = ids.length;
+  const seqLen = Math.max(...ids.map((r) => r.length));
+  const inputIds = new BigInt64Array(B * seqLen);
+  const mask = new BigInt64Array(B * seqLen);
+  const pos = new BigInt64Array(B * seqLen);
+  const starts: number[] = [];
+  ids.forEach((row, b) => {
+    const start = side === 'left' ? seqLen - row.length : 0;
+    starts.push(start);
+    row.forEach((id, t) => {
+      inputIds[b * seqLen + start + t] = BigInt(id);
+      mask[b * seqLen + start + t] = 1n;
+      pos[b * seqLen + start + t] = BigInt(t);
+    });
+  });
+  const dims = [B, seqLen];
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', inputIds, dims),
+    attention_mask: new ort.Tensor('int64', mask, dims),
+  };
+  if (inputs.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(B * seqLen), dims);
+  if (inputs.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', pos, dims);
+  return { feeds, seqLen, starts, lengths: ids.map((r) => r.length) };
+}
+
+/** Mean over each row's real tokens of a [B, S, H] tensor. */
+export function meanPool(t: ort.Tensor, batch: Batch): Float32Array[] {
+  const [, S, H] = t.dims as number[];
+  const data = t.data as Float32Array;
+  return batch.lengths.map((len, b) => {
+    const out = new Float32Array(H!);
+    for (let s = batch.starts[b]!; s < batch.starts[b]! + len; s++) {
+      for (let h = 0; h < H!; h++) out[h]! += data[(b * S! + s) * H! + h]!;
+    }
+    for (let h = 0; h < H!; h++) out[h]! /= len;
+    return out;
+  });
+}
+
+/** Each row's last real token of a [B, S, H] tensor. */
+export function lastToken(t: ort.Tensor, batch: Batch): Float32Array[] {
+  const [, S, H] = t.dims as number[];
+  const data = t.data as Float32Array;
+  return batch.lengths.map((len, b) => {
+    const s = batch.starts[b]! + len - 1;
+    return data.slice((b * S! + s) * H!, (b * S! + s + 1) * H!);
+  });
+}
+
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return dot / Math.sqrt(na * nb);
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i]! - b[i]!));
+  return m;
+}
