@@ -20,6 +20,8 @@ export interface EngineOptions extends LoadModelOptions {
   /** Execution providers in order of preference (e.g. ['cuda', 'webgpu', 'cpu']). */
   executionProviders?: string[];
   limits?: Partial<QueueLimits>;
+  /** Nice value of inference threads (Linux); default 10, so the HTTP thread is served first. */
+  inferenceNice?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
@@ -56,9 +58,15 @@ export interface EngineInfo {
   pooledOutput: boolean;
 }
 
-/** Defaults chosen by measurement; see benchmarks/RESULTS.md. */
+/**
+ * Default threading, chosen by measurement (benchmarks/RESULTS.md): on 2 cores, two workers of one
+ * thread each beat one worker of two threads by ~1.3× under load, because one worker fills its next
+ * batch while the other computes, so the cores never wait on the JavaScript side. On bigger
+ * machines the instances are capped at 4 (memory: one model copy each) and share the cores.
+ */
 export function defaultThreading(cores = os.availableParallelism()): { workers: number; intraOpThreads: number } {
-  return { workers: 1, intraOpThreads: Math.max(1, cores) };
+  const workers = Math.max(1, Math.min(cores, 4));
+  return { workers, intraOpThreads: Math.max(1, Math.floor(cores / workers)) };
 }
 
 export function defaultLimits(spec: ModelSpec): QueueLimits {
@@ -67,8 +75,9 @@ export function defaultLimits(spec: ModelSpec): QueueLimits {
     maxBatchSize,
     maxBatchTokens: Math.max(spec.maxLength, 8192),
     maxDelayMs: 2,
-    maxQueueInputs: 4096,
-    maxQueueTokens: Math.max(spec.maxLength * 1024, 262144),
+    // A queue deeper than a few seconds of work only turns overload into timeouts: refuse early.
+    maxQueueInputs: 512,
+    maxQueueTokens: Math.max(spec.maxLength, 65536),
     lookahead: maxBatchSize * 4,
   };
 }
@@ -93,7 +102,8 @@ export class Engine {
     const defaults = defaultThreading();
     const threading = {
       workers: options.workers ?? defaults.workers,
-      intraOpThreads: options.intraOpThreads ?? Math.max(1, Math.floor(defaults.intraOpThreads / (options.workers ?? defaults.workers))),
+      intraOpThreads:
+        options.intraOpThreads ?? Math.max(1, Math.floor(os.availableParallelism() / (options.workers ?? defaults.workers))),
     };
     const pool = await WorkerPool.start({
       workers: threading.workers,
@@ -104,6 +114,7 @@ export class Engine {
         pooling: spec.pooling,
         paddingSide: spec.paddingSide,
         hiddenSize: spec.hiddenSize,
+        nice: options.inferenceNice ?? 10,
       },
       log: options.log,
     });

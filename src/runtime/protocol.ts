@@ -13,6 +13,8 @@ export interface WorkerConfig {
   pooling: PoolingMode;
   paddingSide: 'left' | 'right';
   hiddenSize: number;
+  /** Nice value for inference threads (0 = unchanged); the HTTP thread keeps its own. */
+  nice: number;
 }
 
 export interface RunMessage {

@@ -3,6 +3,8 @@
  * tensors, runs the graph and pools the result. Runs in a worker thread because `session.run`
  * holds its thread for the whole inference.
  */
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { pool } from '../pooling/index.js';
@@ -12,6 +14,22 @@ import type { FromWorker, RunMessage, WorkerConfig } from './protocol.js';
 const config = workerData as WorkerConfig;
 const port = parentPort!;
 const send = (msg: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(msg, transfer);
+
+/**
+ * Lowers this thread's scheduling priority (Linux: nice is per thread, and the intra-op threads
+ * ONNX Runtime starts later inherit it). Inference then soaks up whatever CPU is left while the
+ * HTTP thread, which needs little, is served first: /health and request parsing stay responsive
+ * when the cores are saturated.
+ */
+function lowerPriority(nice: number): void {
+  if (nice === 0) return;
+  try {
+    const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+    if (Number.isInteger(tid) && tid > 0) setPriority(tid, nice);
+  } catch {
+    // Not Linux, or not permitted: run at the normal priority.
+  }
+}
 
 async function createSession(): Promise<{ session: ort.InferenceSession; provider: string; errors: string[] }> {
   const errors: string[] = [];
@@ -110,6 +128,7 @@ async function run(graph: Graph, msg: RunMessage): Promise<void> {
 }
 
 async function main(): Promise<void> {
+  lowerPriority(config.nice);
   let graph: Graph;
   let provider: string;
   let errors: string[];

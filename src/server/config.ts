@@ -14,6 +14,7 @@ export interface Config {
   workers: number | undefined;
   intraOpThreads: number | undefined;
   executionProviders: string[];
+  inferenceNice: number;
   maxBatchSize: number | undefined;
   maxBatchTokens: number | undefined;
   maxQueueDelayMs: number | undefined;
@@ -46,14 +47,15 @@ export const SETTINGS: Setting[] = [
   { key: 'modelDir', env: 'MODEL_DIR', flag: 'model-dir', kind: 'string', default: 'models/default', help: 'Model directory (sentence-transformers / optimum layout)' },
   { key: 'modelVariant', env: 'MODEL_VARIANT', flag: 'model-variant', kind: 'string', default: 'fp32', help: '`fp32` serves model.onnx, `quantized` serves model_quantized.onnx' },
   { key: 'onnxFile', env: 'ONNX_FILE', flag: 'onnx-file', kind: 'string', default: undefined, help: 'Graph file inside the model directory, overriding the lookup' },
-  { key: 'workers', env: 'WORKERS', flag: 'workers', kind: 'int', default: undefined, help: 'Inference workers (model instances); default 1' },
+  { key: 'workers', env: 'WORKERS', flag: 'workers', kind: 'int', default: undefined, help: 'Inference workers (model instances); default min(cores, 4)' },
   { key: 'intraOpThreads', env: 'INTRA_OP_THREADS', flag: 'intra-op-threads', kind: 'int', default: undefined, help: 'ONNX Runtime threads per worker; default cores ÷ workers' },
   { key: 'executionProviders', env: 'EXECUTION_PROVIDERS', flag: 'execution-providers', kind: 'list', default: 'cpu', help: 'Execution providers in order of preference, e.g. `cuda,webgpu,cpu`' },
+  { key: 'inferenceNice', env: 'INFERENCE_NICE', flag: 'inference-nice', kind: 'int', default: '10', help: 'Nice value of inference threads (Linux, 0–19): keeps the HTTP thread responsive under full load' },
   { key: 'maxBatchSize', env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: 'int', default: undefined, help: 'Most inputs per batch; default 64 (1 disables batching)' },
   { key: 'maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: 'max-batch-tokens', kind: 'int', default: undefined, help: 'Token budget per batch (size × longest input); default max(8192, max length)' },
   { key: 'maxQueueDelayMs', env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: 'int', default: undefined, help: 'How long an under-full batch waits for more inputs; default 2' },
-  { key: 'maxQueueInputs', env: 'MAX_QUEUE_INPUTS', flag: 'max-queue-inputs', kind: 'int', default: undefined, help: 'Inputs allowed to wait before new requests get 429; default 4096' },
-  { key: 'maxQueueTokens', env: 'MAX_QUEUE_TOKENS', flag: 'max-queue-tokens', kind: 'int', default: undefined, help: 'Tokens allowed to wait before new requests get 429; default max(262144, 1024 × max length)' },
+  { key: 'maxQueueInputs', env: 'MAX_QUEUE_INPUTS', flag: 'max-queue-inputs', kind: 'int', default: undefined, help: 'Inputs allowed to wait before new requests get 429; default 512' },
+  { key: 'maxQueueTokens', env: 'MAX_QUEUE_TOKENS', flag: 'max-queue-tokens', kind: 'int', default: undefined, help: 'Tokens allowed to wait before new requests get 429; default max(65536, max length)' },
   { key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: 'int', default: '30000', help: 'Default deadline per request (header `x-request-timeout-ms` overrides)' },
   { key: 'maxInputs', env: 'MAX_INPUTS', flag: 'max-inputs', kind: 'int', default: '1024', help: 'Most inputs per request (413 beyond)' },
   { key: 'bodyLimit', env: 'BODY_LIMIT', flag: 'body-limit', kind: 'int', default: String(4 * 1024 * 1024), help: 'Largest request body in bytes (413 beyond)' },
@@ -73,7 +75,7 @@ function convert(setting: Setting, raw: string): unknown {
     case 'int': {
       if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${setting.env} / --${setting.flag} must be a positive integer, got ${JSON.stringify(raw)}`);
       const n = Number(raw);
-      if (n < 1 && setting.key !== 'maxQueueDelayMs') throw new ConfigError(`${setting.env} / --${setting.flag} must be at least 1`);
+      if (n < 1 && setting.key !== 'maxQueueDelayMs' && setting.key !== 'inferenceNice') throw new ConfigError(`${setting.env} / --${setting.flag} must be at least 1`);
       return n;
     }
   }
@@ -110,6 +112,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   if (config.modelVariant !== 'fp32' && config.modelVariant !== 'quantized') {
     throw new ConfigError(`MODEL_VARIANT must be fp32 or quantized, got ${String(config.modelVariant)}`);
   }
+  if ((config.inferenceNice as number) > 19) throw new ConfigError('INFERENCE_NICE must be in 0..19');
   if ((config.port as number) > 65535) throw new ConfigError('PORT must be at most 65535');
   return config as unknown as Config;
 }

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
       workers: config.workers,
       intraOpThreads: config.intraOpThreads,
       executionProviders: config.executionProviders,
+      inferenceNice: config.inferenceNice,
       limits: {
         ...(config.maxBatchSize !== undefined && { maxBatchSize: config.maxBatchSize }),
         ...(config.maxBatchTokens !== undefined && { maxBatchTokens: config.maxBatchTokens }),

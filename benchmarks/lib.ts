@@ -1,0 +1,158 @@
+/** Shared pieces of the benchmarks: the MiniLM-shaped model, raw ONNX Runtime, a service process. */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import ort from 'onnxruntime-node';
+import { Worker } from 'node:worker_threads';
+import { Tokenizer } from 'tokenizers';
+
+export const ROOT = resolve(import.meta.dirname, '..');
+export const MINILM = join(ROOT, 'models/minilm-shaped');
+
+/** Generates the MiniLM-L6-shaped benchmark model (not committed) when it is missing. */
+export function ensureMiniLM(): string {
+  if (!existsSync(join(MINILM, 'onnx/model.onnx'))) {
+    console.error('generating models/minilm-shaped (needs Debian python3-torch, python3-onnx)…');
+    const r = spawnSync('/usr/bin/python3', [join(ROOT, 'tools/make_test_models.py'), '--minilm', MINILM], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('could not generate models/minilm-shaped: install python3-torch python3-onnx libopenblas0-pthread with apt');
+  }
+  return MINILM;
+}
+
+const WORDS = 'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so no'.split(' ');
+
+/** Deterministic sentences that tokenize to exactly `tokens` tokens (special tokens included). */
+export async function sentencesOfLength(modelDir: string, tokens: number, count: number): Promise<string[]> {
+  const tok = Tokenizer.fromFile(join(modelDir, 'tokenizer.json'));
+  tok.disablePadding();
+  tok.disableTruncation();
+  const out: string[] = [];
+  for (let i = 0; out.length < count; i++) {
+    const words: string[] = [];
+    for (let w = 0; w < tokens * 2; w++) words.push(WORDS[(i * 7 + w * 13 + ((w * w) % 5)) % WORDS.length]!);
+    // Grow word by word until the count is exact.
+    for (let n = 1; n <= words.length; n++) {
+      const text = words.slice(0, n).join(' ');
+      const len = (await tok.encode(text)).getLength();
+      if (len === tokens) {
+        out.push(text);
+        break;
+      }
+      if (len > tokens) break;
+    }
+  }
+  return out;
+}
+
+/** Raw ONNX Runtime throughput (sequences/s) on one session: the limit the service is measured against. */
+export async function rawThroughput(onnxPath: string, opts: { batch: number; tokens: number; seconds: number; threads: number }): Promise<number> {
+  const session = await ort.InferenceSession.create(onnxPath, {
+    intraOpNumThreads: opts.threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+  });
+  const n = opts.batch * opts.tokens;
+  const ids = new BigInt64Array(n).map((_, i) => BigInt(1000 + (i % 500)));
+  const feeds: Record<string, ort.Tensor> = {
+    input_ids: new ort.Tensor('int64', ids, [opts.batch, opts.tokens]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [opts.batch, opts.tokens]),
+  };
+  if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [opts.batch, opts.tokens]);
+  await session.run(feeds);
+  let done = 0;
+  const start = performance.now();
+  while (performance.now() - start < opts.seconds * 1000) {
+    await session.run(feeds);
+    done += opts.batch;
+  }
+  const rate = done / ((performance.now() - start) / 1000);
+  await session.release();
+  return rate;
+}
+
+/** The same measurement in a worker thread (plain JS, so it needs no TypeScript loader). */
+const RAW_WORKER = `
+const { parentPort, workerData: o } = require('node:worker_threads');
+const ort = require(o.ortPath);
+(async () => {
+  const session = await ort.InferenceSession.create(o.onnxPath, { intraOpNumThreads: o.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
+  const n = o.batch * o.tokens;
+  const feeds = {
+    input_ids: new ort.Tensor('int64', new BigInt64Array(n).map((_, i) => BigInt(1000 + (i % 500))), [o.batch, o.tokens]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [o.batch, o.tokens]),
+  };
+  if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [o.batch, o.tokens]);
+  await session.run(feeds);
+  parentPort.postMessage('warm');
+  await new Promise((r) => parentPort.once('message', r));
+  let done = 0;
+  const start = performance.now();
+  while (performance.now() - start < o.seconds * 1000) { await session.run(feeds); done += o.batch; }
+  parentPort.postMessage(done / ((performance.now() - start) / 1000));
+})();
+`;
+
+/**
+ * The raw ONNX Runtime limit on this machine: the better of one session using every core and one
+ * single-threaded session per core running side by side (summed), at the given batch size.
+ */
+export async function rawLimit(onnxPath: string, opts: { batch: number; tokens: number; seconds: number; cores: number }): Promise<{ single: number; parallel: number; limit: number }> {
+  const single = await rawThroughput(onnxPath, { ...opts, threads: opts.cores });
+  const ortPath = join(ROOT, 'node_modules/onnxruntime-node/dist/index.js');
+  const workers = Array.from({ length: opts.cores }, () => new Worker(RAW_WORKER, { eval: true, workerData: { ...opts, threads: 1, onnxPath, ortPath } }));
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
+  const rates = await Promise.all(
+    workers.map((w) => {
+      const rate = new Promise<number>((r) => w.once('message', r));
+      w.postMessage('go');
+      return rate;
+    }),
+  );
+  await Promise.all(workers.map((w) => w.terminate()));
+  const parallel = rates.reduce((a, b) => a + b, 0);
+  return { single, parallel, limit: Math.max(single, parallel) };
+}
+
+export interface Service {
+  url: string;
+  child: ChildProcess;
+  /** Peak resident memory so far (kB), from /proc. */
+  peakRssKb(): number;
+  stop(): Promise<void>;
+}
+
+/** Starts the built service (dist/) as a separate process and waits for /ready. */
+export async function startService(env: Record<string, string>, port: number): Promise<Service> {
+  if (!existsSync(join(ROOT, 'dist/server/main.js'))) throw new Error('run `npm run build` first');
+  const child = spawn(process.execPath, [join(ROOT, 'dist/server/main.js')], {
+    env: { ...process.env, LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(port), ...env },
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`service exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(`${url}/ready`)).status === 200) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error('service did not become ready');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    child,
+    peakRssKb() {
+      const status = readFileSync(`/proc/${child.pid}/status`, 'utf8');
+      return Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? 0);
+    },
+    async stop() {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    },
+  };
+}
+
+export const fmt = (n: number, digits = 1): string => n.toFixed(digits);
