@@ -81,11 +81,33 @@ export function scoreCandidates(
     }
   };
   if (k === 0) return [];
+  const dims = query.length;
+  let qNorm = 0;
+  for (let i = 0; i < dims; i++) qNorm += query[i]! * query[i]!;
+  qNorm = Math.sqrt(qNorm);
   candidates.forEach((c, index) => {
-    if (c.length !== query.length) {
-      throw new ValidationError(`candidate ${index} has length ${c.length}, expected ${query.length}`);
+    if (c.length !== dims) {
+      throw new ValidationError(`candidate ${index} has length ${c.length}, expected ${dims}`);
     }
-    const item = { index, score: exactScore(query, c, metric) };
+    // One pass per candidate; exactScore would take three for cosine.
+    let score: number;
+    if (metric === "l2") {
+      let s = 0;
+      for (let i = 0; i < dims; i++) {
+        const d = query[i]! - c[i]!;
+        s += d * d;
+      }
+      score = -Math.sqrt(s);
+    } else {
+      let d = 0;
+      let n = 0;
+      for (let i = 0; i < dims; i++) {
+        d += query[i]! * c[i]!;
+        n += c[i]! * c[i]!;
+      }
+      score = metric === "ip" ? d : qNorm === 0 || n === 0 ? 0 : d / (qNorm * Math.sqrt(n));
+    }
+    const item = { index, score };
     if (heap.length < k) {
       heap.push(item);
       siftUp(heap.length - 1);

@@ -115,33 +115,35 @@ export class VectorIndex {
   }
 
   /**
-   * k nearest live labels, best first. Widens ef (doubling) while fewer than
-   * min(k, live) candidates come back and the walk has not yet looked at every
-   * live element; if the graph still cannot produce them (parts unreachable
-   * under heavy deletion), scores every live element exactly.
+   * k nearest live labels, best first; exactly min(k, live matches) of them.
+   *
+   * The filter runs inside the graph walk (hnswlib calls it per candidate).
+   * hnswlib's walk (searchBaseLayerST) only stops early once it holds `ef`
+   * candidates that pass; until then it expands every neighbour it reaches.
+   * So a short answer never means "ef was too small", and retrying with a
+   * doubled ef would repeat the same exhaustive walk: it means some live
+   * elements are unreachable from the entry point (it happens in degenerate
+   * graphs, e.g. many duplicate vectors at small m). The walk counts the
+   * candidates it checked; if that is every live element, the short answer is
+   * complete; otherwise the remaining cases are settled by scoring every live
+   * element exactly.
    */
   knn(query: Float32Array, req: KnnRequest): LabelScore[] {
     const want = Math.min(req.k, req.liveCount);
     if (want <= 0) return [];
-    const q = Array.from(query);
-    const total = this.elementCount;
-    let ef = Math.min(Math.max(want, req.ef ?? Math.max(req.k, DEFAULT_EF)), Math.max(want, total));
-    for (;;) {
-      let considered = 0;
-      const allow = req.allow;
-      const filter = allow
-        ? (label: number): boolean => {
-            considered++;
-            return allow(label);
-          }
-        : undefined;
-      this.hnsw.setEf(ef);
-      const res = this.hnsw.searchKnn(q, want, filter);
-      if (res.neighbors.length >= want || (filter && considered >= req.liveCount)) {
-        return res.neighbors.map((label, i) => ({ label, score: this.toScore(res.distances[i]!) }));
-      }
-      if (ef >= total) break;
-      ef = Math.min(ef * 2, total);
+    const ef = Math.min(Math.max(want, req.ef ?? Math.max(req.k, DEFAULT_EF)), Math.max(want, this.elementCount));
+    let considered = 0;
+    const allow = req.allow;
+    const filter = allow
+      ? (label: number): boolean => {
+          considered++;
+          return allow(label);
+        }
+      : undefined;
+    this.hnsw.setEf(ef);
+    const res = this.hnsw.searchKnn(Array.from(query), want, filter);
+    if (res.neighbors.length >= want || (filter && considered >= req.liveCount)) {
+      return res.neighbors.map((label, i) => ({ label, score: this.toScore(res.distances[i]!) }));
     }
     return this.exactKnn(query, want, req);
   }

@@ -1,0 +1,17 @@
+import { Rng } from "./helpers.js";
+
+/** What the crash writer writes, reproducible by the parent from (id, seq) alone. */
+
+export const CRASH_COLLECTION = "crash";
+export const CRASH_DIMS = 48;
+export const CRASH_IDS = Array.from({ length: 150 }, (_, i) => `doc-${i}`);
+
+export function crashDoc(id: string, seq: number) {
+  const rng = new Rng(seq * 1000 + Number(id.slice(4)));
+  return {
+    id,
+    vector: Array.from({ length: CRASH_DIMS }, () => rng.gauss()),
+    text: `text ${id} @${seq}`,
+    metadata: { id, seq, parity: seq % 2 === 0 ? "even" : "odd" },
+  };
+}
