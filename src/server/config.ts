@@ -22,6 +22,7 @@ export interface Config {
   maxQueueTokens: number | undefined;
   requestTimeoutMs: number;
   maxInputs: number;
+  maxInputChars: number;
   bodyLimit: number;
   logLevel: string;
   dataDir: string;
@@ -58,6 +59,7 @@ export const SETTINGS: Setting[] = [
   { key: 'maxQueueTokens', env: 'MAX_QUEUE_TOKENS', flag: 'max-queue-tokens', kind: 'int', default: undefined, help: 'Tokens allowed to wait before new requests get 429; default max(65536, max length)' },
   { key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: 'int', default: '30000', help: 'Default deadline per request (header `x-request-timeout-ms` overrides)' },
   { key: 'maxInputs', env: 'MAX_INPUTS', flag: 'max-inputs', kind: 'int', default: '1024', help: 'Most inputs per request (413 beyond)' },
+  { key: 'maxInputChars', env: 'MAX_INPUT_CHARS', flag: 'max-input-chars', kind: 'int', default: '100000', help: 'Most characters per input text (413 beyond)' },
   { key: 'bodyLimit', env: 'BODY_LIMIT', flag: 'body-limit', kind: 'int', default: String(4 * 1024 * 1024), help: 'Largest request body in bytes (413 beyond)' },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', kind: 'string', default: 'info', help: 'pino log level' },
   { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', kind: 'string', default: 'data', help: 'Where collections are stored' },

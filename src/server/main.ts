@@ -58,7 +58,7 @@ async function main(): Promise<void> {
     engine,
     logger: { level: config.logLevel },
     version,
-    limits: { maxInputs: config.maxInputs, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs },
+    limits: { maxInputs: config.maxInputs, maxInputChars: config.maxInputChars, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs },
   });
   await app.listen({ host: config.host, port: config.port });
   await engine.warmUp();
