@@ -1,14 +1,20 @@
 /**
  * Builds the HTTP application around a loaded engine. HTTP concerns only: validation, error
- * mapping, request ids, headers. Everything about models and inference is behind `Engine`.
+ * mapping, request ids, auth, metrics, load shedding. Everything about models and inference is
+ * behind `Engine`.
  */
 import { randomUUID } from 'node:crypto';
+import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Engine } from '../runtime/engine.js';
+import { registerAuth } from './auth.js';
 import { ApiError, sendError } from './errors.js';
+import { Metrics } from './metrics.js';
 import { embedRoutes } from './routes/embed.js';
+import { openAiRoutes } from './routes/openai.js';
 import { opsRoutes } from './routes/ops.js';
 
 export interface ServerLimits {
@@ -16,6 +22,8 @@ export interface ServerLimits {
   maxInputChars: number;
   bodyLimit: number;
   requestTimeoutMs: number;
+  /** Event-loop delay beyond which requests are shed with 503 (0 = never). */
+  maxEventLoopDelayMs: number;
 }
 
 export interface AppOptions {
@@ -23,6 +31,12 @@ export interface AppOptions {
   limits?: Partial<ServerLimits>;
   logger?: FastifyServerOptions['logger'];
   version?: string;
+  /** Bearer keys; none means no authentication. */
+  apiKeys?: string[];
+  /** Routes reachable without a key when keys are set. */
+  publicRoutes?: string[];
+  /** Allowed CORS origins (`*` for any); none means CORS is off. */
+  corsOrigins?: string[];
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
@@ -30,14 +44,18 @@ export const DEFAULT_LIMITS: ServerLimits = {
   maxInputChars: 100_000,
   bodyLimit: 4 * 1024 * 1024,
   requestTimeoutMs: 30_000,
+  maxEventLoopDelayMs: 1000,
 };
+
+export const DEFAULT_PUBLIC_ROUTES = ['/health', '/ready', '/metrics'];
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
+  const logger = options.logger === undefined || options.logger === false ? false : { redact: ['req.headers.authorization'], ...(typeof options.logger === 'object' ? options.logger : {}) };
   const app = Fastify({
-    logger: options.logger ?? false,
+    logger,
     bodyLimit: limits.bodyLimit,
     requestIdHeader: false,
     // Echo a caller's request id when it is safe to log and repeat; otherwise make one.
@@ -48,14 +66,31 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ajv: { customOptions: { coerceTypes: false, allErrors: false, removeAdditional: true, useDefaults: true } },
     return503OnClosing: true,
   });
+  const metrics = new Metrics(options.engine);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.observeResponse(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
   });
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
   app.setNotFoundHandler((request, reply) =>
     sendError(request, reply, new ApiError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
   );
+
+  if (options.corsOrigins?.length) {
+    await app.register(cors, { origin: options.corsOrigins.includes('*') ? true : options.corsOrigins, exposedHeaders: ['x-request-id', 'x-compute-tokens', 'x-total-time', 'x-queue-time', 'x-inference-time', 'retry-after'] });
+  }
+  registerAuth(app, options.apiKeys ?? [], options.publicRoutes ?? DEFAULT_PUBLIC_ROUTES);
+  if (limits.maxEventLoopDelayMs > 0) {
+    await app.register(underPressure, {
+      maxEventLoopDelay: limits.maxEventLoopDelayMs,
+      pressureHandler: (request, reply) => {
+        sendError(request, reply, new ApiError('unavailable', 'the server is overloaded (event loop lagging); retry later', 1));
+      },
+    });
+  }
 
   await app.register(swagger, {
     openapi: {
@@ -67,14 +102,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       },
       tags: [
         { name: 'embeddings', description: 'Turn text into vectors' },
-        { name: 'operations', description: 'Health, readiness and facts about the model' },
+        { name: 'openai', description: 'OpenAI-compatible embeddings' },
+        { name: 'operations', description: 'Health, readiness, metrics and facts about the model' },
       ],
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      ...(options.apiKeys?.length ? { security: [{ bearer: [] }] } : {}),
     },
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
 
   opsRoutes(app, options.engine, limits, options.version ?? '0.0.0');
-  embedRoutes(app, options.engine, limits);
+  embedRoutes(app, options.engine, limits, metrics);
+  openAiRoutes(app, options.engine, limits, metrics);
   return app;
 }

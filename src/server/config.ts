@@ -27,6 +27,11 @@ export interface Config {
   logLevel: string;
   dataDir: string;
   shutdownTimeoutMs: number;
+  apiKeys: string | undefined;
+  apiKeysFile: string | undefined;
+  publicRoutes: string[];
+  corsOrigins: string[] | undefined;
+  maxEventLoopDelayMs: number;
 }
 
 const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/default', import.meta.url));
@@ -61,6 +66,11 @@ export const SETTINGS: Setting[] = [
   { key: 'maxInputs', env: 'MAX_INPUTS', flag: 'max-inputs', kind: 'int', default: '1024', help: 'Most inputs per request (413 beyond)' },
   { key: 'maxInputChars', env: 'MAX_INPUT_CHARS', flag: 'max-input-chars', kind: 'int', default: '100000', help: 'Most characters per input text (413 beyond)' },
   { key: 'bodyLimit', env: 'BODY_LIMIT', flag: 'body-limit', kind: 'int', default: String(4 * 1024 * 1024), help: 'Largest request body in bytes (413 beyond)' },
+  { key: 'apiKeys', env: 'API_KEYS', flag: 'api-keys', kind: 'string', default: undefined, help: 'Comma-separated bearer API keys; when set (here or in the file), every route but the public ones needs one' },
+  { key: 'apiKeysFile', env: 'API_KEYS_FILE', flag: 'api-keys-file', kind: 'string', default: undefined, help: 'File with one API key per line (`#` comments)' },
+  { key: 'publicRoutes', env: 'AUTH_PUBLIC_ROUTES', flag: 'auth-public-routes', kind: 'list', default: '/health,/ready,/metrics', help: 'Routes reachable without a key' },
+  { key: 'corsOrigins', env: 'CORS_ORIGINS', flag: 'cors-origins', kind: 'list', default: undefined, help: 'Allowed CORS origins, comma-separated, or `*`; CORS is off when unset' },
+  { key: 'maxEventLoopDelayMs', env: 'MAX_EVENT_LOOP_DELAY_MS', flag: 'max-event-loop-delay-ms', kind: 'int', default: '1000', help: 'Event-loop lag beyond which requests are shed with 503 (0 = never); /health is never shed' },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', kind: 'string', default: 'info', help: 'pino log level' },
   { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', kind: 'string', default: 'data', help: 'Where collections are stored' },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', kind: 'int', default: '10000', help: 'How long SIGTERM waits for queued work' },
@@ -77,7 +87,7 @@ function convert(setting: Setting, raw: string): unknown {
     case 'int': {
       if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${setting.env} / --${setting.flag} must be a positive integer, got ${JSON.stringify(raw)}`);
       const n = Number(raw);
-      if (n < 1 && setting.key !== 'maxQueueDelayMs' && setting.key !== 'inferenceNice') throw new ConfigError(`${setting.env} / --${setting.flag} must be at least 1`);
+      if (n < 1 && !['maxQueueDelayMs', 'inferenceNice', 'maxEventLoopDelayMs'].includes(setting.key)) throw new ConfigError(`${setting.env} / --${setting.flag} must be at least 1`);
       return n;
     }
   }

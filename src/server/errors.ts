@@ -65,9 +65,15 @@ const FASTIFY_CODES: Record<string, ErrorType> = {
 export interface ClassifiedError {
   type: ErrorType;
   message: string;
+  /** The request field at fault, when known (OpenAI's `param`). */
+  param?: string;
   retryAfterSeconds?: number;
   /** The client went away: nothing will read the answer. */
   cancelled?: boolean;
+}
+
+function fieldOf(instancePath: string): string | undefined {
+  return instancePath.split('/').filter(Boolean)[0];
 }
 
 /** Decides the public type and message of any error thrown while serving a request. */
@@ -89,9 +95,10 @@ export function classify(err: unknown): ClassifiedError {
         .filter((e) => e.keyword === 'type' && e.instancePath === anyOf.instancePath)
         .map((e) => String((e.params as { type?: unknown }).type));
       const accepted = types.length ? types.join(' or ') : 'one of the accepted forms';
-      return { type: 'validation', message: `${path} must be ${accepted}` };
+      return { type: 'validation', message: `${path} must be ${accepted}`, param: fieldOf(anyOf.instancePath) };
     }
-    return { type: 'validation', message: `${path} ${first?.message ?? 'is invalid'}` };
+    const missing = first?.keyword === 'required' ? String((first.params as { missingProperty?: unknown }).missingProperty) : undefined;
+    return { type: 'validation', message: `${path} ${first?.message ?? 'is invalid'}`, param: missing ?? fieldOf(first?.instancePath ?? '') };
   }
   if (fe?.code && FASTIFY_CODES[fe.code]) return { type: FASTIFY_CODES[fe.code]!, message: fe.message };
   if (fe instanceof SyntaxError || (typeof fe?.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500)) {
@@ -100,14 +107,37 @@ export function classify(err: unknown): ClassifiedError {
   return { type: 'internal', message: 'internal error' };
 }
 
+/** OpenAI's error `type` for each of our types: clients branch on the status, this is for humans. */
+const OPENAI_TYPE: Record<ErrorType, string> = {
+  validation: 'invalid_request_error',
+  payload_too_large: 'invalid_request_error',
+  not_found: 'invalid_request_error',
+  conflict: 'invalid_request_error',
+  unauthorized: 'invalid_request_error',
+  overloaded: 'rate_limit_error',
+  timeout: 'timeout',
+  unavailable: 'server_error',
+  internal: 'server_error',
+};
+
+/** Routes under /v1 speak OpenAI's error shape; every other route speaks the service's own. */
+export function isOpenAiRoute(request: FastifyRequest): boolean {
+  return request.url.startsWith('/v1/');
+}
+
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {
   const c = classify(err);
   if (c.type === 'internal') request.log.error({ err }, 'unhandled error');
   if (c.retryAfterSeconds !== undefined) reply.header('retry-after', String(c.retryAfterSeconds));
+  if (c.type === 'unauthorized') reply.header('www-authenticate', 'Bearer');
   // 499 (client closed request) keeps a vanished client's request out of the 5xx counts, and
   // closing the connection frees a socket whose peer has already gone.
   if (c.cancelled) reply.header('connection', 'close');
   const status = c.cancelled ? 499 : STATUS[c.type];
+  if (isOpenAiRoute(request)) {
+    const code = c.type === 'unauthorized' ? 'invalid_api_key' : c.type;
+    return reply.code(status).send({ error: { message: c.message, type: OPENAI_TYPE[c.type], param: c.param ?? null, code } });
+  }
   return reply.code(status).send({ error: c.message, error_type: c.type } satisfies ErrorBody);
 }
 
@@ -123,4 +153,26 @@ export const errorBodySchema = {
 /** Error responses every route may give, for the OpenAPI document and the serializer. */
 export const errorResponses = Object.fromEntries(
   ([401, 404, 409, 413, 422, 429, 503, 504] as const).map((code) => [code, { description: `Error (${code})`, ...errorBodySchema }]),
+);
+
+const openAiErrorSchema = {
+  type: 'object',
+  required: ['error'],
+  properties: {
+    error: {
+      type: 'object',
+      required: ['message', 'type', 'code'],
+      properties: {
+        message: { type: 'string' },
+        type: { type: 'string' },
+        param: { type: ['string', 'null'] },
+        code: { type: ['string', 'null'] },
+      },
+    },
+  },
+} as const;
+
+/** The same responses in OpenAI's error shape, for /v1 routes. */
+export const openAiErrorResponses = Object.fromEntries(
+  ([401, 404, 413, 422, 429, 503, 504] as const).map((code) => [code, { description: `Error (${code})`, ...openAiErrorSchema }]),
 );

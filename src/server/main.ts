@@ -6,6 +6,7 @@ import { pino } from 'pino';
 import { Engine } from '../runtime/engine.js';
 import { ModelDirError } from '../runtime/model-dir.js';
 import { buildApp } from './app.js';
+import { loadApiKeys } from './auth.js';
 import { ConfigError, helpText, loadConfig, type Config } from './config.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -54,12 +55,29 @@ async function main(): Promise<void> {
     logger.warn(`model ${engine.spec.dir} is marked untrained (embedder.json): its vectors carry no meaning; serve a trained model with MODEL_DIR`);
   }
 
+  let apiKeys: string[];
+  try {
+    apiKeys = loadApiKeys(config.apiKeys, config.apiKeysFile);
+  } catch (err) {
+    logger.fatal(`API_KEYS_FILE could not be read: ${(err as Error).message}`);
+    process.exit(2);
+  }
   const app = await buildApp({
     engine,
     logger: { level: config.logLevel },
     version,
-    limits: { maxInputs: config.maxInputs, maxInputChars: config.maxInputChars, bodyLimit: config.bodyLimit, requestTimeoutMs: config.requestTimeoutMs },
+    apiKeys,
+    publicRoutes: config.publicRoutes,
+    corsOrigins: config.corsOrigins,
+    limits: {
+      maxInputs: config.maxInputs,
+      maxInputChars: config.maxInputChars,
+      bodyLimit: config.bodyLimit,
+      requestTimeoutMs: config.requestTimeoutMs,
+      maxEventLoopDelayMs: config.maxEventLoopDelayMs,
+    },
   });
+  if (apiKeys.length) app.log.info(`API keys required (${apiKeys.length} configured); public routes: ${config.publicRoutes.join(', ')}`);
   await app.listen({ host: config.host, port: config.port });
   await engine.warmUp();
   app.log.info(`ready: model ${engine.spec.id} (${engine.spec.hiddenSize} dims, ${engine.spec.numLayers} layers)`);

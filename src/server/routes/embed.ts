@@ -4,6 +4,7 @@ import type { Engine, EmbedResult } from '../../runtime/engine.js';
 import { ApiError, errorResponses } from '../errors.js';
 import { knobProperties, knobsFromBody, requestLifetime, type KnobBody } from '../knobs.js';
 import type { ServerLimits } from '../app.js';
+import type { Metrics } from '../metrics.js';
 
 interface EmbedBody extends KnobBody {
   inputs: string | string[];
@@ -39,7 +40,7 @@ export function checkTexts(texts: readonly string[], limits: ServerLimits, field
   });
 }
 
-export function embedRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits): void {
+export function embedRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, metrics: Metrics): void {
   app.post<{ Body: EmbedBody }>(
     '/embed',
     {
@@ -73,6 +74,7 @@ export function embedRoutes(app: FastifyInstance, engine: Engine, limits: Server
       checkTexts(texts, limits, 'inputs');
       const { deadline, signal } = requestLifetime(request, reply, limits.requestTimeoutMs);
       const result = await engine.embed(texts, { ...knobsFromBody(request.body), deadline, signal });
+      metrics.observeEmbed(result);
       reply.headers(timingHeaders(result, performance.now() - started));
       return reply.type('application/json').send(vectorsJson(result.vectors));
     },

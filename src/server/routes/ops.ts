@@ -5,7 +5,8 @@ import { ApiError, errorResponses } from '../errors.js';
 import type { ServerLimits } from '../app.js';
 
 export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string): void {
-  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] } }, async () => ({ status: 'ok' }));
+  // Liveness is never shed: a load balancer must not kill a busy but healthy instance.
+  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] }, config: { pressureHandler: () => undefined } }, async () => ({ status: 'ok' }));
 
   app.get(
     '/ready',

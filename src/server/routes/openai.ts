@@ -1,0 +1,128 @@
+/** POST /v1/embeddings and GET /v1/models: OpenAI-compatible, so the official clients work unchanged. */
+import { endianness } from 'node:os';
+import type { FastifyInstance } from 'fastify';
+import type { Engine } from '../../runtime/engine.js';
+import { ApiError, openAiErrorResponses } from '../errors.js';
+import { knobProperties, knobsFromBody, requestLifetime, type KnobBody } from '../knobs.js';
+import type { ServerLimits } from '../app.js';
+import type { Metrics } from '../metrics.js';
+import { checkTexts, timingHeaders } from './embed.js';
+
+interface EmbeddingsBody extends KnobBody {
+  input: string | string[] | number[] | number[][];
+  model?: string;
+  encoding_format?: 'float' | 'base64';
+  user?: string;
+}
+
+const LITTLE_ENDIAN = endianness() === 'LE';
+
+/** OpenAI's base64 encoding: the vector's float32 values, little-endian. */
+export function base64Vector(v: Float32Array): string {
+  const bytes = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  return (LITTLE_ENDIAN ? bytes : Buffer.from(bytes).swap32()).toString('base64');
+}
+
+const TOKEN_IDS_MESSAGE =
+  'input must be text: token-id arrays are ids of another tokenizer and cannot be embedded here. ' +
+  'Send the strings themselves (in LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))';
+
+export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, metrics: Metrics): void {
+  const created = Math.floor(Date.now() / 1000);
+  const modelId = engine.spec.id;
+
+  app.post<{ Body: EmbeddingsBody }>(
+    '/v1/embeddings',
+    {
+      schema: {
+        summary: 'Embed texts (OpenAI-compatible)',
+        tags: ['openai'],
+        body: {
+          type: 'object',
+          required: ['input'],
+          properties: {
+            input: {
+              anyOf: [
+                { type: 'string' },
+                { type: 'array', items: { type: 'string' } },
+                { type: 'array', items: { type: 'integer' } },
+                { type: 'array', items: { type: 'array', items: { type: 'integer' } } },
+              ],
+              description: 'One text or a list of texts (token-id arrays are rejected with a 422)',
+            },
+            model: { type: 'string', description: 'Accepted and ignored: the served model answers' },
+            encoding_format: { type: 'string', enum: ['float', 'base64'], default: 'float' },
+            user: { type: 'string' },
+            ...knobProperties,
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              object: { type: 'string', enum: ['list'] },
+              data: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    object: { type: 'string', enum: ['embedding'] },
+                    index: { type: 'integer' },
+                    embedding: { anyOf: [{ type: 'array', items: { type: 'number' } }, { type: 'string' }] },
+                  },
+                },
+              },
+              model: { type: 'string' },
+              usage: { type: 'object', properties: { prompt_tokens: { type: 'integer' }, total_tokens: { type: 'integer' } } },
+            },
+          },
+          ...openAiErrorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const started = performance.now();
+      const { input } = request.body;
+      if (typeof input !== 'string' && input.some((x) => typeof x !== 'string')) throw new ApiError('validation', TOKEN_IDS_MESSAGE);
+      const texts = typeof input === 'string' ? [input] : (input as string[]);
+      checkTexts(texts, limits, 'input');
+      const { deadline, signal } = requestLifetime(request, reply, limits.requestTimeoutMs);
+      const result = await engine.embed(texts, { ...knobsFromBody(request.body), deadline, signal });
+      metrics.observeEmbed(result);
+      reply.headers(timingHeaders(result, performance.now() - started));
+      const base64 = request.body.encoding_format === 'base64';
+      // Built as text: the generic serializer is slow on large float arrays.
+      const data = result.vectors.map(
+        (v, index) =>
+          `{"object":"embedding","index":${index},"embedding":${base64 ? `"${base64Vector(v)}"` : `[${Array.prototype.join.call(v, ',')}]`}}`,
+      );
+      const usage = `{"prompt_tokens":${result.totalTokens},"total_tokens":${result.totalTokens}}`;
+      return reply
+        .type('application/json')
+        .send(`{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(modelId)},"usage":${usage}}`);
+    },
+  );
+
+  app.get(
+    '/v1/models',
+    {
+      schema: {
+        summary: 'The served model (OpenAI-compatible)',
+        tags: ['openai'],
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              object: { type: 'string' },
+              data: {
+                type: 'array',
+                items: { type: 'object', properties: { id: { type: 'string' }, object: { type: 'string' }, created: { type: 'integer' }, owned_by: { type: 'string' } } },
+              },
+            },
+          },
+        },
+      },
+    },
+    async () => ({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'embedding-service' }] }),
+  );
+}
