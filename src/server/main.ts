@@ -92,10 +92,13 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs + 5000);
     force.unref();
-    // Stop accepting first, then let what was accepted finish, then stop the workers.
+    // Stop accepting first, then let what was accepted finish, then stop the workers. Keep-alive
+    // connections become idle only once their last response is written: close them as they do.
     const closing = app.close();
+    const reaper = setInterval(() => app.server.closeIdleConnections(), 50);
     await engine.close(config.shutdownTimeoutMs);
     await closing;
+    clearInterval(reaper);
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,23 @@
+/** The OpenAPI document as the server generates it, for the committed copy in openapi/. */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Engine } from '../runtime/engine.js';
+import { buildApp } from './app.js';
+
+export const OPENAPI_PATH = fileURLToPath(new URL('../../openapi/openapi.json', import.meta.url));
+const DEFAULT_MODEL = fileURLToPath(new URL('../../models/default', import.meta.url));
+
+/** Builds the app around the default model and returns its document (independent of the model). */
+export async function generateOpenApi(): Promise<unknown> {
+  const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  const engine = await Engine.load({ modelDir: DEFAULT_MODEL, workers: 1, intraOpThreads: 1 });
+  try {
+    const app = await buildApp({ engine, version });
+    await app.ready();
+    const doc = app.swagger();
+    await app.close();
+    return doc;
+  } finally {
+    await engine.close();
+  }
+}
