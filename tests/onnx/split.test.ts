@@ -69,6 +69,7 @@ describe.each(CASES)('split $name', ({ file, side, ids }) => {
 
   it('has a prefix, one stage per layer, and names the hidden state after every layer', () => {
     const m = runner.manifest;
+    const prefixOutputs = new Set(m.stages[0]!.outputs);
     expect(m.numLayers).toBe(4);
     expect(m.stages[0]!.kind).toBe('prefix');
     expect(m.stages.filter((s) => s.kind === 'layer').map((s) => s.layer)).toEqual([1, 2, 3, 4]);
@@ -77,6 +78,8 @@ describe.each(CASES)('split $name', ({ file, side, ids }) => {
       const layer = m.stages.find((s) => s.layer === k)!;
       expect(layer.outputs).toContain(m.hiddenStates[k]);
       if (k < 4) expect(m.stages.find((s) => s.layer === k + 1)!.inputs).toContain(m.hiddenStates[k]);
+      // A layer reads the previous hidden state and prefix context only.
+      expect(layer.inputs.filter((n) => n !== m.hiddenStates[k - 1] && !prefixOutputs.has(n))).toEqual([]);
     }
     expect(m.notes).toEqual([]);
   });
@@ -214,9 +217,11 @@ describe('not splittable', () => {
   it('reports layers that feed an earlier layer (a cycle between groups)', () => {
     const model = matmulModel();
     const w = model.graph.initializer[0]!;
+    // layer 0 → layer 1 → layer 0 again.
     model.graph.node = [
-      { name: '/layers.1/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['a'], attribute: [] },
-      { name: '/layers.0/MatMul', opType: 'MatMul', input: ['a', 'w'], output: ['y'], attribute: [] },
+      { name: '/layers.0/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['a'], attribute: [] },
+      { name: '/layers.1/MatMul', opType: 'MatMul', input: ['a', 'w'], output: ['b'], attribute: [] },
+      { name: '/layers.0/MatMul_1', opType: 'MatMul', input: ['b', 'w'], output: ['y'], attribute: [] },
     ];
     model.graph.initializer = [w];
     const result = splitModel(model);

@@ -18,7 +18,7 @@ import { DataType, encodeModel, forEachTensor, inlineExternalData, isExternal, l
 import { splitModel, type SplitResult, type StageManifest, type ValueType } from './split.js';
 
 /** Bump when the splitter's output changes, so caches written by older code are rebuilt. */
-export const SPLITTER_VERSION = 1;
+export const SPLITTER_VERSION = 2;
 
 const ORT_TYPES: Record<string, number> = {
   float32: DataType.FLOAT,
@@ -187,4 +187,28 @@ export async function ensureStages(onnxPath: string, cacheDir?: string): Promise
     if (/^[0-9a-f]{16}$/.test(entry)) fs.rmSync(path.join(root, entry), { recursive: true, force: true });
   }
   return { dir, manifest: result.manifest, reused: false };
+}
+
+/**
+ * The .onnx file a CLI argument names: the file itself, or in a model directory `model.onnx`
+ * then `onnx/model.onnx` (the same order as the runtime's model-dir lookup).
+ */
+export function resolveOnnxPath(target: string, fileName = 'model.onnx'): string {
+  const abs = path.resolve(target);
+  if (fs.existsSync(abs) && fs.statSync(abs).isFile()) return abs;
+  for (const sub of ['', 'onnx']) {
+    const candidate = path.join(abs, sub, fileName);
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  throw new Error(`no ${fileName} in ${abs} or ${path.join(abs, 'onnx')}`);
+}
+
+/** The directory holding tokenizer.json for a model file (its own directory or the one above `onnx/`). */
+export function findTokenizer(onnxPath: string): string | undefined {
+  const dir = path.dirname(onnxPath);
+  for (const d of [dir, path.dirname(dir)]) {
+    const candidate = path.join(d, 'tokenizer.json');
+    if (fs.existsSync(candidate)) return candidate;
+  }
+  return undefined;
 }

@@ -15,6 +15,9 @@
  *    a stage input). Scoped non-layer nodes (embeddings, mask arithmetic, rotary tables) go to
  *    the prefix when they depend on no layer (`lo` = 0), otherwise to `hi` (so a final norm
  *    after the last layer lands in the suffix).
+ *  - A layer node that depends on no layer but is read directly by another layer (context an
+ *    exporter deduplicated across layers, e.g. rotary cos/sin unsqueezed once and reused) is
+ *    hoisted into the prefix, so layer k's stage reads only hidden state k-1 and prefix tensors.
  *  - `lo > hi` for a floating node, or a layer reading from a later layer, means the groups form
  *    a cycle: the graph is reported not splittable. Nodes that feed no graph output are dropped.
  *
@@ -236,6 +239,7 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
       fixed[i] = 1;
     }
   });
+  const scopeGroup = Int32Array.from(group);
   const describe = (i: number): string => g.node[i]!.name || `${g.node[i]!.opType} → ${g.node[i]!.output[0] ?? '?'}`;
   const lo = new Int32Array(g.node.length);
   for (const i of order) {
@@ -245,7 +249,8 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
     for (const name of index.reads[i]!) {
       const p = index.producer.get(name);
       if (p === undefined || !live[p]) continue;
-      const gp = fixed[p] ? group[p]! : lo[p]!;
+      // Hoisted nodes count at their own layer here, so hoisting never cascades.
+      const gp = fixed[p] ? scopeGroup[p]! : lo[p]!;
       if (gp > l) {
         l = gp;
         from = p;
@@ -254,6 +259,14 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
     lo[i] = l;
     if (fixed[i] && l > group[i]!) {
       return fail(`${describe(i)} (layer ${group[i]}) reads ${describe(from)}, which depends on layer ${l}: the layers form a cycle`);
+    }
+    // Hoist shared context: a layer node that depends on no layer (nor on a hoisted node) but
+    // that another layer reads directly (exporters deduplicate e.g. the rotary cos/sin Unsqueeze of layer 0 and reuse it
+    // in every layer) moves to the prefix, so layer stages read only the previous hidden state
+    // and prefix tensors.
+    if (fixed[i] && l === 0 && group[i]! > 0) {
+      const shared = g.node[i]!.output.some((o) => (index.consumers.get(o) ?? []).some((c) => live[c] && fixed[c] && group[c] !== group[i]));
+      if (shared) group[i] = 0;
     }
   }
   for (let k = order.length - 1; k >= 0; k--) {

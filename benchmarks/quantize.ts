@@ -1,0 +1,174 @@
+/**
+ * int8 vs fp32, and layer exit, on the MiniLM-shaped model.
+ *
+ *   npx tsx benchmarks/quantize.ts [--model models/minilm-shaped/onnx/model.onnx] [--seconds 2] [--rounds 3]
+ *
+ * 32-token inputs, intraOpNumThreads 2. Throughput is sequences/s; configurations are measured in
+ * interleaved rounds and the best round is reported, so a neighbour's burst of CPU use on a
+ * shared machine costs one round, not one configuration. Prints a markdown table.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import ort from 'onnxruntime-node';
+import { loadModel, saveModel } from '../src/runtime/onnx/model.js';
+import { quantizeModel, agreement } from '../src/runtime/onnx/quantize.js';
+import { ensureStages } from '../src/runtime/onnx/cache.js';
+import { StagedRunner } from '../src/runtime/onnx/staged.js';
+import { padFeeds, PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
+
+function arg(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 && process.argv[i + 1] ? process.argv[i + 1]! : fallback;
+}
+
+const MODEL = path.resolve(arg('model', 'models/minilm-shaped/onnx/model.onnx'));
+const SECONDS = Number(arg('seconds', '2'));
+const ROUNDS = Number(arg('rounds', '3'));
+const THREADS = 2;
+const SEQ = 32;
+const BATCHES = [1, 64];
+
+if (!fs.existsSync(MODEL)) {
+  console.error(`${MODEL} not found: generate it with npm run model:minilm (tools/make_test_models.py --minilm)`);
+  process.exit(1);
+}
+const modelDir = path.dirname(MODEL).endsWith('onnx') ? path.dirname(path.dirname(MODEL)) : path.dirname(MODEL);
+const tokenizerPath = path.join(modelDir, 'tokenizer.json');
+
+const sessionOptions: ort.InferenceSession.SessionOptions = {
+  intraOpNumThreads: THREADS,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: 'all',
+  executionMode: 'sequential',
+  logSeverityLevel: 3,
+};
+
+const log = (msg: string): void => void process.stderr.write(`${msg}\n`);
+
+// --- models -------------------------------------------------------------------------------------
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-quantize-'));
+const fp32 = loadModel(MODEL);
+const variants: { name: string; file: string; quantizeMs: number }[] = [{ name: 'fp32', file: MODEL, quantizeMs: 0 }];
+for (const perChannel of [false, true]) {
+  const t = performance.now();
+  const { model } = quantizeModel(fp32, { perChannel });
+  const quantizeMs = performance.now() - t;
+  const file = path.join(work, `model_int8_${perChannel ? 'channel' : 'tensor'}.onnx`);
+  saveModel(model, file);
+  variants.push({ name: perChannel ? 'int8 per-channel' : 'int8 per-tensor', file, quantizeMs });
+}
+
+async function timedCreate(file: string): Promise<{ session: ort.InferenceSession; ms: number }> {
+  const t = performance.now();
+  const session = await ort.InferenceSession.create(file, sessionOptions);
+  return { session, ms: performance.now() - t };
+}
+
+const sessions = new Map<string, ort.InferenceSession>();
+const createMs = new Map<string, number>();
+for (const v of variants) {
+  // Best of two creations (the first also warms the page cache).
+  const a = await timedCreate(v.file);
+  await a.session.release();
+  const b = await timedCreate(v.file);
+  sessions.set(v.name, b.session);
+  createMs.set(v.name, Math.min(a.ms, b.ms));
+}
+
+// --- inputs -------------------------------------------------------------------------------------
+// 32-token rows: six consecutive probe sentences, truncated to 32 tokens.
+const texts = Array.from({ length: 64 }, (_, i) => [0, 1, 2, 3, 4, 5].map((j) => PROBE_SENTENCES[(i + j) % PROBE_SENTENCES.length]).join(' '));
+const ids = (await tokenize(tokenizerPath, texts, SEQ)).map((r) => r.slice(0, SEQ));
+if (ids.some((r) => r.length !== SEQ)) throw new Error('probe rows shorter than 32 tokens');
+const inputNames = sessions.get('fp32')!.inputNames;
+const feedsFor = (batch: number): Record<string, ort.Tensor> => padFeeds(ids.slice(0, batch), { padTo: SEQ, inputNames });
+
+// Agreement on the 16 probe sentences (natural lengths, padded batch).
+const probeFeeds = padFeeds(await tokenize(tokenizerPath, PROBE_SENTENCES, 128), { inputNames });
+const quality = new Map<string, number>();
+for (const v of variants.slice(1)) quality.set(v.name, (await agreement(sessions.get('fp32')!, sessions.get(v.name)!, probeFeeds)).mean);
+
+// --- throughput ---------------------------------------------------------------------------------
+type Run = () => Promise<unknown>;
+async function measure(run: Run, batch: number): Promise<number> {
+  await run();
+  const start = performance.now();
+  let n = 0;
+  while (performance.now() - start < SECONDS * 1000) {
+    await run();
+    n++;
+  }
+  return (n * batch) / ((performance.now() - start) / 1000);
+}
+
+async function best(configs: { key: string; run: Run; batch: number }[]): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const c of configs) {
+      const v = await measure(c.run, c.batch);
+      out.set(c.key, Math.max(out.get(c.key) ?? 0, v));
+    }
+    log(`round ${r + 1}/${ROUNDS}: ${[...out].map(([k, v]) => `${k}=${v.toFixed(0)}`).join(' ')}`);
+  }
+  return out;
+}
+
+const raw = await best(
+  variants.flatMap((v) =>
+    BATCHES.map((batch) => {
+      const feeds = feedsFor(batch);
+      const s = sessions.get(v.name)!;
+      return { key: `${v.name}|${batch}`, batch, run: () => s.run(feeds) };
+    }),
+  ),
+);
+
+// --- layer exit ---------------------------------------------------------------------------------
+const exitBatch = 64;
+const exitFeeds = feedsFor(exitBatch);
+const stageCache = path.join(work, 'stages');
+const fp32Runner = await StagedRunner.create((await ensureStages(MODEL, stageCache)).dir, sessionOptions);
+const int8File = variants.find((v) => v.name === 'int8 per-channel')!.file;
+const int8Runner = await StagedRunner.create((await ensureStages(int8File, stageCache)).dir, sessionOptions);
+const L = fp32Runner.numLayers;
+const exitConfigs: { key: string; run: Run; batch: number }[] = [];
+for (const [name, runner] of [['fp32', fp32Runner], ['int8', int8Runner]] as const) {
+  for (let k = 1; k <= L; k++) exitConfigs.push({ key: `${name}|${k}`, batch: exitBatch, run: () => runner.run(exitFeeds, { exitLayer: k }) });
+}
+const exits = await best(exitConfigs);
+
+// --- report -------------------------------------------------------------------------------------
+const mb = (file: string): string => (fs.statSync(file).size / 1e6).toFixed(1);
+const fmt = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(0));
+const lines: string[] = [];
+lines.push(`### int8 vs fp32 (${path.relative(process.cwd(), MODEL)}, ${SEQ}-token inputs, intraOpNumThreads ${THREADS}, best of ${ROUNDS} × ${SECONDS}s)`);
+lines.push('');
+lines.push('| model | file MB | session create ms | batch 1 seq/s | batch 64 seq/s | × fp32 (b64) | mean cosine vs fp32 (16 sentences, mean-pooled) |');
+lines.push('|---|---:|---:|---:|---:|---:|---:|');
+const fp64 = raw.get('fp32|64')!;
+for (const v of variants) {
+  const b64 = raw.get(`${v.name}|64`)!;
+  lines.push(
+    `| ${v.name} | ${mb(v.file)} | ${fmt(createMs.get(v.name))} | ${fmt(raw.get(`${v.name}|1`))} | ${fmt(b64)} | ${(b64 / fp64).toFixed(2)} | ${v.name === 'fp32' ? '1' : quality.get(v.name)!.toFixed(5)} |`,
+  );
+}
+lines.push('');
+lines.push(`### Layer exit via StagedRunner (batch ${exitBatch}, ${SEQ} tokens; ratio = throughput at k / throughput at full depth ${L})`);
+lines.push('');
+lines.push('| exit layer | fp32 seq/s | fp32 ratio | int8 (per-channel) seq/s | int8 ratio |');
+lines.push('|---:|---:|---:|---:|---:|');
+for (let k = 1; k <= L; k++) {
+  const f = exits.get(`fp32|${k}`)!;
+  const q = exits.get(`int8|${k}`)!;
+  lines.push(`| ${k} | ${fmt(f)} | ${(f / exits.get(`fp32|${L}`)!).toFixed(2)} | ${fmt(q)} | ${(q / exits.get(`int8|${L}`)!).toFixed(2)} |`);
+}
+lines.push(`| unsplit graph | ${fmt(fp64)} | ${(fp64 / exits.get(`fp32|${L}`)!).toFixed(2)} | ${fmt(raw.get('int8 per-channel|64'))} | ${(raw.get('int8 per-channel|64')! / exits.get(`int8|${L}`)!).toFixed(2)} |`);
+lines.push('');
+lines.push(`Machine: ${os.cpus()[0]?.model ?? '?'} (${os.availableParallelism()} cores), onnxruntime-node ${ort.env.versions.common}, load average at end ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}.`);
+console.log(lines.join('\n'));
+
+await fp32Runner.release();
+await int8Runner.release();
+for (const s of sessions.values()) await s.release();
+fs.rmSync(work, { recursive: true, force: true });

@@ -1,0 +1,314 @@
+/**
+ * int8 weight quantization for CPU serving: every MatMul whose second input is a constant 2-D
+ * float initializer (and every Gemm with a constant B, transB respected, transA = 0, alpha = 1)
+ * becomes ONNX Runtime's `com.microsoft` DynamicQuantizeMatMul: A stays float and is quantized
+ * per call by the kernel; B is stored as symmetric int8 (zero point 0) with its scale. A bias Add
+ * right after the MatMul (a 1-D constant of the output width, the MatMul's only consumer) is
+ * folded into the kernel's bias input. Embedding tables (Gather), norms, softmax and everything
+ * else stay fp32. Quantized nodes keep the MatMul's name with a `_quant` suffix, so module scopes
+ * survive and the graph still splits by layer (split.ts).
+ *
+ * Per-tensor vs per-channel. Both are supported: per-tensor scale = max|W| / 127; per-channel
+ * (one scale per output column, a 1-D b_scale of size N, which DynamicQuantizeMatMul accepts)
+ * scale_n = max_k |W[k, n]| / 127. Default: per-channel. Measured on models/minilm-shaped
+ * (benchmarks/quantize.ts, 2 threads, 32-token inputs) per-channel gave the better agreement with
+ * fp32 at the same speed (the kernel's cost is the int8 GEMM either way); see RESULTS.md numbers
+ * in the benchmark output.
+ */
+import ort from 'onnxruntime-node';
+import { attr, DataType, floatValues, isExternal, makeTensor, toNumber, type ModelProto, type NodeProto, type TensorProto } from './model.js';
+import { indexGraph } from './graph.js';
+
+export interface QuantizeOptions {
+  /** One scale per output column instead of one per matrix. Default true (see the header). */
+  perChannel?: boolean;
+  /** Fold a following bias Add into the kernel. Default true. */
+  fuseBias?: boolean;
+}
+
+export interface QuantizeReport {
+  /** MatMul/Gemm nodes rewritten. */
+  quantized: number;
+  /** Bias Adds folded into them. */
+  fusedBias: number;
+  /** Distinct weight matrices quantized. */
+  weights: number;
+  /** Float weight bytes replaced, and the int8 (+ scales) bytes that replaced them. */
+  floatBytes: number;
+  int8Bytes: number;
+  /** MatMul/Gemm nodes left in float, with why. */
+  skipped: { node: string; reason: string }[];
+}
+
+export interface QuantizeResult {
+  model: ModelProto;
+  report: QuantizeReport;
+}
+
+const MS_DOMAIN = 'com.microsoft';
+
+function isDefaultDomain(n: NodeProto): boolean {
+  return n.domain === undefined || n.domain === '' || n.domain === 'ai.onnx';
+}
+
+interface QuantizedWeight {
+  q: string;
+  scale: string;
+  zeroPoint: string;
+  /** Output width N. */
+  n: number;
+}
+
+/**
+ * Quantizes a [K, N] weight (or [N, K] when `transposed`) into int8 + scale(s), symmetric.
+ * Returns the tensors in [K, N] layout.
+ */
+export function quantizeWeight(w: Float32Array, rows: number, cols: number, transposed: boolean, perChannel: boolean): { q: Int8Array; scales: Float32Array; K: number; N: number } {
+  const K = transposed ? cols : rows;
+  const N = transposed ? rows : cols;
+  const at = transposed ? (k: number, n: number) => w[n * cols + k]! : (k: number, n: number) => w[k * cols + n]!;
+  const scales = new Float32Array(perChannel ? N : 1);
+  if (perChannel) {
+    for (let k = 0; k < K; k++) {
+      for (let n = 0; n < N; n++) {
+        const a = Math.abs(at(k, n));
+        if (a > scales[n]!) scales[n] = a;
+      }
+    }
+  } else {
+    let m = 0;
+    for (let i = 0; i < w.length; i++) {
+      const a = Math.abs(w[i]!);
+      if (a > m) m = a;
+    }
+    scales[0] = m;
+  }
+  for (let i = 0; i < scales.length; i++) scales[i] = scales[i]! > 0 ? scales[i]! / 127 : 1;
+  const q = new Int8Array(K * N);
+  for (let k = 0; k < K; k++) {
+    for (let n = 0; n < N; n++) {
+      const s = scales[perChannel ? n : 0]!;
+      const v = Math.round(at(k, n) / s);
+      q[k * N + n] = v > 127 ? 127 : v < -127 ? -127 : v;
+    }
+  }
+  return { q, scales, K, N };
+}
+
+/** Rewrites a model (a full graph or one stage) for int8 serving; the input model is not modified. */
+export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}): QuantizeResult {
+  const perChannel = options.perChannel ?? true;
+  const fuseBias = options.fuseBias ?? true;
+  const g = model.graph;
+  const index = indexGraph(g);
+  const inits = new Map<string, TensorProto>();
+  for (const t of g.initializer) if (t.name) inits.set(t.name, t);
+  const taken = new Set<string>([...inits.keys(), ...g.node.flatMap((n) => n.output), ...g.input.map((v) => v.name)]);
+  const unique = (base: string): string => {
+    let name = base;
+    for (let i = 1; taken.has(name); i++) name = `${base}_${i}`;
+    taken.add(name);
+    return name;
+  };
+
+  const report: QuantizeReport = { quantized: 0, fusedBias: 0, weights: 0, floatBytes: 0, int8Bytes: 0, skipped: [] };
+  const newInits: TensorProto[] = [];
+  const cache = new Map<string, QuantizedWeight>();
+  const replaced = new Map<number, NodeProto>();
+  const removed = new Set<number>();
+
+  const quantized = (t: TensorProto, transposed: boolean): QuantizedWeight => {
+    const key = `${t.name}|${transposed}`;
+    const hit = cache.get(key);
+    if (hit) return hit;
+    const rows = toNumber(t.dims[0]!);
+    const cols = toNumber(t.dims[1]!);
+    const { q, scales, N } = quantizeWeight(floatValues(t), rows, cols, transposed, perChannel);
+    const base = `${t.name}${transposed ? '_T' : ''}`;
+    const qName = unique(`${base}_quantized`);
+    const sName = unique(`${base}_scale`);
+    const zName = unique(`${base}_zero_point`);
+    const scalarDims = perChannel ? [N] : [];
+    newInits.push(makeTensor(qName, DataType.INT8, transposed ? [cols, rows] : [rows, cols], q));
+    newInits.push(makeTensor(sName, DataType.FLOAT, scalarDims, scales));
+    newInits.push(makeTensor(zName, DataType.INT8, scalarDims, new Int8Array(scales.length)));
+    report.weights++;
+    report.floatBytes += rows * cols * 4;
+    report.int8Bytes += q.byteLength + scales.byteLength * 2;
+    const entry = { q: qName, scale: sName, zeroPoint: zName, n: N };
+    cache.set(key, entry);
+    return entry;
+  };
+
+  /** A float 1-D initializer of width n (or [1, n]) usable as the kernel's bias. */
+  const biasTensor = (name: string | undefined, n: number): TensorProto | undefined => {
+    if (!name) return undefined;
+    const t = inits.get(name);
+    if (!t || t.dataType !== DataType.FLOAT || isExternal(t)) return undefined;
+    const dims = t.dims.map(toNumber);
+    if (dims.length === 1 && dims[0] === n) return t;
+    return undefined;
+  };
+
+  /** The Add consuming `out` with a constant bias, if it is out's only consumer. */
+  const foldableAdd = (out: string, n: number): { i: number; bias: string } | undefined => {
+    if (!fuseBias || index.graphOutputs.has(out)) return undefined;
+    const cons = index.consumers.get(out) ?? [];
+    if (cons.length !== 1) return undefined;
+    const ci = cons[0]!;
+    const add = g.node[ci]!;
+    if (add.opType !== 'Add' || !isDefaultDomain(add) || add.input.length !== 2 || removed.has(ci)) return undefined;
+    const other = add.input[0] === out ? add.input[1] : add.input[1] === out ? add.input[0] : undefined;
+    if (!other || other === out || !biasTensor(other, n)) return undefined;
+    return { i: ci, bias: other };
+  };
+
+  const skip = (node: string, reason: string): void => {
+    report.skipped.push({ node, reason });
+  };
+
+  g.node.forEach((node, i) => {
+    const label = node.name || node.output[0] || `#${i}`;
+    if ((node.opType !== 'MatMul' && node.opType !== 'Gemm') || !isDefaultDomain(node)) return;
+    const b = inits.get(node.input[1] ?? '');
+    if (!b) return; // activations × activations (attention scores): not a weight
+    if (b.dataType !== DataType.FLOAT) return skip(label, `B is not float (data_type ${b.dataType})`);
+    if (b.dims.length !== 2) return skip(label, `B has rank ${b.dims.length}`);
+    if (isExternal(b)) return skip(label, 'B keeps its data in an external file');
+
+    let transposed = false;
+    let bias: string | undefined;
+    if (node.opType === 'Gemm') {
+      const alpha = attr(node, 'alpha')?.f ?? 1;
+      const beta = attr(node, 'beta')?.f ?? 1;
+      if (toNumber(attr(node, 'transA')?.i ?? 0) !== 0) return skip(label, 'Gemm with transA');
+      if (alpha !== 1) return skip(label, 'Gemm with alpha ≠ 1');
+      transposed = toNumber(attr(node, 'transB')?.i ?? 0) !== 0;
+      const n = toNumber(b.dims[transposed ? 0 : 1]!);
+      const c = node.input[2];
+      if (c) {
+        const ct = inits.get(c);
+        const cdims = ct?.dims.map(toNumber) ?? [];
+        const ok = ct && ct.dataType === DataType.FLOAT && !isExternal(ct) && ((cdims.length === 1 && cdims[0] === n) || (cdims.length === 2 && cdims[0] === 1 && cdims[1] === n));
+        if (!ok) return skip(label, 'Gemm C is not a constant bias of width N');
+        if (beta === 1 && cdims.length === 1) bias = c;
+        else {
+          const scaled = Float32Array.from(floatValues(ct), (v) => v * beta);
+          bias = unique(`${c}_bias`);
+          newInits.push(makeTensor(bias, DataType.FLOAT, [n], scaled));
+        }
+      }
+    }
+    const qw = quantized(b, transposed);
+    let output = node.output[0]!;
+    if (!bias) {
+      const fold = foldableAdd(output, qw.n);
+      if (fold) {
+        bias = fold.bias;
+        output = g.node[fold.i]!.output[0]!;
+        removed.add(fold.i);
+        report.fusedBias++;
+      }
+    }
+    const inputs = [node.input[0]!, qw.q, qw.scale, qw.zeroPoint];
+    if (bias) inputs.push(bias);
+    replaced.set(i, {
+      name: `${node.name || label}_quant`,
+      opType: 'DynamicQuantizeMatMul',
+      domain: MS_DOMAIN,
+      input: inputs,
+      output: [output],
+      attribute: [],
+    });
+    report.quantized++;
+  });
+
+  const nodes: NodeProto[] = [];
+  g.node.forEach((n, i) => {
+    if (removed.has(i)) return;
+    nodes.push(replaced.get(i) ?? n);
+  });
+  // Drop float weights nothing reads any more (no fp32 copy of a quantized matrix stays behind).
+  const read = new Set<string>();
+  for (const n of nodes) for (const name of n.input) read.add(name);
+  const outputs = new Set(g.output.map((o) => o.name));
+  const quantizedSources = new Set([...cache.keys()].map((k) => k.slice(0, k.lastIndexOf('|'))));
+  const initializer = [...g.initializer.filter((t) => !(quantizedSources.has(t.name ?? '') && !read.has(t.name!) && !outputs.has(t.name!))), ...newInits];
+
+  const opsetImport = model.opsetImport.map((o) => ({ ...o }));
+  if (report.quantized > 0 && !opsetImport.some((o) => o.domain === MS_DOMAIN)) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+  return {
+    model: { ...model, opsetImport, graph: { ...g, node: nodes, initializer } },
+    report,
+  };
+}
+
+/** A session, a StagedRunner-like function, or anything mapping feeds to a [B, S, H] tensor. */
+export type Runnable = ort.InferenceSession | ((feeds: Record<string, ort.Tensor>) => Promise<ort.Tensor>);
+
+async function runToTokens(r: Runnable, feeds: Record<string, ort.Tensor>, outputName?: string): Promise<ort.Tensor> {
+  if (typeof r === 'function') return r(feeds);
+  const needed: Record<string, ort.Tensor> = {};
+  for (const name of r.inputNames) {
+    const t = feeds[name];
+    if (!t) throw new Error(`feeds lack ${name}`);
+    needed[name] = t;
+  }
+  const name = outputName ?? (r.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : r.outputNames[0]!);
+  const out = await r.run(needed, [name]);
+  return out[name] as ort.Tensor;
+}
+
+/** Mean over the tokens attention_mask marks, per row of a [B, S, H] tensor. */
+export function maskedMeanPool(t: ort.Tensor, mask: ort.Tensor): Float32Array[] {
+  const [B, S, H] = t.dims as number[];
+  const data = t.data as Float32Array;
+  const m = mask.data as BigInt64Array | Int32Array;
+  const out: Float32Array[] = [];
+  for (let b = 0; b < B!; b++) {
+    const v = new Float32Array(H!);
+    let count = 0;
+    for (let s = 0; s < S!; s++) {
+      if (!Number(m[b * S! + s])) continue;
+      count++;
+      const off = (b * S! + s) * H!;
+      for (let h = 0; h < H!; h++) v[h]! += data[off + h]!;
+    }
+    if (count) for (let h = 0; h < H!; h++) v[h]! /= count;
+    out.push(v);
+  }
+  return out;
+}
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na === 0 || nb === 0 ? (na === nb ? 1 : 0) : dot / Math.sqrt(na * nb);
+}
+
+export interface Agreement {
+  /** Mean cosine between the two models' mean-pooled vectors. */
+  mean: number;
+  min: number;
+  /** Per row. */
+  cosines: number[];
+}
+
+/**
+ * How closely two models agree on a batch (e.g. fp32 vs int8, for a load-time quality guard):
+ * cosine of their mean-pooled (attention-masked) token outputs, row by row.
+ */
+export async function agreement(reference: Runnable, candidate: Runnable, feeds: Record<string, ort.Tensor>, outputName?: string): Promise<Agreement> {
+  const mask = feeds.attention_mask;
+  if (!mask) throw new Error('agreement needs an attention_mask feed');
+  const a = maskedMeanPool(await runToTokens(reference, feeds, outputName), mask);
+  const b = maskedMeanPool(await runToTokens(candidate, feeds, outputName), mask);
+  const cosines = a.map((v, i) => cosine(v, b[i]!));
+  return { mean: cosines.reduce((s, c) => s + c, 0) / cosines.length, min: Math.min(...cosines), cosines };
+}
