@@ -34,6 +34,17 @@ async function server(limits: EngineOptions['limits']): Promise<TestServer> {
 }
 
 describe('dynamic batching', () => {
+  it('sizes the token budget from a warm-up probe unless one is configured', async () => {
+    const logs: string[] = [];
+    const { e } = await engine({}, { log: (_l, m) => logs.push(m) });
+    await e.warmUp();
+    expect(logs.some((m) => /batch token budget \d+ \(probe/.test(m))).toBe(true);
+    expect([512, 1024, 2048, 4096, 8192, 16384]).toContain(e.info.limits.maxBatchTokens);
+    const { e: fixed } = await engine({ maxBatchTokens: 3000 });
+    await fixed.warmUp();
+    expect(fixed.info.limits.maxBatchTokens).toBe(3000);
+  });
+
   it('splits a large request across batches and reassembles it in order', async () => {
     const { e, batches } = await engine({ maxBatchSize: 8, maxDelayMs: 0 });
     const together = await e.embed(varied, {});

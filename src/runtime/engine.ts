@@ -69,11 +69,13 @@ export function defaultThreading(cores = os.availableParallelism()): { workers: 
   return { workers, intraOpThreads: Math.max(1, Math.floor(cores / workers)) };
 }
 
+const DEFAULT_BUDGET = 8192;
+
 export function defaultLimits(spec: ModelSpec): QueueLimits {
   const maxBatchSize = 64;
   return {
     maxBatchSize,
-    maxBatchTokens: Math.max(spec.maxLength, 8192),
+    maxBatchTokens: Math.max(spec.maxLength, DEFAULT_BUDGET),
     maxDelayMs: 2,
     // A queue deeper than a few seconds of work only turns overload into timeouts: refuse early.
     maxQueueInputs: 512,
@@ -92,6 +94,8 @@ export class Engine {
     private readonly pool: WorkerPool,
     private readonly queue: BatchQueue,
     private readonly threading: { workers: number; intraOpThreads: number },
+    private readonly budgetConfigured: boolean,
+    private readonly log: EngineOptions['log'],
   ) {
     this.spec = spec;
   }
@@ -120,15 +124,62 @@ export class Engine {
     });
     const limits = { ...defaultLimits(spec), ...options.limits };
     const queue = new BatchQueue(limits, pool, spec.hiddenSize);
-    const engine = new Engine(spec, tokenizer, pool, queue, threading);
+    const engine = new Engine(spec, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log);
     options.log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s))`);
     return engine;
   }
 
-  /** Runs one inference end to end so the first client does not pay for lazy initialization. */
+  /**
+   * Runs one inference end to end so the first client does not pay for lazy initialization, and,
+   * unless a token budget was configured, sizes the budget by measurement (see `probeBudget`).
+   */
   async warmUp(): Promise<void> {
     await this.embed(['warm-up'], {});
+    if (!this.budgetConfigured) this.queue.limits.maxBatchTokens = await this.probeBudget();
     this.ready = true;
+  }
+
+  /**
+   * Chooses the batch token budget on this hardware: runs batches of growing padded size and keeps
+   * the smallest one that reaches within 10% of the best throughput seen. Beyond that point bigger
+   * batches only add latency (a GPU saturates much later than a CPU, hence a probe, not a constant).
+   */
+  private async probeBudget(): Promise<number> {
+    const seq = Math.min(this.spec.maxLength, 128);
+    const [warm] = await this.tokenizer.tokenize(['the quick brown fox jumps over the lazy dog'], {
+      prefix: null,
+      instruction: null,
+      truncate: true,
+      direction: 'right',
+      tokenPrepending: false,
+    });
+    const ids = new Int32Array(seq).map((_, i) => warm!.ids[i % warm!.ids.length]!);
+    const limits = this.queue.limits;
+    const saved = { maxBatchSize: limits.maxBatchSize, maxDelayMs: limits.maxDelayMs };
+    const candidates = [512, 1024, 2048, 4096, 8192, 16384].filter((b) => b >= seq && b / seq <= saved.maxBatchSize);
+    const measured: Array<{ budget: number; rate: number }> = [];
+    try {
+      for (const budget of candidates) {
+        const batch = Math.floor(budget / seq);
+        Object.assign(limits, { maxBatchTokens: budget, maxBatchSize: batch, maxDelayMs: 0 });
+        const inputs = Array.from({ length: batch }, () => ({ ids, promptTokens: 0 }));
+        let best = Infinity;
+        for (let rep = 0; rep < 3; rep++) {
+          const r = await this.queue.submit({ inputs, depth: this.spec.numLayers });
+          best = Math.min(best, r.inferenceMs);
+        }
+        measured.push({ budget, rate: (batch * seq) / best });
+        // Stop once doubling the batch stopped paying.
+        const prev = measured.at(-2);
+        if (prev && measured.at(-1)!.rate < prev.rate * 1.1) break;
+      }
+    } finally {
+      Object.assign(limits, saved);
+    }
+    const top = Math.max(...measured.map((m) => m.rate));
+    const chosen = measured.find((m) => m.rate >= 0.9 * top)?.budget ?? DEFAULT_BUDGET;
+    this.log?.('info', `batch token budget ${chosen} (probe, tokens/ms: ${measured.map((m) => `${m.budget}→${m.rate.toFixed(1)}`).join(', ')})`);
+    return Math.max(chosen, this.spec.maxLength);
   }
 
   get isReady(): boolean {
