@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -306,6 +307,26 @@ describe('stage cache', () => {
       expect(third.manifest.source?.file).toBe(onnx);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('falls back to a directory under os.tmpdir() when <model dir>/.stages cannot be created', async () => {
+    const dir = tempDir('cache-ro-');
+    let fallback: string | undefined;
+    try {
+      const onnx = path.join(dir, 'model.onnx');
+      fs.copyFileSync(TINY_BERT, onnx);
+      // A file where the cache directory would go (root ignores permission bits, so this is how
+      // a test makes the model directory unusable).
+      fs.writeFileSync(path.join(dir, '.stages'), 'not a directory');
+      const result = await ensureStages(onnx);
+      fallback = path.dirname(result.dir);
+      expect(result.dir.startsWith(path.join(os.tmpdir(), 'onnx-stages'))).toBe(true);
+      expect(result.reused).toBe(false);
+      expect((await ensureStages(onnx)).reused).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      if (fallback) fs.rmSync(fallback, { recursive: true, force: true });
     }
   });
 
