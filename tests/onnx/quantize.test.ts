@@ -101,6 +101,44 @@ describe.each([
   });
 });
 
+describe('per-channel scales in ORT', () => {
+  it('DynamicQuantizeMatMul honours a 1-D b_scale of size N (columns of very different magnitude)', async () => {
+    const K = 32;
+    const N = 4;
+    const magnitude = [1, 100, 0.01, 10];
+    const w = Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 1.7) * magnitude[i % N]!);
+    const model: ModelProto = {
+      irVersion: 8,
+      opsetImport: [{ domain: '', version: 17 }],
+      metadataProps: [],
+      graph: {
+        name: 'mm',
+        node: [{ name: '/fc/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['y'], attribute: [] }],
+        initializer: [makeTensor('w', DataType.FLOAT, [K, N], w)],
+        input: [makeValueInfo('x', DataType.FLOAT, ['n', K])],
+        output: [makeValueInfo('y', DataType.FLOAT, ['n', N])],
+        valueInfo: [],
+      },
+    };
+    const x = new ort.Tensor('float32', Float32Array.from({ length: 8 * K }, (_, i) => Math.cos(i * 0.3)), [8, K]);
+    const run = async (m: ModelProto): Promise<Float32Array> => {
+      const s = await ort.InferenceSession.create(encodeModel(m));
+      const y = (await s.run({ x })).y!.data as Float32Array;
+      await s.release();
+      return y;
+    };
+    const column = (y: Float32Array, n: number): number[] => Array.from({ length: 8 }, (_, r) => y[r * N + n]!);
+    const ref = await run(model);
+    const perChannel = await run(quantizeModel(model, { perChannel: true }).model);
+    const perTensor = await run(quantizeModel(model, { perChannel: false }).model);
+    // Column 2 (magnitude 0.01) is all but erased by one shared scale, kept by its own.
+    expect(cosine(column(perChannel, 2), column(ref, 2))).toBeGreaterThan(0.99);
+    const erased = cosine(column(perTensor, 2), column(ref, 2)); // NaN when every weight rounds to 0
+    expect(Number.isNaN(erased) || erased < 0.9).toBe(true);
+    for (let n = 0; n < N; n++) expect(cosine(column(perChannel, n), column(ref, n))).toBeGreaterThan(0.99);
+  });
+});
+
 describe('Gemm', () => {
   it('rewrites Gemm with a constant B (transB, beta-scaled bias) to DynamicQuantizeMatMul', async () => {
     const K = 16;
