@@ -263,6 +263,12 @@ export class Collection {
         await this.lock.run(() => this.flushBatch());
         this.maybeSnapshot();
       }
+    } catch (err) {
+      // flushBatch settles its own callers; anything escaping it is a bug that
+      // leaves memory and log in an unknown relation.
+      this.failure = new StorageError(`collection ${this.name}: write path failed: ${(err as Error).message}`, { cause: err });
+      this.opts.logger.error({ collection: this.name, err }, "write path failed");
+      for (const w of this.queue.splice(0)) w.reject(this.failure);
     } finally {
       // Same synchronous continuation as the last queue check, so no enqueue can slip in between.
       this.flushActive = false;
@@ -281,10 +287,13 @@ export class Collection {
     try {
       await this.wal.append(frames);
     } catch (err) {
-      // The writer cut the segment back, so nothing of this batch survives and
-      // its LSNs are free again.
+      // Normally the writer cut the segment back, so nothing of this batch
+      // survives and its LSNs are free again. If it could not, the segment may
+      // end in a partial frame, and recovery would stop there and set aside
+      // anything logged after it (even in later segments): accept no more writes.
       this.opts.logger.error({ collection: this.name, err }, "log append failed");
       const e = err instanceof StorageError ? err : new StorageError(String(err), { cause: err });
+      if (this.wal.broken) this.failure = e;
       for (const w of batch) w.reject(e);
       return;
     }

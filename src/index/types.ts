@@ -80,7 +80,9 @@ export interface SearchOptions {
   k: number;
   /**
    * HNSW search breadth for this query. Default max(k, DEFAULT_EF) (DEFAULT_EF = 128).
-   * Higher is slower and more accurate. With a filter the store widens it on its own.
+   * Higher is slower and more accurate. Whatever it is, a search returns
+   * min(k, matching live documents) results: the filter is applied during
+   * the graph walk, and a walk that comes back short ends in an exact scan.
    */
   ef?: number;
   filter?: Filter;

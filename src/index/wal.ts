@@ -129,7 +129,7 @@ export function decodeRecord(p: Buffer, dimensions: number): WalRecord {
 
 /** The segment being appended to. Not concurrency-safe: the collection's write lock serializes calls. */
 export class WalWriter {
-  private broken = false;
+  private failed = false;
 
   private constructor(
     readonly dir: string,
@@ -144,6 +144,11 @@ export class WalWriter {
 
   get bytes(): number {
     return this.size;
+  }
+
+  /** True when a failed append could not be undone: the segment may end in a partial frame. */
+  get broken(): boolean {
+    return this.failed;
   }
 
   /** Creates an empty segment; durable (file and directory entry fsynced) before it is used. */
@@ -176,7 +181,7 @@ export class WalWriter {
    * one to follow; if even that fails the writer refuses all further appends.
    */
   async append(frames: readonly Buffer[]): Promise<void> {
-    if (this.broken) throw new StorageError(`log segment ${this.file} is in an unknown state after an I/O error`);
+    if (this.failed) throw new StorageError(`log segment ${this.file} is in an unknown state after an I/O error`);
     const before = this.size;
     const data = frames.length === 1 ? frames[0]! : Buffer.concat(frames);
     try {
@@ -188,7 +193,7 @@ export class WalWriter {
         await this.fh.truncate(before);
         await this.fh.sync();
       } catch {
-        this.broken = true;
+        this.failed = true;
       }
       throw new StorageError(`writing to log segment ${this.file} failed: ${(err as Error).message}`, { cause: err });
     }
@@ -291,16 +296,29 @@ export async function recoverLog(
         discardFrom = i;
         break;
       }
+      // A record that does not decode is damage; a record that decodes but
+      // cannot be applied is not, and must not get the log truncated.
+      let applyError: unknown;
       const stop = await scanFrames(fh, size, SEGMENT_HEADER_BYTES, (payload) => {
         const record = decodeRecord(payload, dimensions);
         if (record.lsn !== nextLsn) throw new Error(`expected LSN ${nextLsn}, found ${record.lsn}`);
         if (record.lsn > snapshotLsn) {
-          apply(record);
+          try {
+            apply(record);
+          } catch (err) {
+            applyError = err;
+            throw err;
+          }
           replayedRecords++;
           replayedBytes += FRAME_HEADER_BYTES + payload.length;
         }
         nextLsn++;
       });
+      if (applyError !== undefined) {
+        throw new StorageError(`replaying LSN ${nextLsn} of ${seg.file} failed: ${(applyError as Error).message}`, {
+          cause: applyError,
+        });
+      }
       if (stop) {
         logger.warn(
           { file: seg.file, offset: stop.offset, droppedBytes: size - stop.offset, reason: stop.reason, lastLsn: nextLsn - 1 },
