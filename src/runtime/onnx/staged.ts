@@ -11,7 +11,14 @@
  * `/model/layers.0/Add_1_output_0` after layer 1 of a Qwen2-style decoder). `afterLayer(k, h)` is
  * called after layer k with that tensor; if it returns a tensor, that replaces it in the
  * environment under the same name, so layer k+1 (and the suffix, or the caller when k is the
- * exit layer) reads the replacement.
+ * exit layer) reads the replacement. The tensor passed in is this run's own output, so the hook
+ * may also edit `hidden.data` in place and return nothing.
+ *
+ * Cost: each stage is a separate session run whose outputs ONNX Runtime copies into JS memory,
+ * so running all N layers through the stages measured about 10% slower than the unsplit graph
+ * (MiniLM-shaped, batch 64 × 32 tokens, 2 threads: median 743 vs 692 ms). For a full-depth
+ * request without a hook, the plain session is the better choice; stages pay off from the first
+ * skipped layer.
  */
 import path from 'node:path';
 import ort from 'onnxruntime-node';
