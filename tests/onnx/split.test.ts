@@ -166,6 +166,19 @@ describe('layer exit matches torch', () => {
       expect(seen).toEqual([1, 2, 3, 4]);
       const got = lastToken(out, batch);
       got.forEach((v, i) => expect(cosine(v, tp.last[i]!)).toBeGreaterThanOrEqual(0.9999));
+      // Editing the tensor in place (returning nothing) is the same.
+      const inPlace = await runner.run(batch.feeds, {
+        afterLayer: (layer, hidden) => {
+          if (layer < tp.first_layer || layer > tp.last_layer) return;
+          const [, S, H] = hidden.dims as number[];
+          const data = hidden.data as Float32Array;
+          batch.lengths.forEach((len, b) => {
+            const first = (b * S! + batch.starts[b]!) * H!;
+            data.copyWithin(first, first + (len - 1) * H!, first + len * H!);
+          });
+        },
+      });
+      expect(maxAbsDiff(inPlace.data as Float32Array, out.data as Float32Array)).toBe(0);
       // Without the hook the answer is measurably different, so the replacement mattered.
       const plain = lastToken(await runner.run(batch.feeds), batch);
       expect(Math.min(...plain.map((v, i) => cosine(v, tp.last[i]!)))).toBeLessThan(0.999);
