@@ -113,6 +113,17 @@ describe("persistence", () => {
     expect(snapshotOf(s2, "c", queries)).toEqual(before);
   });
 
+  it("snapshots on its own after the configured number of seconds with unsnapshotted writes", async () => {
+    const s1 = await openStore({ snapshotEvery: { records: 1e9, bytes: 1e12, seconds: 1 } });
+    await s1.create("c", { dimensions: DIMS });
+    await s1.upsert("c", makeDocs(5, 10));
+    const snapshots = async () => (await readdir(collDir())).filter((f) => /^snapshot-\d+$/.test(f));
+    expect(await snapshots()).toEqual([]);
+    const deadline = Date.now() + 5000;
+    while ((await snapshots()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await snapshots()).toEqual(["snapshot-00000000000000000001"]);
+  });
+
   async function writeThenAbandon(n: number): Promise<string> {
     const s1 = await openStore({ snapshotEvery: { records: 1e9, seconds: 0 } });
     await s1.create("c", { dimensions: DIMS });
