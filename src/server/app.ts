@@ -9,10 +9,12 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import type { CollectionStore } from '../index/index.js';
 import type { Engine } from '../runtime/engine.js';
 import { registerAuth } from './auth.js';
 import { ApiError, sendError } from './errors.js';
 import { Metrics } from './metrics.js';
+import { collectionRoutes } from './routes/collections.js';
 import { embedRoutes } from './routes/embed.js';
 import { openAiRoutes } from './routes/openai.js';
 import { opsRoutes } from './routes/ops.js';
@@ -28,6 +30,8 @@ export interface ServerLimits {
 
 export interface AppOptions {
   engine: Engine;
+  /** Durable collections; without it the collection routes are absent (candidates search still works). */
+  store?: CollectionStore;
   limits?: Partial<ServerLimits>;
   logger?: FastifyServerOptions['logger'];
   version?: string;
@@ -103,6 +107,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       tags: [
         { name: 'embeddings', description: 'Turn text into vectors' },
         { name: 'openai', description: 'OpenAI-compatible embeddings' },
+        { name: 'collections', description: 'Durable HNSW collections and search' },
         { name: 'operations', description: 'Health, readiness, metrics and facts about the model' },
       ],
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
@@ -118,5 +123,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   opsRoutes(app, options.engine, limits, options.version ?? '0.0.0');
   embedRoutes(app, options.engine, limits, metrics);
   openAiRoutes(app, options.engine, limits, metrics);
+  if (options.store) collectionRoutes(app, options.engine, options.store, limits, metrics);
   return app;
 }

@@ -3,6 +3,7 @@
  * documented status codes. Anything a client can send maps to a 4xx; a 5xx means a bug here.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { IndexError, type IndexErrorCode } from '../index/errors.js';
 import { RuntimeError, type RuntimeErrorKind } from '../runtime/errors.js';
 
 export type ErrorType =
@@ -53,6 +54,14 @@ const FROM_RUNTIME: Record<Exclude<RuntimeErrorKind, 'cancelled'>, ErrorType> = 
   unavailable: 'unavailable',
 };
 
+const FROM_INDEX: Record<IndexErrorCode, ErrorType> = {
+  VALIDATION: 'validation',
+  NOT_FOUND: 'not_found',
+  CONFLICT: 'conflict',
+  // The store refuses writes it cannot make durable until a restart recovers it.
+  STORAGE: 'unavailable',
+};
+
 /** Fastify's own client-error codes, mapped to the contract. */
 const FASTIFY_CODES: Record<string, ErrorType> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'payload_too_large',
@@ -79,6 +88,7 @@ function fieldOf(instancePath: string): string | undefined {
 /** Decides the public type and message of any error thrown while serving a request. */
 export function classify(err: unknown): ClassifiedError {
   if (err instanceof ApiError) return { type: err.type, message: err.message, retryAfterSeconds: err.retryAfterSeconds };
+  if (err instanceof IndexError) return { type: FROM_INDEX[err.code], message: err.message, ...(err.code === 'STORAGE' && { retryAfterSeconds: 5 }) };
   if (err instanceof RuntimeError) {
     if (err.kind === 'cancelled') return { type: 'unavailable', message: err.message, cancelled: true };
     return { type: FROM_RUNTIME[err.kind], message: err.message, retryAfterSeconds: err.retryAfterSeconds };

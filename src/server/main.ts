@@ -2,7 +2,9 @@
  * Entry point: configuration → engine → HTTP server, and an orderly shutdown on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { pino } from 'pino';
+import { CollectionStore } from '../index/index.js';
 import { Engine } from '../runtime/engine.js';
 import { ModelDirError } from '../runtime/model-dir.js';
 import { buildApp } from './app.js';
@@ -55,6 +57,16 @@ async function main(): Promise<void> {
     logger.warn(`model ${engine.spec.dir} is marked untrained (embedder.json): its vectors carry no meaning; serve a trained model with MODEL_DIR`);
   }
 
+  // Collections are recovered before the server listens, so /ready implies they are loaded.
+  let store: CollectionStore;
+  try {
+    store = await CollectionStore.open(resolve(config.dataDir), { logger: logger.child({ component: 'index' }) });
+  } catch (err) {
+    logger.fatal(`could not open the collections in ${resolve(config.dataDir)}: ${(err as Error).message}`);
+    process.exit(1);
+  }
+  logger.info(`collections: ${store.list().length} loaded from ${resolve(config.dataDir)}`);
+
   let apiKeys: string[];
   try {
     apiKeys = loadApiKeys(config.apiKeys, config.apiKeysFile);
@@ -64,6 +76,7 @@ async function main(): Promise<void> {
   }
   const app = await buildApp({
     engine,
+    store,
     logger: { level: config.logLevel },
     version,
     apiKeys,
@@ -99,6 +112,8 @@ async function main(): Promise<void> {
     await engine.close(config.shutdownTimeoutMs);
     await closing;
     clearInterval(reaper);
+    // Acknowledged writes are already durable in the log; a final snapshot shortens the next start.
+    await store.close();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

@@ -1,0 +1,303 @@
+/**
+ * Collections and search: documents are embedded with the collection's fixed settings, stored
+ * durably by the index, and queries are embedded with the collection's query settings, so both
+ * sides always live in the same space.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { CollectionSettings, CollectionStore, DocumentInput, Filter, IncludeField, Metric } from '../../index/index.js';
+import { scoreCandidates } from '../../index/index.js';
+import type { EmbedOptions, Engine } from '../../runtime/engine.js';
+import { ApiError, errorResponses } from '../errors.js';
+import { knobProperties, knobsFromBody, requestLifetime, type KnobBody } from '../knobs.js';
+import type { ServerLimits } from '../app.js';
+import type { Metrics } from '../metrics.js';
+import { checkTexts } from './embed.js';
+
+const NAME = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', description: '1–64 of [A-Za-z0-9_-]' } as const;
+const ID = { type: 'string', minLength: 1, maxLength: 256 } as const;
+const nameParams = { type: 'object', required: ['name'], properties: { name: NAME } } as const;
+const docParams = { type: 'object', required: ['name', 'id'], properties: { name: NAME, id: ID } } as const;
+
+const settingsSchema = {
+  type: 'object',
+  properties: {
+    metric: { type: 'string', enum: ['cosine', 'ip', 'l2'] },
+    dimensions: { type: 'integer' },
+    layer: { type: 'integer' },
+    document_prompt_name: { type: 'string' },
+    query_prompt_name: { type: 'string' },
+    hnsw: { type: 'object', properties: { m: { type: 'integer' }, ef_construction: { type: 'integer' } } },
+  },
+} as const;
+
+const collectionSchema = {
+  type: 'object',
+  properties: { name: { type: 'string' }, settings: settingsSchema, count: { type: 'integer' } },
+} as const;
+
+const hitSchema = {
+  type: 'object',
+  required: ['id', 'score'],
+  properties: {
+    id: { type: 'string' },
+    score: { type: 'number', description: 'Higher is better: cosine similarity, dot product, or negative Euclidean distance' },
+    text: { type: 'string' },
+    metadata: { type: 'object', additionalProperties: true },
+    vector: { type: 'array', items: { type: 'number' } },
+  },
+} as const;
+
+const condition = {
+  type: 'object',
+  required: ['key'],
+  properties: {
+    key: { type: 'string' },
+    match: { type: 'object', properties: { value: { type: ['string', 'number', 'boolean'] } } },
+    range: { type: 'object', properties: { gt: { type: 'number' }, gte: { type: 'number' }, lt: { type: 'number' }, lte: { type: 'number' } } },
+  },
+} as const;
+
+interface CreateBody {
+  metric?: Metric;
+  dimensions?: number;
+  layer?: number;
+  document_prompt_name?: string;
+  query_prompt_name?: string;
+  hnsw?: { m?: number; ef_construction?: number };
+}
+
+interface DocumentsBody {
+  documents: Array<{ id: string; text?: string; vector?: number[]; metadata?: Record<string, unknown> }>;
+}
+
+interface SearchBody extends KnobBody {
+  collection?: string;
+  query?: string;
+  vector?: number[];
+  candidates?: string[];
+  k?: number;
+  ef?: number;
+  filter?: Filter;
+  include?: IncludeField[];
+  query_prompt_name?: string;
+  document_prompt_name?: string;
+}
+
+/** How a collection embeds text: its settings as engine options. */
+function embeddingOptions(settings: CollectionSettings, promptName: string | undefined): EmbedOptions {
+  return { dimensions: settings.dimensions, layer: settings.layer, promptName, normalize: true };
+}
+
+export function collectionRoutes(app: FastifyInstance, engine: Engine, store: CollectionStore, limits: ServerLimits, metrics: Metrics): void {
+  const embed = async (request: FastifyRequest, reply: FastifyReply, texts: string[], opts: EmbedOptions): Promise<Float32Array[]> => {
+    const { deadline, signal } = requestLifetime(request, reply, limits.requestTimeoutMs);
+    const result = await engine.embed(texts, { ...opts, deadline, signal });
+    metrics.observeEmbed(result);
+    return result.vectors;
+  };
+
+  app.put<{ Params: { name: string }; Body: CreateBody }>(
+    '/collections/:name',
+    {
+      schema: {
+        summary: 'Create a collection (its metric and embedding settings are fixed for its lifetime)',
+        tags: ['collections'],
+        params: nameParams,
+        body: { ...settingsSchema, properties: { ...settingsSchema.properties, dimensions: { type: 'integer', minimum: 1 }, layer: { type: 'integer', minimum: 1 } } },
+        response: { 200: { ...collectionSchema, properties: { ...collectionSchema.properties, created: { type: 'boolean' } } }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const body = request.body ?? {};
+      const dimensions = body.dimensions ?? engine.spec.hiddenSize;
+      // The model must be able to embed the way this collection says, for its whole life.
+      engine.validate({ dimensions, layer: body.layer, promptName: body.document_prompt_name });
+      engine.validate({ dimensions, layer: body.layer, promptName: body.query_prompt_name });
+      const { created, settings } = await store.create(request.params.name, { ...body, dimensions });
+      return { name: request.params.name, settings, count: store.info(request.params.name).count, created };
+    },
+  );
+
+  app.get('/collections', { schema: { summary: 'List collections', tags: ['collections'], response: { 200: { type: 'object', properties: { collections: { type: 'array', items: collectionSchema } } } } } }, async () => ({
+    collections: store.list(),
+  }));
+
+  app.get<{ Params: { name: string } }>(
+    '/collections/:name',
+    { schema: { summary: 'A collection: settings and document count', tags: ['collections'], params: nameParams, response: { 200: collectionSchema, ...errorResponses } } },
+    async (request) => store.info(request.params.name),
+  );
+
+  app.delete<{ Params: { name: string } }>(
+    '/collections/:name',
+    { schema: { summary: 'Delete a collection and its documents', tags: ['collections'], params: nameParams, response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses } } },
+    async (request) => {
+      await store.drop(request.params.name);
+      return { deleted: true };
+    },
+  );
+
+  app.post<{ Params: { name: string }; Body: DocumentsBody }>(
+    '/collections/:name/documents',
+    {
+      schema: {
+        summary: 'Upsert documents, all or nothing; answers once the write is durable',
+        tags: ['collections'],
+        params: nameParams,
+        body: {
+          type: 'object',
+          required: ['documents'],
+          properties: {
+            documents: {
+              type: 'array',
+              minItems: 1,
+              items: {
+                type: 'object',
+                required: ['id'],
+                properties: {
+                  id: ID,
+                  text: { type: 'string', minLength: 1 },
+                  vector: { type: 'array', items: { type: 'number' }, minItems: 1 },
+                  metadata: { type: 'object', additionalProperties: true },
+                },
+              },
+            },
+          },
+        },
+        response: { 200: { type: 'object', properties: { upserted: { type: 'integer' } } }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const { name } = request.params;
+      const { documents } = request.body;
+      if (documents.length > limits.maxInputs) {
+        throw new ApiError('payload_too_large', `documents has ${documents.length} items; at most ${limits.maxInputs} are allowed per request`);
+      }
+      const settings = store.info(name).settings;
+      documents.forEach((d, i) => {
+        if (d.text === undefined && d.vector === undefined) throw new ApiError('validation', `documents[${i}] needs text or vector`);
+        if (d.vector !== undefined && d.vector.length !== settings.dimensions) {
+          throw new ApiError('validation', `documents[${i}].vector has length ${d.vector.length}; this collection stores ${settings.dimensions} dimensions`);
+        }
+      });
+      const toEmbed = documents.map((d, i) => ({ d, i })).filter(({ d }) => d.vector === undefined);
+      if (toEmbed.length) checkTexts(toEmbed.map(({ d }) => d.text!), limits, 'documents.text');
+      const vectors = toEmbed.length ? await embed(request, reply, toEmbed.map(({ d }) => d.text!), embeddingOptions(settings, settings.document_prompt_name)) : [];
+      const byIndex = new Map(toEmbed.map(({ i }, n) => [i, vectors[n]!]));
+      const docs: DocumentInput[] = documents.map((d, i) => ({
+        id: d.id,
+        vector: d.vector ?? byIndex.get(i)!,
+        ...(d.text !== undefined && { text: d.text }),
+        ...(d.metadata !== undefined && { metadata: d.metadata }),
+      }));
+      const r = await store.upsert(name, docs);
+      return { upserted: r.inserted + r.replaced };
+    },
+  );
+
+  app.get<{ Params: { name: string; id: string } }>(
+    '/collections/:name/documents/:id',
+    {
+      schema: {
+        summary: 'A stored document',
+        tags: ['collections'],
+        params: docParams,
+        response: { 200: { type: 'object', properties: { id: { type: 'string' }, text: { type: 'string' }, metadata: { type: 'object', additionalProperties: true }, vector: { type: 'array', items: { type: 'number' } } } }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const doc = store.get(request.params.name, request.params.id);
+      if (!doc) throw new ApiError('not_found', `no document ${JSON.stringify(request.params.id)} in collection ${request.params.name}`);
+      return doc;
+    },
+  );
+
+  app.delete<{ Params: { name: string; id: string } }>(
+    '/collections/:name/documents/:id',
+    { schema: { summary: 'Delete a document', tags: ['collections'], params: docParams, response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses } } },
+    async (request) => {
+      const existed = await store.delete(request.params.name, request.params.id);
+      if (!existed) throw new ApiError('not_found', `no document ${JSON.stringify(request.params.id)} in collection ${request.params.name}`);
+      return { deleted: true };
+    },
+  );
+
+  app.post<{ Body: SearchBody }>(
+    '/search',
+    {
+      schema: {
+        summary: 'Search a collection by text or vector, or rank inline candidates against a query',
+        tags: ['collections'],
+        body: {
+          type: 'object',
+          properties: {
+            collection: NAME,
+            query: { type: 'string', minLength: 1 },
+            vector: { type: 'array', items: { type: 'number' }, minItems: 1 },
+            candidates: { type: 'array', items: { type: 'string' }, minItems: 1 },
+            k: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
+            ef: { type: 'integer', minimum: 1, maximum: 10000 },
+            filter: { type: 'object', properties: { must: { type: 'array', items: condition }, must_not: { type: 'array', items: condition } } },
+            include: { type: 'array', items: { type: 'string', enum: ['metadata', 'text', 'vector'] } },
+            query_prompt_name: { type: 'string' },
+            document_prompt_name: { type: 'string' },
+            ...knobProperties,
+          },
+        },
+        response: { 200: { type: 'object', properties: { results: { type: 'array', items: hitSchema } } }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const b = request.body;
+      const k = b.k ?? 10;
+      if (b.collection !== undefined) {
+        if (b.candidates !== undefined) throw new ApiError('validation', 'give either collection or candidates, not both');
+        if ((b.query === undefined) === (b.vector === undefined)) throw new ApiError('validation', 'give exactly one of query (text) or vector');
+        const settings = store.info(b.collection).settings;
+        let vector: number[] | Float32Array;
+        if (b.query !== undefined) {
+          rejectContradictions(b, settings);
+          vector = (await embed(request, reply, [b.query], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
+        } else {
+          vector = b.vector!;
+        }
+        return { results: store.search(b.collection, vector, { k, ef: b.ef, filter: b.filter, include: b.include }) };
+      }
+      if (b.candidates === undefined) throw new ApiError('validation', 'give collection (to search an index) or candidates (to rank a list)');
+      if (b.query === undefined) throw new ApiError('validation', 'candidates mode needs query (text)');
+      for (const field of ['vector', 'filter', 'ef'] as const) {
+        if (b[field] !== undefined) throw new ApiError('validation', `${field} applies to collection search only`);
+      }
+      checkTexts(b.candidates, limits, 'candidates');
+      const knobs = knobsFromBody(b);
+      // One request for query and candidates: they share batches, and the prompts tell them apart.
+      const [query] = await embed(request, reply, [b.query], { ...knobs, promptName: b.query_prompt_name ?? knobs.promptName, normalize: true });
+      const docs = await embed(request, reply, b.candidates, { ...knobs, promptName: b.document_prompt_name ?? knobs.promptName, normalize: true });
+      const include = new Set(b.include ?? ['text', 'metadata']);
+      return {
+        results: scoreCandidates(query!, docs, 'cosine', k).map(({ index, score }) => ({
+          id: String(index),
+          score,
+          ...(include.has('text') && { text: b.candidates![index] }),
+          ...(include.has('vector') && { vector: Array.from(docs[index]!) }),
+        })),
+      };
+    },
+  );
+}
+
+/** A query in a collection is embedded the collection's way; knobs that say otherwise are an error. */
+function rejectContradictions(b: SearchBody, s: CollectionSettings): void {
+  const clash = (field: string, given: unknown, fixed: unknown): void => {
+    if (given !== undefined && given !== null && given !== fixed) {
+      throw new ApiError('validation', `${field}=${JSON.stringify(given)} contradicts the collection's ${field} (${JSON.stringify(fixed ?? null)}); queries are embedded with the collection's settings`);
+    }
+  };
+  clash('dimensions', b.dimensions, s.dimensions);
+  clash('layer', b.layer, s.layer);
+  clash('prompt_name', b.prompt_name, s.query_prompt_name);
+  clash('query_prompt_name', b.query_prompt_name, s.query_prompt_name);
+  if (b.instruction != null) throw new ApiError('validation', "instruction contradicts the collection's settings: queries use its query_prompt_name");
+  if (b.normalize === false) throw new ApiError('validation', 'normalize: false contradicts the collection: stored vectors are normalized');
+  if (b.token_prepending) throw new ApiError('validation', "token_prepending contradicts the collection's settings");
+}

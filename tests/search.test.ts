@@ -1,0 +1,164 @@
+/** Collections and /search over HTTP, with the real model and the durable store. */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { CollectionStore } from '../src/index/index.js';
+import { Engine } from '../src/runtime/engine.js';
+import { buildApp } from '../src/server/app.js';
+import { cosine, postJson, readReference, TINY_BERT, type BertReference } from './helpers.js';
+
+const ref = readReference<BertReference>(TINY_BERT);
+let engine: Engine;
+let store: CollectionStore;
+let app: FastifyInstance;
+let url: string;
+
+const put = (path: string, body: unknown) => fetch(`${url}${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+const get = (path: string) => fetch(`${url}${path}`).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+const del = (path: string) => fetch(`${url}${path}`, { method: 'DELETE' }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+
+beforeAll(async () => {
+  engine = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1 });
+  await engine.warmUp();
+  store = await CollectionStore.open(mkdtempSync(join(tmpdir(), 'search-')));
+  app = await buildApp({ engine, store });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+});
+afterAll(async () => {
+  await app?.close();
+  await store?.close();
+  await engine?.close();
+});
+
+describe('collections', () => {
+  it('create is idempotent with the same settings and a conflict with others', async () => {
+    const settings = { metric: 'cosine', document_prompt_name: 'passage', query_prompt_name: 'query' };
+    const first = await put('/collections/docs', settings);
+    expect(first.status).toBe(200);
+    expect(first.json).toMatchObject({ name: 'docs', created: true, count: 0, settings: { metric: 'cosine', dimensions: 64, hnsw: { m: 16, ef_construction: 200 } } });
+    const again = await put('/collections/docs', settings);
+    expect(again.status).toBe(200);
+    expect(again.json.created).toBe(false);
+    const other = await put('/collections/docs', { ...settings, metric: 'ip' });
+    expect(other.status).toBe(409);
+    expect(other.json.error_type).toBe('conflict');
+  });
+
+  it('refuses bad names and settings the model cannot honour', async () => {
+    for (const name of ['..%2Fx', 'a'.repeat(65), 'sp%20ace']) expect((await put(`/collections/${name}`, {})).status).toBe(422);
+    expect((await put('/collections/bad', { dimensions: 65 })).status).toBe(422);
+    expect((await put('/collections/bad', { query_prompt_name: 'nope' })).json.error).toMatch(/prompt_name/);
+    expect((await put('/collections/bad', { layer: 9 })).status).toBe(422);
+    expect((await get('/collections/bad')).status).toBe(404);
+  });
+
+  it('upserts text and vectors all or nothing, and reads them back', async () => {
+    const docs = ref.sentences.map((text, i) => ({ id: `s${i}`, text, metadata: { i, lang: i % 2 ? 'de' : 'en', nested: { tags: ['a', `t${i}`] } } }));
+    const up = await postJson(`${url}/collections/docs/documents`, { documents: docs });
+    expect(up.status).toBe(200);
+    expect(up.json).toEqual({ upserted: docs.length });
+    const one = await get('/collections/docs/documents/s2');
+    expect(one.json).toMatchObject({ id: 's2', text: ref.sentences[2], metadata: { i: 2, lang: 'en', nested: { tags: ['a', 't2'] } } });
+    expect(one.json.vector).toHaveLength(64);
+    // Stored with the document prompt: equals embedding "passage: " + text.
+    const direct = await postJson(`${url}/embed`, { inputs: ref.sentences[2], prompt_name: 'passage' });
+    expect(cosine(one.json.vector, direct.json[0])).toBeGreaterThan(0.9999);
+
+    const bad = await postJson(`${url}/collections/docs/documents`, { documents: [{ id: 'new1', text: 'fine' }, { id: 'new2' }] });
+    expect(bad.status).toBe(422);
+    const badVec = await postJson(`${url}/collections/docs/documents`, { documents: [{ id: 'new3', text: 'fine' }, { id: 'new4', vector: [1, 2, 3] }] });
+    expect(badVec.status).toBe(422);
+    expect(badVec.json.error).toMatch(/length 3/);
+    expect((await get('/collections/docs')).json.count).toBe(docs.length);
+    expect((await get('/collections/docs/documents/new1')).status).toBe(404);
+  });
+
+  it('searches by text with the query prompt, best first, and by vector', async () => {
+    const res = await postJson(`${url}/search`, { collection: 'docs', query: ref.sentences[3], k: 3, include: ['text', 'metadata'] });
+    expect(res.status).toBe(200);
+    expect(res.json.results).toHaveLength(3);
+    expect(res.json.results[0].id).toBe('s3');
+    const scores = res.json.results.map((r: { score: number }) => r.score);
+    expect([...scores].sort((a, b) => b - a)).toEqual(scores);
+    expect(res.json.results[0].metadata.nested.tags).toEqual(['a', 't3']);
+    const stored = (await get('/collections/docs/documents/s5')).json.vector;
+    const byVector = await postJson(`${url}/search`, { collection: 'docs', vector: stored, k: 1 });
+    expect(byVector.json.results[0]).toMatchObject({ id: 's5' });
+    expect(byVector.json.results[0].score).toBeCloseTo(1, 5);
+  });
+
+  it('filters during the walk and still returns k matches when k exist', async () => {
+    const res = await postJson(`${url}/search`, { collection: 'docs', query: 'anything', k: 3, filter: { must: [{ key: 'lang', match: { value: 'de' } }] } });
+    expect(res.json.results).toHaveLength(3);
+    for (const r of res.json.results) expect(r.metadata.lang).toBe('de');
+    const range = await postJson(`${url}/search`, { collection: 'docs', query: 'x', k: 10, filter: { must: [{ key: 'i', range: { gte: 2, lt: 5 } }], must_not: [{ key: 'nested.tags', match: { value: 't3' } }] } });
+    expect(range.json.results.map((r: { id: string }) => r.id).sort()).toEqual(['s2', 's4']);
+  });
+
+  it('422s knobs that contradict the collection, and malformed searches', async () => {
+    for (const body of [
+      { collection: 'docs', query: 'x', dimensions: 32 },
+      { collection: 'docs', query: 'x', prompt_name: 'passage' },
+      { collection: 'docs', query: 'x', instruction: 'find' },
+      { collection: 'docs', query: 'x', normalize: false },
+      { collection: 'docs', query: 'x', vector: [1] },
+      { collection: 'docs' },
+      { collection: 'docs', vector: [1, 2] },
+      { collection: 'docs', query: 'x', k: 0 },
+      { collection: 'docs', query: 'x', filter: { must: [{ key: 'a', range: { gt: 'high' } }] } },
+      { query: 'x' },
+    ]) {
+      const res = await postJson(`${url}/search`, body);
+      expect(res.status, JSON.stringify(body)).toBe(422);
+      expect(res.json.error_type).toBe('validation');
+    }
+    expect((await postJson(`${url}/search`, { collection: 'nope', query: 'x' })).status).toBe(404);
+  });
+
+  it('deletes documents and collections', async () => {
+    expect((await del('/collections/docs/documents/s1')).json).toEqual({ deleted: true });
+    expect((await del('/collections/docs/documents/s1')).status).toBe(404);
+    expect((await get('/collections/docs/documents/s1')).status).toBe(404);
+    const res = await postJson(`${url}/search`, { collection: 'docs', query: ref.sentences[1], k: 20 });
+    expect(res.json.results.map((r: { id: string }) => r.id)).not.toContain('s1');
+    expect((await get('/collections')).json.collections.map((c: { name: string }) => c.name)).toEqual(['docs']);
+    expect((await del('/collections/docs')).status).toBe(200);
+    expect((await get('/collections/docs')).status).toBe(404);
+  });
+
+  it('scores negative Euclidean distance for l2 collections', async () => {
+    expect((await put('/collections/l2', { metric: 'l2', dimensions: 2 })).status).toBe(200);
+    const up = await postJson(`${url}/collections/l2/documents`, { documents: [{ id: 'a', vector: [0, 1] }, { id: 'b', vector: [3, 5] }] });
+    expect(up.status, JSON.stringify(up.json)).toBe(200);
+    const res = await postJson(`${url}/search`, { collection: 'l2', vector: [0, 1], k: 2 });
+    const got = res.json.results.map((r: { id: string; score: number }) => [r.id, r.score]);
+    expect(got.map((g: [string, number]) => g[0])).toEqual(['a', 'b']);
+    expect(got[0][1]).toBeCloseTo(0, 6);
+    expect(got[1][1]).toBeCloseTo(-5, 5);
+  });
+});
+
+describe('query against inline candidates', () => {
+  it('ranks an exact duplicate first and names candidates by position', async () => {
+    const candidates = [ref.sentences[0], ref.sentences[4], ref.sentences[6], ref.sentences[1]];
+    const res = await postJson(`${url}/search`, { query: ref.sentences[6], candidates, k: 2 });
+    expect(res.status).toBe(200);
+    expect(res.json.results).toHaveLength(2);
+    expect(res.json.results[0]).toMatchObject({ id: '2', text: ref.sentences[6] });
+    expect(res.json.results[0].score).toBeCloseTo(1, 5);
+    expect(res.json.results[0].score).toBeGreaterThan(res.json.results[1].score);
+  });
+
+  it('applies query and document prompts separately', async () => {
+    const res = await postJson(`${url}/search`, { query: 'the cat', candidates: ['the cat', 'a dog'], query_prompt_name: 'query', document_prompt_name: 'passage', k: 2 });
+    const q = await postJson(`${url}/embed`, { inputs: 'the cat', prompt_name: 'query' });
+    const d = await postJson(`${url}/embed`, { inputs: 'the cat', prompt_name: 'passage' });
+    const expected = cosine(q.json[0], d.json[0]);
+    expect(res.json.results.find((r: { id: string }) => r.id === '0').score).toBeCloseTo(expected, 5);
+    expect(expected).toBeLessThan(0.9999);
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * Durability through the whole service: a server process is killed with SIGKILL while clients
+ * stream upserts; after a restart on the same data directory every acknowledged document is there.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { postJson, ROOT, TINY_BERT } from './helpers.js';
+
+async function startServer(dataDir: string, port: number): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts')], {
+    env: { ...process.env, MODEL_DIR: TINY_BERT, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', WORKERS: '1', MAX_BATCH_TOKENS: '4096' },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    if (await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status === 200, () => false)) return child;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('server did not become ready');
+}
+
+const vectorOf = (n: number): number[] => Array.from({ length: 64 }, (_, d) => Math.sin(n * 0.37 + d));
+
+describe('SIGKILL during a stream of acknowledged writes', () => {
+  it('loses no acknowledged document, at several kill points', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'crash-data-'));
+    const port = 22000 + Math.floor(Math.random() * 20000);
+    const url = `http://127.0.0.1:${port}`;
+    const acked = new Map<string, { text?: string; n: number }>();
+    let next = 0;
+
+    let server = await startServer(dataDir, port);
+    expect((await fetch(`${url}/collections/crash`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"metric":"cosine"}' })).status).toBe(200);
+
+    for (const killAfter of [15, 70, 160]) {
+      const target = acked.size + killAfter;
+      let stop = false;
+      // Four clients write concurrently, half the documents as text (embedded), half as vectors.
+      const writers = Array.from({ length: 4 }, async () => {
+        while (!stop) {
+          const batch = Array.from({ length: 3 }, () => {
+            const n = next++;
+            return n % 2 ? { id: `d${n}`, text: `document number ${n}`, metadata: { n } } : { id: `d${n}`, vector: vectorOf(n), metadata: { n } };
+          });
+          const res = await postJson(`${url}/collections/crash/documents`, { documents: batch }).catch(() => null);
+          if (!res || res.status !== 200) break;
+          for (const d of batch) acked.set(d.id, { text: 'text' in d ? d.text : undefined, n: d.metadata.n });
+          if (acked.size >= target && !stop) {
+            stop = true;
+            server.kill('SIGKILL');
+          }
+        }
+      });
+      await Promise.all(writers);
+      if (server.exitCode === null && server.signalCode === null) await new Promise((r) => server.once('exit', r));
+      server = await startServer(dataDir, port);
+      const info = (await (await fetch(`${url}/collections/crash`)).json()) as { count: number };
+      expect(info.count).toBeGreaterThanOrEqual(acked.size);
+      for (const [id, doc] of acked) {
+        const res = await fetch(`${url}/collections/crash/documents/${id}`);
+        expect(res.status, `acknowledged ${id} is present after kill at ${killAfter}`).toBe(200);
+        const body = (await res.json()) as { text?: string; metadata: { n: number } };
+        expect(body.metadata.n).toBe(doc.n);
+        expect(body.text).toBe(doc.text);
+      }
+    }
+    server.kill('SIGTERM');
+  }, 180_000);
+});
