@@ -1,11 +1,11 @@
 /**
  * int8 vs fp32, and layer exit, on the MiniLM-shaped model.
  *
- *   npx tsx benchmarks/quantize.ts [--model models/minilm-shaped/onnx/model.onnx] [--seconds 2] [--rounds 3]
+ *   npx tsx benchmarks/quantize.ts [--model models/minilm-shaped/onnx/model.onnx] [--seconds 6] [--calls 15]
  *
- * 32-token inputs, intraOpNumThreads 2. Throughput is sequences/s; configurations are measured in
- * interleaved rounds and the best round is reported, so a neighbour's burst of CPU use on a
- * shared machine costs one round, not one configuration. Prints a markdown table.
+ * 32-token inputs, intraOpNumThreads 2. Throughput is sequences/s from the median call time, with
+ * the configurations measured round-robin (one call each per cycle), so load from neighbours on
+ * a shared machine falls on all of them alike. Prints a markdown table.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -23,8 +23,9 @@ function arg(name: string, fallback: string): string {
 }
 
 const MODEL = path.resolve(arg('model', 'models/minilm-shaped/onnx/model.onnx'));
-const SECONDS = Number(arg('seconds', '2'));
-const ROUNDS = Number(arg('rounds', '3'));
+/** Per configuration: at least this many calls and this much measured time. */
+const SECONDS = Number(arg('seconds', '6'));
+const CALLS = Number(arg('calls', '15'));
 const THREADS = 2;
 const SEQ = 32;
 const BATCHES = [1, 64];
@@ -45,6 +46,7 @@ const sessionOptions: ort.InferenceSession.SessionOptions = {
 };
 
 const log = (msg: string): void => void process.stderr.write(`${msg}\n`);
+const loadAtStart = os.loadavg();
 
 // --- models -------------------------------------------------------------------------------------
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-quantize-'));
@@ -91,30 +93,44 @@ for (const v of variants.slice(1)) quality.set(v.name, (await agreement(sessions
 
 // --- throughput ---------------------------------------------------------------------------------
 type Run = () => Promise<unknown>;
-async function measure(run: Run, batch: number): Promise<number> {
-  await run();
-  const start = performance.now();
-  let n = 0;
-  while (performance.now() - start < SECONDS * 1000) {
-    await run();
-    n++;
-  }
-  return (n * batch) / ((performance.now() - start) / 1000);
+interface Config {
+  key: string;
+  run: Run;
+  batch: number;
 }
 
-async function best(configs: { key: string; run: Run; batch: number }[]): Promise<Map<string, number>> {
-  const out = new Map<string, number>();
-  for (let r = 0; r < ROUNDS; r++) {
-    for (const c of configs) {
-      const v = await measure(c.run, c.batch);
-      out.set(c.key, Math.max(out.get(c.key) ?? 0, v));
+/**
+ * Round-robin: one call per configuration per cycle, until every configuration has at least
+ * `CALLS` calls and `SECONDS` of measured time. Throughput = batch / median call time, so a
+ * neighbour's burst of CPU use lands on every configuration alike and outliers do not count.
+ */
+async function roundRobin(configs: Config[]): Promise<Map<string, number>> {
+  const times = new Map<string, number[]>(configs.map((c) => [c.key, []]));
+  const spent = new Map<string, number>(configs.map((c) => [c.key, 0]));
+  for (const c of configs) await c.run(); // warm-up
+  let cycle = 0;
+  for (;;) {
+    const pending = configs.filter((c) => times.get(c.key)!.length < CALLS || spent.get(c.key)! < SECONDS * 1000);
+    if (pending.length === 0) break;
+    for (const c of pending) {
+      const t = performance.now();
+      await c.run();
+      const dt = performance.now() - t;
+      times.get(c.key)!.push(dt);
+      spent.set(c.key, spent.get(c.key)! + dt);
     }
-    log(`round ${r + 1}/${ROUNDS}: ${[...out].map(([k, v]) => `${k}=${v.toFixed(0)}`).join(' ')}`);
+    if (++cycle % 10 === 0) log(`cycle ${cycle}: ${pending.length} configurations still measuring`);
+  }
+  const out = new Map<string, number>();
+  for (const c of configs) {
+    const v = [...times.get(c.key)!].sort((a, b) => a - b);
+    const median = v.length % 2 ? v[(v.length - 1) / 2]! : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+    out.set(c.key, (c.batch * 1000) / median);
   }
   return out;
 }
 
-const raw = await best(
+const raw = await roundRobin(
   variants.flatMap((v) =>
     BATCHES.map((batch) => {
       const feeds = feedsFor(batch);
@@ -135,18 +151,18 @@ const L = fp32Runner.numLayers;
 // The unsplit graphs again, with the stage sessions' threading (no spinning), for a like-for-like row.
 const unsplitFp32 = await ort.InferenceSession.create(MODEL, withoutSpinning(sessionOptions));
 const unsplitInt8 = await ort.InferenceSession.create(int8File, withoutSpinning(sessionOptions));
-const exitConfigs: { key: string; run: Run; batch: number }[] = [];
+const exitConfigs: Config[] = [];
 for (const [name, runner, unsplit] of [['fp32', fp32Runner, unsplitFp32], ['int8', int8Runner, unsplitInt8]] as const) {
   for (let k = 1; k <= L; k++) exitConfigs.push({ key: `${name}|${k}`, batch: exitBatch, run: () => runner.run(exitFeeds, { exitLayer: k }) });
   exitConfigs.push({ key: `${name}|unsplit`, batch: exitBatch, run: () => unsplit.run(exitFeeds) });
 }
-const exits = await best(exitConfigs);
+const exits = await roundRobin(exitConfigs);
 
 // --- report -------------------------------------------------------------------------------------
 const mb = (file: string): string => (fs.statSync(file).size / 1e6).toFixed(1);
 const fmt = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(0));
 const lines: string[] = [];
-lines.push(`### int8 vs fp32 (${path.relative(process.cwd(), MODEL)}, ${SEQ}-token inputs, intraOpNumThreads ${THREADS}, best of ${ROUNDS} × ${SECONDS}s)`);
+lines.push(`### int8 vs fp32 (${path.relative(process.cwd(), MODEL)}, ${SEQ}-token inputs, intraOpNumThreads ${THREADS}, median call, round-robin, ≥ ${CALLS} calls and ≥ ${SECONDS}s each)`);
 lines.push('');
 lines.push('| model | file MB | session create ms | batch 1 seq/s | batch 64 seq/s | × fp32 (b64) | mean cosine vs fp32 (16 sentences, mean-pooled) |');
 lines.push('|---|---:|---:|---:|---:|---:|---:|');
@@ -171,7 +187,7 @@ const uf = exits.get('fp32|unsplit')!;
 const uq = exits.get('int8|unsplit')!;
 lines.push(`| unsplit graph (same threading) | ${fmt(uf)} | ${(uf / exits.get(`fp32|${L}`)!).toFixed(2)} | ${fmt(uq)} | ${(uq / exits.get(`int8|${L}`)!).toFixed(2)} |`);
 lines.push('');
-lines.push(`Machine: ${os.cpus()[0]?.model ?? '?'} (${os.availableParallelism()} cores), onnxruntime-node ${ort.env.versions.common}, load average at end ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}.`);
+lines.push(`Machine: ${os.cpus()[0]?.model ?? '?'} (${os.availableParallelism()} cores), onnxruntime-node ${ort.env.versions.common}, 1-minute load average ${loadAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end.`);
 console.log(lines.join('\n'));
 
 await unsplitFp32.release();
