@@ -11,7 +11,9 @@ describe('OpenAPI document', () => {
 
   it('documents every public route with request and error schemas', async () => {
     const doc = (await generateOpenApi()) as { paths: Record<string, Record<string, any>> };
-    for (const path of ['/embed', '/v1/embeddings', '/v1/models', '/health', '/ready', '/info', '/metrics']) expect(doc.paths).toHaveProperty(path);
+    for (const path of ['/embed', '/v1/embeddings', '/v1/models', '/health', '/ready', '/info', '/metrics', '/search', '/collections', '/collections/{name}', '/collections/{name}/documents', '/collections/{name}/documents/{id}']) {
+      expect(doc.paths).toHaveProperty([path]);
+    }
     const embed = doc.paths['/embed']!.post;
     expect(embed.requestBody.content['application/json'].schema.required).toEqual(['inputs']);
     for (const code of ['200', '413', '422', '429', '503', '504']) expect(embed.responses).toHaveProperty(code);

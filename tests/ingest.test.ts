@@ -1,0 +1,56 @@
+/** The bulk-ingestion CLI against a running service. */
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FastifyInstance } from 'fastify';
+import { CollectionStore } from '../src/index/index.js';
+import { Engine } from '../src/runtime/engine.js';
+import { buildApp } from '../src/server/app.js';
+import { postJson, ROOT, TINY_BERT } from './helpers.js';
+
+const run = promisify(execFile);
+let engine: Engine;
+let store: CollectionStore;
+let app: FastifyInstance;
+let url: string;
+
+beforeAll(async () => {
+  // A queue of 8 inputs makes the CLI meet 429s and retry them.
+  engine = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1, limits: { maxQueueInputs: 8 } });
+  await engine.warmUp();
+  store = await CollectionStore.open(mkdtempSync(join(tmpdir(), 'ingest-')));
+  app = await buildApp({ engine, store });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const addr = app.server.address();
+  url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+});
+afterAll(async () => {
+  await app?.close();
+  await store?.close();
+  await engine?.close();
+});
+
+describe('npm run ingest', () => {
+  it('streams a JSONL file into a collection, retrying refusals, and reports progress', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'jsonl-')), 'docs.jsonl');
+    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ _id: `doc-${i}`, title: '', text: `the number ${i} is here`, metadata: { i } }));
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'tools/ingest.ts'), '--collection', 'bulk', '--create', '--batch', '6', '--concurrency', '3', '--url', url, file]);
+    expect(JSON.parse(stdout)).toMatchObject({ collection: 'bulk', documents: 50 });
+    expect(stderr).toMatch(/50\/50 docs\s+[\d.]+ docs\/s\s+ETA 0s/);
+    const info = (await (await fetch(`${url}/collections/bulk`)).json()) as { count: number };
+    expect(info.count).toBe(50);
+    const res = await postJson(`${url}/search`, { collection: 'bulk', query: 'the number 17 is here', k: 1 });
+    expect(res.json.results[0].id).toBe('doc-17');
+    expect(res.json.results[0].metadata).toEqual({ i: 17 });
+  });
+
+  it('stops with a message naming the bad line', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'jsonl-')), 'bad.jsonl');
+    writeFileSync(file, '{"id": "a", "text": "fine"}\n{"id": "b"}\n');
+    await expect(run(process.execPath, ['--import', 'tsx', join(ROOT, 'tools/ingest.ts'), '--collection', 'bulk', '--url', url, file])).rejects.toThrow(/bad\.jsonl:2: needs text or vector/);
+  });
+});
