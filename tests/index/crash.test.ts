@@ -63,7 +63,8 @@ function runWriter(dir: string, seqBase: number, kill: { afterAcks?: number; pha
         }
       }
     });
-    child.on("exit", (code, signal) => {
+    // 'close', not 'exit': only after 'close' has every line the child wrote before dying been read.
+    child.on("close", (code, signal) => {
       clearTimeout(timer);
       // A last line cut off by the kill: a partial "B" line still announces a call that may
       // have been issued (its ids may be cut too, so it is ignored only if unparseable).
