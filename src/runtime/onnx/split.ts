@@ -239,7 +239,9 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
       fixed[i] = 1;
     }
   });
-  const scopeGroup = Int32Array.from(group);
+  /** Reads (through floating nodes) a hoisted node: not hoisted itself, so hoisting never cascades. */
+  const fromHoisted = new Uint8Array(g.node.length);
+  const hoisted = new Uint8Array(g.node.length);
   const describe = (i: number): string => g.node[i]!.name || `${g.node[i]!.opType} → ${g.node[i]!.output[0] ?? '?'}`;
   const lo = new Int32Array(g.node.length);
   for (const i of order) {
@@ -249,8 +251,8 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
     for (const name of index.reads[i]!) {
       const p = index.producer.get(name);
       if (p === undefined || !live[p]) continue;
-      // Hoisted nodes count at their own layer here, so hoisting never cascades.
-      const gp = fixed[p] ? scopeGroup[p]! : lo[p]!;
+      if (hoisted[p] || (!fixed[p] && fromHoisted[p])) fromHoisted[i] = 1;
+      const gp = fixed[p] ? group[p]! : lo[p]!;
       if (gp > l) {
         l = gp;
         from = p;
@@ -261,12 +263,15 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
       return fail(`${describe(i)} (layer ${group[i]}) reads ${describe(from)}, which depends on layer ${l}: the layers form a cycle`);
     }
     // Hoist shared context: a layer node that depends on no layer (nor on a hoisted node) but
-    // that another layer reads directly (exporters deduplicate e.g. the rotary cos/sin Unsqueeze of layer 0 and reuse it
-    // in every layer) moves to the prefix, so layer stages read only the previous hidden state
-    // and prefix tensors.
-    if (fixed[i] && l === 0 && group[i]! > 0) {
+    // that another layer reads directly (exporters deduplicate e.g. the rotary cos/sin Unsqueeze
+    // of layer 0 and reuse it in every layer) moves to the prefix, so layer stages read only the
+    // previous hidden state and prefix tensors.
+    if (fixed[i] && l === 0 && group[i]! > 0 && !fromHoisted[i]) {
       const shared = g.node[i]!.output.some((o) => (index.consumers.get(o) ?? []).some((c) => live[c] && fixed[c] && group[c] !== group[i]));
-      if (shared) group[i] = 0;
+      if (shared) {
+        group[i] = 0;
+        hoisted[i] = 1;
+      }
     }
   }
   for (let k = order.length - 1; k >= 0; k--) {
