@@ -22,6 +22,8 @@ export interface EngineOptions extends LoadModelOptions {
   limits?: Partial<QueueLimits>;
   /** Nice value of inference threads (Linux); default 10, so the HTTP thread is served first. */
   inferenceNice?: number;
+  /** Split the graph into per-layer stages for `layer` and Token Prepending (default true). */
+  layerExit?: boolean;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
@@ -56,6 +58,8 @@ export interface EngineInfo {
   limits: QueueLimits;
   inputNames: string[];
   pooledOutput: boolean;
+  /** Per-layer stages (layer exit, Token Prepending): available, or why not. */
+  stages: { ok: true; count: number } | { ok: false; reason: string };
 }
 
 /**
@@ -119,6 +123,10 @@ export class Engine {
         paddingSide: spec.paddingSide,
         hiddenSize: spec.hiddenSize,
         nice: options.inferenceNice ?? 10,
+        numLayers: spec.numLayers,
+        layerExit: options.layerExit ?? true,
+        finalNormOnExit: spec.finalNormOnExit,
+        tokenPrepending: spec.tokenPrepending ? { firstLayer: spec.tokenPrepending.firstLayer, lastLayer: spec.tokenPrepending.lastLayer } : null,
       },
       log: options.log,
     });
@@ -165,7 +173,7 @@ export class Engine {
         const inputs = Array.from({ length: batch }, () => ({ ids, promptTokens: 0 }));
         let best = Infinity;
         for (let rep = 0; rep < 3; rep++) {
-          const r = await this.queue.submit({ inputs, depth: this.spec.numLayers });
+          const r = await this.queue.submit({ inputs, plan: { layer: this.spec.numLayers, tokenPrepending: false } });
           best = Math.min(best, r.inferenceMs);
         }
         measured.push({ budget, rate: (batch * seq) / best });
@@ -195,6 +203,7 @@ export class Engine {
       limits: this.queue.limits,
       inputNames: this.pool.info.inputNames,
       pooledOutput: this.pool.info.pooledOutput,
+      stages: this.pool.info.stages,
     };
   }
 
@@ -226,8 +235,9 @@ export class Engine {
       if (s.exitLayers && !s.exitLayers.includes(l)) {
         throw new RuntimeError('validation', `layer must be one of ${s.exitLayers.join(', ')} for this model`);
       }
-      if (l !== s.numLayers) {
-        throw new RuntimeError('validation', `layer ${l}: this model's graph cannot exit early (only layer ${s.numLayers} is served)`);
+      const stages = this.pool.info.stages;
+      if (l !== s.numLayers && !stages.ok) {
+        throw new RuntimeError('validation', `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`);
       }
     }
     if (opts.promptName !== undefined && !(opts.promptName in s.prompts)) {
@@ -242,6 +252,9 @@ export class Engine {
     }
     if (opts.tokenPrepending && !s.tokenPrepending) {
       throw new RuntimeError('validation', 'token_prepending is not supported by this model (it has no token_prepending entry in embedder.json)');
+    }
+    if (opts.tokenPrepending && !this.pool.info.stages.ok) {
+      throw new RuntimeError('validation', `token_prepending needs the model split by layer, which failed: ${this.pool.info.stages.reason}`);
     }
   }
 
@@ -260,7 +273,7 @@ export class Engine {
     const tokenizeMs = performance.now() - t0;
     const result = await this.queue.submit({
       inputs: tokenized,
-      depth: opts.layer ?? this.spec.numLayers,
+      plan: { layer: opts.layer ?? this.spec.numLayers, tokenPrepending: opts.tokenPrepending ?? false },
       deadline: opts.deadline,
       signal: opts.signal,
     });

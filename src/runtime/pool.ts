@@ -10,7 +10,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { RuntimeError } from './errors.js';
-import type { FromWorker, ReadyMessage, ResultMessage, RunMessage, WorkerConfig } from './protocol.js';
+import type { BatchPlan, FromWorker, ReadyMessage, ResultMessage, RunMessage, WorkerConfig } from './protocol.js';
 
 export interface PoolOptions {
   workers: number;
@@ -23,6 +23,7 @@ export interface BatchInput {
   ids: Int32Array;
   lengths: Int32Array;
   skips: Int32Array;
+  plan: BatchPlan;
 }
 
 interface Slot {

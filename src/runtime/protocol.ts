@@ -15,6 +15,21 @@ export interface WorkerConfig {
   hiddenSize: number;
   /** Nice value for inference threads (0 = unchanged); the HTTP thread keeps its own. */
   nice: number;
+  numLayers: number;
+  /** Split the graph into per-layer stages (cached beside the model) for layer exit and Token Prepending. */
+  layerExit: boolean;
+  /** Pre-LN decoders: run the final norm on an early exit's hidden state. */
+  finalNormOnExit: boolean;
+  /** Layers (1-based, inclusive) after which the placeholder state is overwritten, when the model declares it. */
+  tokenPrepending: { firstLayer: number; lastLayer: number } | null;
+}
+
+/** How a batch is computed; every input of a batch shares it. */
+export interface BatchPlan {
+  /** Exit after this layer (numLayers = the full graph). */
+  layer: number;
+  /** Token Prepending: inputs start with the placeholder token, whose state is rewritten between layers. */
+  tokenPrepending: boolean;
 }
 
 export interface RunMessage {
@@ -26,6 +41,7 @@ export interface RunMessage {
   lengths: Int32Array;
   /** Leading tokens of each sequence to leave out of pooling (prompt tokens). */
   skips: Int32Array;
+  plan: BatchPlan;
 }
 
 export interface ReadyMessage {
@@ -37,6 +53,8 @@ export interface ReadyMessage {
   outputName: string;
   /** True when the graph pools itself (a `sentence_embedding` output). */
   pooledOutput: boolean;
+  /** Whether per-layer stages are available, or why not. */
+  stages: { ok: true; count: number } | { ok: false; reason: string };
 }
 
 export interface ResultMessage {

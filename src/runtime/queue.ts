@@ -5,12 +5,12 @@
  * A batch always contains the oldest waiting input (so nothing starves), then the inputs closest
  * to it in length from a look-ahead window (so little compute goes to padding), as long as the
  * padded cost (batch size × longest sequence) stays within the token budget and the batch within
- * the maximum size. One input over the budget runs alone rather than waiting forever. Inputs of
- * different depths (`layer`) never share a batch.
+ * the maximum size. One input over the budget runs alone rather than waiting forever. Inputs with
+ * different plans (exit layer, Token Prepending) never share a batch.
  */
 import { RuntimeError } from './errors.js';
 import type { BatchInput } from './pool.js';
-import type { ResultMessage } from './protocol.js';
+import type { BatchPlan, ResultMessage } from './protocol.js';
 
 export interface QueueLimits {
   /** Most sequences in one batch. */
@@ -41,8 +41,8 @@ export interface QueueInput {
 
 export interface QueueRequest {
   inputs: QueueInput[];
-  /** Depth key: inputs of different keys never share a batch (the layer to exit at, 0 = full). */
-  depth: number;
+  /** How the inputs are computed; inputs with different plans never share a batch. */
+  plan: BatchPlan;
   /** Absolute time (performance.now() clock) after which unstarted work is dropped. */
   deadline?: number;
   /** Aborted when the client goes away. */
@@ -103,7 +103,9 @@ interface Item {
   index: number;
   ids: Int32Array;
   skip: number;
-  depth: number;
+  plan: BatchPlan;
+  /** Equal for items whose plans are equal. */
+  key: string;
 }
 
 export class BatchQueue {
@@ -144,8 +146,9 @@ export class BatchQueue {
     return new Promise<QueueResult>((resolve, reject) => {
       const now = performance.now();
       const job = new Job(request, now, resolve, reject);
+      const key = `${request.plan.layer}:${request.plan.tokenPrepending ? 1 : 0}`;
       request.inputs.forEach((input, index) => {
-        this.items.push({ job, index, ids: input.ids, skip: input.promptTokens, depth: request.depth });
+        this.items.push({ job, index, ids: input.ids, skip: input.promptTokens, plan: request.plan, key });
       });
       this.stats.queuedInputs += request.inputs.length;
       this.stats.queuedTokens += tokens;
@@ -225,7 +228,7 @@ export class BatchQueue {
     const head = this.items[0]!;
     const window: number[] = [];
     const end = Math.min(this.items.length, this.limits.lookahead);
-    for (let i = 0; i < end; i++) if (this.items[i]!.depth === head.depth) window.push(i);
+    for (let i = 0; i < end; i++) if (this.items[i]!.key === head.key) window.push(i);
     window.sort((a, b) => this.items[a]!.ids.length - this.items[b]!.ids.length || a - b);
     const at = window.indexOf(0);
     const lenOf = (w: number): number => this.items[window[w]!]!.ids.length;
@@ -280,7 +283,7 @@ export class BatchQueue {
       skips[b] = item.skip;
     });
     this.running++;
-    this.runner.run({ ids, lengths, skips }).finally(() => this.running--).then(
+    this.runner.run({ ids, lengths, skips, plan: batch[0]!.plan }).finally(() => this.running--).then(
       (result) => {
         const ended = performance.now();
         const elapsed = Math.max(ended - started, 1e-3);

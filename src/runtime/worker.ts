@@ -9,7 +9,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
 import { pool } from '../pooling/index.js';
 import type { TokenSpan } from '../pooling/index.js';
-import type { FromWorker, RunMessage, WorkerConfig } from './protocol.js';
+import { StagedRunner } from './onnx/staged.js';
+import { ensureStages } from './onnx/cache.js';
+import type { FromWorker, ReadyMessage, RunMessage, WorkerConfig } from './protocol.js';
 
 const config = workerData as WorkerConfig;
 const port = parentPort!;
@@ -31,18 +33,22 @@ function lowerPriority(nice: number): void {
   }
 }
 
+function sessionOptions(provider: string): ort.InferenceSession.SessionOptions {
+  return {
+    executionProviders: [provider],
+    intraOpNumThreads: config.intraOpThreads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+  };
+}
+
 async function createSession(): Promise<{ session: ort.InferenceSession; provider: string; errors: string[] }> {
   const errors: string[] = [];
   for (const provider of config.providers) {
     try {
-      const session = await ort.InferenceSession.create(config.onnxPath, {
-        executionProviders: [provider],
-        intraOpNumThreads: config.intraOpThreads,
-        interOpNumThreads: 1,
-        graphOptimizationLevel: 'all',
-        executionMode: 'sequential',
-        logSeverityLevel: 3,
-      });
+      const session = await ort.InferenceSession.create(config.onnxPath, sessionOptions(provider));
       return { session, provider, errors };
     } catch (err) {
       errors.push(`${provider}: ${(err as Error).message.split('\n')[0]}`);
@@ -53,6 +59,8 @@ async function createSession(): Promise<{ session: ort.InferenceSession; provide
 
 interface Graph {
   session: ort.InferenceSession;
+  /** Per-layer stages, when the graph could be split. */
+  staged: StagedRunner | null;
   inputs: Set<string>;
   /** Integer inputs typed int32 instead of the usual int64. */
   int32Inputs: Set<string>;
@@ -72,7 +80,38 @@ function describe(session: ort.InferenceSession): Graph {
   const names = session.outputNames;
   const pooledOutput = names.includes('sentence_embedding');
   const outputName = pooledOutput ? 'sentence_embedding' : names.includes('last_hidden_state') ? 'last_hidden_state' : names[0]!;
-  return { session, inputs, int32Inputs, outputName, pooledOutput };
+  return { session, staged: null, inputs, int32Inputs, outputName, pooledOutput };
+}
+
+/** Splits the graph into per-layer stages (once, cached on disk) and loads them. */
+async function loadStages(provider: string): Promise<{ staged: StagedRunner | null; status: ReadyMessage['stages'] }> {
+  if (!config.layerExit) return { staged: null, status: { ok: false, reason: 'layer exit is turned off (LAYER_EXIT=off)' } };
+  try {
+    const { dir } = await ensureStages(config.onnxPath);
+    const staged = await StagedRunner.create(dir, sessionOptions(provider));
+    return { staged, status: { ok: true, count: staged.manifest.stages.length } };
+  } catch (err) {
+    return { staged: null, status: { ok: false, reason: (err as Error).message.split('\n')[0]! } };
+  }
+}
+
+/**
+ * Token Prepending: after layer l (first ≤ l ≤ last), each sequence's placeholder state (its first
+ * real token) becomes the state of its last real token, before layer l + 1 reads it. Edits the
+ * stage's output in place.
+ */
+function prependHook(spans: TokenSpan[], seqLen: number): (layer: number, hidden: ort.Tensor) => void {
+  const tp = config.tokenPrepending!;
+  const dim = config.hiddenSize;
+  return (layer, hidden) => {
+    if (layer < tp.firstLayer || layer > tp.lastLayer) return;
+    const data = hidden.data as Float32Array;
+    spans.forEach((span, b) => {
+      const row = b * seqLen * dim;
+      const last = row + (span.start + span.length - 1) * dim;
+      data.copyWithin(row + span.start * dim, last, last + dim);
+    });
+  };
 }
 
 function tensor(graph: Graph, name: string, values: BigInt64Array, dims: number[]): ort.Tensor {
@@ -113,15 +152,32 @@ function buildFeeds(graph: Graph, msg: RunMessage): { feeds: Record<string, ort.
   return { feeds, seqLen, spans };
 }
 
+/** Full depth without hooks runs the unsplit graph (fastest); anything else runs the stages. */
+async function forward(graph: Graph, msg: RunMessage, feeds: Record<string, ort.Tensor>, spans: TokenSpan[], seqLen: number): Promise<ort.Tensor> {
+  const { layer, tokenPrepending } = msg.plan;
+  if (layer === config.numLayers && !tokenPrepending) {
+    return (await graph.session.run(feeds, [graph.outputName]))[graph.outputName]!;
+  }
+  if (!graph.staged) throw new Error('this model has no per-layer stages');
+  const stageFeeds = Object.fromEntries(graph.staged.inputNames.map((n) => [n, feeds[n]!]));
+  return graph.staged.run(stageFeeds, {
+    exitLayer: layer,
+    applySuffix: layer === config.numLayers || config.finalNormOnExit,
+    afterLayer: tokenPrepending ? prependHook(spans, seqLen) : undefined,
+  });
+}
+
 async function run(graph: Graph, msg: RunMessage): Promise<void> {
   const { feeds, seqLen, spans } = buildFeeds(graph, msg);
   const started = performance.now();
-  const outputs = await graph.session.run(feeds, [graph.outputName]);
-  const out = outputs[graph.outputName]!;
+  const out = await forward(graph, msg, feeds, spans, seqLen);
   const data = out.data as Float32Array;
-  const vectors = graph.pooledOutput
+  const fullGraph = msg.plan.layer === config.numLayers && !msg.plan.tokenPrepending;
+  // Token Prepending pools the last token, whatever the model's usual pooling.
+  const mode = msg.plan.tokenPrepending ? 'last' : config.pooling;
+  const vectors = graph.pooledOutput && fullGraph
     ? new Float32Array(data)
-    : pool(config.pooling, data, seqLen, config.hiddenSize, spans);
+    : pool(mode, data, seqLen, config.hiddenSize, spans);
   const inferenceMs = performance.now() - started;
   out.dispose?.();
   send({ type: 'result', batchId: msg.batchId, vectors, inferenceMs }, [vectors.buffer as ArrayBuffer]);
@@ -132,6 +188,7 @@ async function main(): Promise<void> {
   let graph: Graph;
   let provider: string;
   let errors: string[];
+  let stages: ReadyMessage['stages'];
   try {
     const created = await createSession();
     provider = created.provider;
@@ -142,6 +199,9 @@ async function main(): Promise<void> {
     if (typeof last === 'number' && last !== config.hiddenSize) {
       throw new Error(`${config.onnxPath}: output ${graph.outputName} has width ${last} but config.json says hidden_size ${config.hiddenSize}`);
     }
+    const loaded = await loadStages(provider);
+    graph.staged = loaded.staged;
+    stages = loaded.status;
   } catch (err) {
     send({ type: 'init-error', message: (err as Error).message });
     return;
@@ -158,6 +218,7 @@ async function main(): Promise<void> {
     inputNames: [...graph.inputs],
     outputName: graph.outputName,
     pooledOutput: graph.pooledOutput,
+    stages,
   });
 }
 

@@ -67,7 +67,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
     },
-    ajv: { customOptions: { coerceTypes: false, allErrors: false, removeAdditional: true, useDefaults: true } },
+    ajv: { customOptions: { coerceTypes: false, allErrors: false, removeAdditional: true, useDefaults: true, allowUnionTypes: true } },
     return503OnClosing: true,
   });
   const metrics = new Metrics(options.engine);

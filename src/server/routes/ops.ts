@@ -18,7 +18,7 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
   );
 
   app.get('/info', { schema: { summary: 'Model, knobs and batching limits in effect', tags: ['operations'] } }, async () => {
-    const { model, provider, workers, intraOpThreads, limits: batching, inputNames } = engine.info;
+    const { model, provider, workers, intraOpThreads, limits: batching, inputNames, stages } = engine.info;
     return {
       version,
       model_id: model.id,
@@ -29,6 +29,7 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
       matryoshka_dimensions: model.matryoshkaDimensions,
       layers: model.numLayers,
       exit_layers: model.exitLayers,
+      layer_exit: stages.ok ? { available: true, stages: stages.count } : { available: false, reason: stages.reason },
       max_input_length: model.maxLength,
       pooling: model.pooling,
       include_prompt: model.includePrompt,
