@@ -15,6 +15,7 @@ export interface Config {
   intraOpThreads: number | undefined;
   executionProviders: string[];
   inferenceNice: number;
+  layerExit: string;
   maxBatchSize: number | undefined;
   maxBatchTokens: number | undefined;
   maxQueueDelayMs: number | undefined;
@@ -57,6 +58,7 @@ export const SETTINGS: Setting[] = [
   { key: 'intraOpThreads', env: 'INTRA_OP_THREADS', flag: 'intra-op-threads', kind: 'int', default: undefined, help: 'ONNX Runtime threads per worker; default cores ÷ workers' },
   { key: 'executionProviders', env: 'EXECUTION_PROVIDERS', flag: 'execution-providers', kind: 'list', default: 'cpu', help: 'Execution providers in order of preference, e.g. `cuda,webgpu,cpu`' },
   { key: 'inferenceNice', env: 'INFERENCE_NICE', flag: 'inference-nice', kind: 'int', default: '10', help: 'Nice value of inference threads (Linux, 0–19): keeps the HTTP thread responsive under full load' },
+  { key: 'layerExit', env: 'LAYER_EXIT', flag: 'layer-exit', kind: 'string', default: 'on', help: '`on`: split the graph per layer (cached beside the model) so `layer` skips compute and Token Prepending works; `off` saves the memory of the stages' },
   { key: 'maxBatchSize', env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: 'int', default: undefined, help: 'Most inputs per batch; default 64 (1 disables batching)' },
   { key: 'maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: 'max-batch-tokens', kind: 'int', default: undefined, help: 'Token budget per batch (size × longest input); default max(8192, max length)' },
   { key: 'maxQueueDelayMs', env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: 'int', default: undefined, help: 'How long an under-full batch waits for more inputs; default 2' },
@@ -124,6 +126,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   if (config.modelVariant !== 'fp32' && config.modelVariant !== 'quantized') {
     throw new ConfigError(`MODEL_VARIANT must be fp32 or quantized, got ${String(config.modelVariant)}`);
   }
+  if (config.layerExit !== 'on' && config.layerExit !== 'off') throw new ConfigError(`LAYER_EXIT must be on or off, got ${String(config.layerExit)}`);
   if ((config.inferenceNice as number) > 19) throw new ConfigError('INFERENCE_NICE must be in 0..19');
   if ((config.port as number) > 65535) throw new ConfigError('PORT must be at most 65535');
   return config as unknown as Config;

@@ -39,6 +39,7 @@ async function main(): Promise<void> {
       intraOpThreads: config.intraOpThreads,
       executionProviders: config.executionProviders,
       inferenceNice: config.inferenceNice,
+      layerExit: config.layerExit === 'on',
       limits: {
         ...(config.maxBatchSize !== undefined && { maxBatchSize: config.maxBatchSize }),
         ...(config.maxBatchTokens !== undefined && { maxBatchTokens: config.maxBatchTokens }),
