@@ -1,0 +1,193 @@
+"""The default model's encoder: a small pre-LN BERT variant whose module names give the ONNX export
+the scopes the service splits on (`/embeddings/...`, `/encoder/layer.N/...`).
+
+Differences from HF BERT, chosen so that every exit layer can start at the corpus-statistics
+baseline (see training/README.md):
+  * no LayerNorm after the embeddings: a token's embedding row carries its frequency weight
+    (SIF a/(a+p)) in its norm, so mean pooling of layer 0 is a SIF-weighted average;
+  * pre-LN layers (h = h + Attn(LN(h)); h = h + FFN(LN(h))) with the residual branches' output
+    projections initialised near zero, so each layer starts as the identity;
+  * no final norm: `last_hidden_state` is the residual stream after the last layer, exactly what
+    an early exit after layer k returns for layer k.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+MASK_NEG = -10000.0
+
+
+def encoder_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, ffn: int = 1024,
+                   max_pos: int = 256) -> dict:
+    return {
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "attention_probs_dropout_prob": 0.0,
+        "hidden_dropout_prob": 0.0,
+        "hidden_act": "gelu",
+        "hidden_size": hidden,
+        "initializer_range": 0.02,
+        "intermediate_size": ffn,
+        "layer_norm_eps": 1e-6,
+        "max_position_embeddings": max_pos,
+        "num_attention_heads": heads,
+        "num_hidden_layers": layers,
+        "pad_token_id": 0,
+        "position_embedding_type": "absolute",
+        "torch_dtype": "float32",
+        "type_vocab_size": 2,
+        "vocab_size": vocab_size,
+        "layer_norm_placement": "pre",
+        "embedding_layer_norm": False,
+        "final_layer_norm": False,
+        "note": "pre-LN BERT variant without embedding/final LayerNorm, trained by training/train_default_model.py; "
+                "weights ship as ONNX only",
+    }
+
+
+class Embeddings(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        h = cfg["hidden_size"]
+        self.word_embeddings = nn.Embedding(cfg["vocab_size"], h, padding_idx=cfg["pad_token_id"])
+        self.position_embeddings = nn.Embedding(cfg["max_position_embeddings"], h)
+        self.token_type_embeddings = nn.Embedding(cfg["type_vocab_size"], h)
+        self.register_buffer("position_ids", torch.arange(cfg["max_position_embeddings"]).unsqueeze(0),
+                             persistent=False)
+
+    def forward(self, input_ids, token_type_ids):
+        pos = self.position_ids[:, : input_ids.size(1)]
+        return (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+                + self.position_embeddings(pos))
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        h = cfg["hidden_size"]
+        self.num_heads = cfg["num_attention_heads"]
+        self.head_dim = h // self.num_heads
+        self.query = nn.Linear(h, h)
+        self.key = nn.Linear(h, h)
+        self.value = nn.Linear(h, h)
+
+    def _split(self, x):
+        return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).permute(0, 2, 1, 3)
+
+    def forward(self, x, ext_mask):
+        q, k, v = self._split(self.query(x)), self._split(self.key(x)), self._split(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim) + ext_mask
+        probs = torch.softmax(scores, dim=-1)
+        ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous()
+        return ctx.view(ctx.size(0), ctx.size(1), self.num_heads * self.head_dim)
+
+
+class AttentionOutput(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.dense = nn.Linear(cfg["hidden_size"], cfg["hidden_size"])
+
+    def forward(self, x):
+        return self.dense(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        setattr(self, "self", SelfAttention(cfg))
+        self.output = AttentionOutput(cfg)
+
+    def forward(self, x, ext_mask):
+        return self.output(getattr(self, "self")(x, ext_mask))
+
+
+class Intermediate(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.dense = nn.Linear(cfg["hidden_size"], cfg["intermediate_size"])
+        self.intermediate_act_fn = nn.GELU()
+
+    def forward(self, x):
+        return self.intermediate_act_fn(self.dense(x))
+
+
+class Output(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.dense = nn.Linear(cfg["intermediate_size"], cfg["hidden_size"])
+
+    def forward(self, x):
+        return self.dense(x)
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        h, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
+        self.attention_norm = nn.LayerNorm(h, eps=eps)
+        self.attention = Attention(cfg)
+        self.ffn_norm = nn.LayerNorm(h, eps=eps)
+        self.intermediate = Intermediate(cfg)
+        self.output = Output(cfg)
+
+    def forward(self, h, ext_mask):
+        h = h + self.attention(self.attention_norm(h), ext_mask)
+        return h + self.output(self.intermediate(self.ffn_norm(h)))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.layer = nn.ModuleList([Layer(cfg) for _ in range(cfg["num_hidden_layers"])])
+
+    def forward(self, h, ext_mask):
+        states = []
+        for layer in self.layer:
+            h = layer(h, ext_mask)
+            states.append(h)
+        return states
+
+
+class Encoder2D(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.config = cfg
+        self.embeddings = Embeddings(cfg)
+        self.encoder = Encoder(cfg)
+
+    def hidden_states(self, input_ids, attention_mask, token_type_ids=None):
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASK_NEG
+        h = self.embeddings(input_ids, token_type_ids)
+        return [h] + self.encoder(h, ext)
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        return self.hidden_states(input_ids, attention_mask, token_type_ids)[-1]
+
+
+def init_identity(model: Encoder2D, emb: torch.Tensor, seed: int, out_std: float = 0.0) -> None:
+    """Token rows from corpus statistics; every layer starts (almost) as the identity."""
+    g = torch.Generator().manual_seed(seed)
+    cfg = model.config
+    h = cfg["hidden_size"]
+    with torch.no_grad():
+        model.embeddings.word_embeddings.weight.copy_(emb)
+        model.embeddings.position_embeddings.weight.zero_()
+        model.embeddings.token_type_embeddings.weight.zero_()
+        for layer in model.encoder.layer:
+            for lin in (getattr(layer.attention, "self").query, getattr(layer.attention, "self").key,
+                        getattr(layer.attention, "self").value, layer.intermediate.dense):
+                lin.weight.copy_(torch.randn(lin.weight.shape, generator=g) / math.sqrt(h))
+                lin.bias.zero_()
+            for lin in (layer.attention.output.dense, layer.output.dense):
+                lin.weight.copy_(out_std * torch.randn(lin.weight.shape, generator=g))
+                lin.bias.zero_()
+
+
+def mean_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
