@@ -16,7 +16,7 @@ describe('model directory loader', () => {
   it('reads model.onnx at the top level and embedder.json extras', () => {
     const spec = loadModelDir(DEFAULT_MODEL);
     expect(spec.onnxPath).toBe(join(DEFAULT_MODEL, 'model.onnx'));
-    expect(spec.matryoshkaDimensions).toEqual([32, 64, 128]);
+    expect(spec.matryoshkaDimensions).toEqual([32, 64, 128, 256]);
     expect(spec.exitLayers).toEqual([1, 2, 3, 4]);
   });
 
