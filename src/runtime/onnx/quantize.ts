@@ -4,7 +4,9 @@
  * becomes ONNX Runtime's `com.microsoft` DynamicQuantizeMatMul: A stays float and is quantized
  * per call by the kernel; B is stored as symmetric int8 (zero point 0) with its scale. A bias Add
  * right after the MatMul (a 1-D constant of the output width, the MatMul's only consumer) is
- * folded into the kernel's bias input. Embedding tables (Gather), norms, softmax and everything
+ * folded into the kernel's bias input. Constants are looked up through Identity nodes (torch
+ * exports shared or deduplicated weights as `Identity(initializer)`); aliases and float
+ * initializers nothing reads after the rewrite are dropped. Embedding tables (Gather), norms, softmax and everything
  * else stay fp32. Quantized nodes keep the MatMul's name with a `_quant` suffix, so module scopes
  * survive and the graph still splits by layer (split.ts).
  *
@@ -22,7 +24,7 @@
  */
 import ort from 'onnxruntime-node';
 import { attr, DataType, floatValues, isExternal, makeTensor, toNumber, type ModelProto, type NodeProto, type TensorProto } from './model.js';
-import { indexGraph } from './graph.js';
+import { indexGraph, nodeReads } from './graph.js';
 
 export interface QuantizeOptions {
   /** One scale per output column instead of one per matrix. Default true (see the header). */
@@ -116,6 +118,21 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     return name;
   };
 
+  /**
+   * The initializer a name stands for: itself, or through Identity nodes (torch writes shared or
+   * deduplicated weights as `Identity(initializer)`).
+   */
+  const identityOf = new Map<string, string>();
+  for (const n of g.node) if (n.opType === 'Identity' && isDefaultDomain(n) && n.input[0] && n.output[0]) identityOf.set(n.output[0], n.input[0]);
+  const constant = (name: string | undefined): TensorProto | undefined => {
+    for (let hops = 0; name !== undefined && hops < 16; hops++) {
+      const t = inits.get(name);
+      if (t) return t;
+      name = identityOf.get(name);
+    }
+    return undefined;
+  };
+
   const report: QuantizeReport = { quantized: 0, fusedBias: 0, weights: 0, floatBytes: 0, int8Bytes: 0, skipped: [] };
   const newInits: TensorProto[] = [];
   const cache = new Map<string, QuantizedWeight>();
@@ -148,7 +165,7 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
   /** A float 1-D initializer of width n (or [1, n]) usable as the kernel's bias. */
   const biasTensor = (name: string | undefined, n: number): TensorProto | undefined => {
     if (!name) return undefined;
-    const t = inits.get(name);
+    const t = constant(name);
     if (!t || t.dataType !== DataType.FLOAT || isExternal(t)) return undefined;
     const dims = t.dims.map(toNumber);
     if (dims.length === 1 && dims[0] === n) return t;
@@ -164,8 +181,9 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     const add = g.node[ci]!;
     if (add.opType !== 'Add' || !isDefaultDomain(add) || add.input.length !== 2 || removed.has(ci)) return undefined;
     const other = add.input[0] === out ? add.input[1] : add.input[1] === out ? add.input[0] : undefined;
-    if (!other || other === out || !biasTensor(other, n)) return undefined;
-    return { i: ci, bias: other };
+    const bias = other && other !== out ? biasTensor(other, n) : undefined;
+    if (!bias) return undefined;
+    return { i: ci, bias: bias.name! };
   };
 
   const skip = (node: string, reason: string): void => {
@@ -175,7 +193,7 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
   g.node.forEach((node, i) => {
     const label = node.name || node.output[0] || `#${i}`;
     if ((node.opType !== 'MatMul' && node.opType !== 'Gemm') || !isDefaultDomain(node)) return;
-    const b = inits.get(node.input[1] ?? '');
+    const b = constant(node.input[1]);
     if (!b) return; // activations × activations (attention scores): not a weight
     if (b.dataType !== DataType.FLOAT) return skip(label, `B is not float (data_type ${b.dataType})`);
     if (b.dims.length !== 2) return skip(label, `B has rank ${b.dims.length}`);
@@ -192,11 +210,11 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
       const n = toNumber(b.dims[transposed ? 0 : 1]!);
       const c = node.input[2];
       if (c) {
-        const ct = inits.get(c);
+        const ct = constant(c);
         const cdims = ct?.dims.map(toNumber) ?? [];
         const ok = ct && ct.dataType === DataType.FLOAT && !isExternal(ct) && ((cdims.length === 1 && cdims[0] === n) || (cdims.length === 2 && cdims[0] === 1 && cdims[1] === n));
         if (!ok) return skip(label, 'Gemm C is not a constant bias of width N');
-        if (beta === 1 && cdims.length === 1) bias = c;
+        if (beta === 1 && cdims.length === 1) bias = ct.name!;
         else {
           const scaled = Float32Array.from(floatValues(ct), (v) => v * beta);
           bias = unique(`${c}_bias`);
@@ -228,17 +246,32 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     report.quantized++;
   });
 
-  const nodes: NodeProto[] = [];
+  let nodes: NodeProto[] = [];
   g.node.forEach((n, i) => {
     if (removed.has(i)) return;
     nodes.push(replaced.get(i) ?? n);
   });
-  // Drop float weights nothing reads any more (no fp32 copy of a quantized matrix stays behind).
-  const read = new Set<string>();
-  for (const n of nodes) for (const name of n.input) read.add(name);
   const outputs = new Set(g.output.map((o) => o.name));
-  const quantizedSources = new Set([...cache.keys()].map((k) => k.slice(0, k.lastIndexOf('|'))));
-  const initializer = [...g.initializer.filter((t) => !(quantizedSources.has(t.name ?? '') && !read.has(t.name!) && !outputs.has(t.name!))), ...newInits];
+  const readBy = (list: NodeProto[]): Set<string> => new Set(list.flatMap((n) => nodeReads(n)));
+  // Identity aliases of weights that nothing reads any more go too (repeat: they can chain).
+  for (;;) {
+    const read = readBy(nodes);
+    const kept = nodes.filter((n) => !(n.opType === 'Identity' && identityOf.has(n.output[0] ?? '') && !read.has(n.output[0]!) && !outputs.has(n.output[0]!)));
+    if (kept.length === nodes.length) break;
+    nodes = kept;
+  }
+  // Drop initializers the rewrite left unread (no fp32 copy of a quantized matrix stays behind);
+  // initializers that were unread to begin with are left as they were.
+  const readBefore = readBy(g.node);
+  const readAfter = readBy(nodes);
+  const graphInputs = new Set(g.input.map((v) => v.name));
+  const initializer = [
+    ...g.initializer.filter((t) => {
+      const name = t.name ?? '';
+      return readAfter.has(name) || !readBefore.has(name) || outputs.has(name) || graphInputs.has(name);
+    }),
+    ...newInits,
+  ];
 
   const opsetImport = model.opsetImport.map((o) => ({ ...o }));
   if (report.quantized > 0 && !opsetImport.some((o) => o.domain === MS_DOMAIN)) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
