@@ -8,6 +8,7 @@ import { finishVector } from '../pooling/index.js';
 import { RuntimeError } from './errors.js';
 import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
 import { WorkerPool } from './pool.js';
+import { choosePrecision, type PrecisionChoice, type Quantize } from './precision.js';
 import { BatchQueue, type BatchEvent, type QueueLimits, type QueueStats } from './queue.js';
 import { TextTokenizer, type TruncationDirection } from './tokenize.js';
 
@@ -24,6 +25,10 @@ export interface EngineOptions extends LoadModelOptions {
   inferenceNice?: number;
   /** Split the graph into per-layer stages for `layer` and Token Prepending (default true). */
   layerExit?: boolean;
+  /** Serve int8 (default: embedder.json `quantize`, else fp32). */
+  quantize?: Quantize;
+  /** Least mean cosine between int8 and fp32 probe embeddings for int8 to be served (default 0.99). */
+  quantizeFloor?: number;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
@@ -58,6 +63,7 @@ export interface EngineInfo {
   limits: QueueLimits;
   inputNames: string[];
   pooledOutput: boolean;
+  precision: PrecisionChoice;
   /** Per-layer stages (layer exit, Token Prepending): available, or why not. */
   stages: { ok: true; count: number } | { ok: false; reason: string };
 }
@@ -100,6 +106,7 @@ export class Engine {
     private readonly threading: { workers: number; intraOpThreads: number },
     private readonly budgetConfigured: boolean,
     private readonly log: EngineOptions['log'],
+    private readonly precision: PrecisionChoice,
   ) {
     this.spec = spec;
   }
@@ -107,6 +114,11 @@ export class Engine {
   static async load(options: EngineOptions): Promise<Engine> {
     const spec = loadModelDir(options.modelDir, options);
     const tokenizer = new TextTokenizer(spec);
+    const precision = await choosePrecision(spec, options.quantize ?? spec.quantize ?? 'none', options.quantizeFloor ?? 0.99);
+    if (precision.fallback) options.log?.('warn', `serving fp32: ${precision.fallback}`);
+    else if (precision.precision === 'int8') {
+      options.log?.('info', `serving int8 (${precision.source}${precision.agreement !== null ? `, agreement with fp32 ${precision.agreement.toFixed(4)}` : ''})`);
+    }
     const defaults = defaultThreading();
     const threading = {
       workers: options.workers ?? defaults.workers,
@@ -116,7 +128,7 @@ export class Engine {
     const pool = await WorkerPool.start({
       workers: threading.workers,
       worker: {
-        onnxPath: spec.onnxPath,
+        onnxPath: precision.onnxPath,
         providers: options.executionProviders ?? ['cpu'],
         intraOpThreads: threading.intraOpThreads,
         pooling: spec.pooling,
@@ -132,7 +144,7 @@ export class Engine {
     });
     const limits = { ...defaultLimits(spec), ...options.limits };
     const queue = new BatchQueue(limits, pool, spec.hiddenSize);
-    const engine = new Engine(spec, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log);
+    const engine = new Engine(spec, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log, precision);
     options.log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s))`);
     return engine;
   }
@@ -204,6 +216,7 @@ export class Engine {
       inputNames: this.pool.info.inputNames,
       pooledOutput: this.pool.info.pooledOutput,
       stages: this.pool.info.stages,
+      precision: this.precision,
     };
   }
 

@@ -59,6 +59,8 @@ export interface ModelSpec {
   exitLayers: number[] | null;
   finalNormOnExit: boolean;
   untrained: boolean;
+  /** embedder.json `quantize`: serve int8 unless configured otherwise. */
+  quantize: 'int8' | null;
   tokenPrepending: Omit<TokenPrependingSpec, 'placeholderId'> | null;
 }
 
@@ -127,6 +129,12 @@ function poolingFromSentenceTransformers(cfg: Json): PoolingMode | null {
   if (cfg.pooling_mode_max_tokens === true) return 'max';
   if (cfg.pooling_mode_mean_tokens === true) return 'mean';
   return null;
+}
+
+function quantizeSetting(value: unknown): 'int8' | null {
+  if (value === undefined || value === null || value === 'none') return null;
+  if (value === 'int8') return 'int8';
+  throw new ModelDirError(`embedder.json: quantize must be "int8" or "none", got ${JSON.stringify(value)}`);
 }
 
 export interface LoadModelOptions {
@@ -246,6 +254,7 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
     exitLayers: intList(embedder.exit_layers, 'embedder.json', 'exit_layers', numLayers),
     finalNormOnExit: embedder.final_norm_on_exit === true,
     untrained: embedder.untrained === true,
+    quantize: quantizeSetting(embedder.quantize),
     tokenPrepending,
   };
 }

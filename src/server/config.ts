@@ -16,6 +16,8 @@ export interface Config {
   executionProviders: string[];
   inferenceNice: number;
   layerExit: string;
+  quantize: string | undefined;
+  quantizeMinAgreement: number;
   maxBatchSize: number | undefined;
   maxBatchTokens: number | undefined;
   maxQueueDelayMs: number | undefined;
@@ -37,7 +39,7 @@ export interface Config {
 
 const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/default', import.meta.url));
 
-type Kind = 'string' | 'int' | 'list';
+type Kind = 'string' | 'int' | 'list' | 'number';
 interface Setting {
   key: keyof Config;
   env: string;
@@ -54,6 +56,8 @@ export const SETTINGS: Setting[] = [
   { key: 'modelDir', env: 'MODEL_DIR', flag: 'model-dir', kind: 'string', default: 'models/default', help: 'Model directory (sentence-transformers / optimum layout)' },
   { key: 'modelVariant', env: 'MODEL_VARIANT', flag: 'model-variant', kind: 'string', default: 'fp32', help: '`fp32` serves model.onnx, `quantized` serves model_quantized.onnx' },
   { key: 'onnxFile', env: 'ONNX_FILE', flag: 'onnx-file', kind: 'string', default: undefined, help: 'Graph file inside the model directory, overriding the lookup' },
+  { key: 'quantize', env: 'QUANTIZE', flag: 'quantize', kind: 'string', default: undefined, help: '`int8`: serve int8 weights (quantized at load and cached, or the directory\'s model_quantized.onnx); `none`: fp32; default: embedder.json `quantize`, else none' },
+  { key: 'quantizeMinAgreement', env: 'QUANTIZE_MIN_AGREEMENT', flag: 'quantize-min-agreement', kind: 'number', default: '0.99', help: 'Least mean cosine between int8 and fp32 embeddings of fixed sentences for int8 to be served (else fp32, with a warning)' },
   { key: 'workers', env: 'WORKERS', flag: 'workers', kind: 'int', default: undefined, help: 'Inference workers (model instances); default min(cores, 4)' },
   { key: 'intraOpThreads', env: 'INTRA_OP_THREADS', flag: 'intra-op-threads', kind: 'int', default: undefined, help: 'ONNX Runtime threads per worker; default cores ÷ workers' },
   { key: 'executionProviders', env: 'EXECUTION_PROVIDERS', flag: 'execution-providers', kind: 'list', default: 'cpu', help: 'Execution providers in order of preference, e.g. `cuda,webgpu,cpu`' },
@@ -86,6 +90,11 @@ function convert(setting: Setting, raw: string): unknown {
       return raw;
     case 'list':
       return raw.split(',').map((s) => s.trim()).filter(Boolean);
+    case 'number': {
+      const n = Number(raw);
+      if (raw.trim() === '' || !Number.isFinite(n)) throw new ConfigError(`${setting.env} / --${setting.flag} must be a number, got ${JSON.stringify(raw)}`);
+      return n;
+    }
     case 'int': {
       if (!/^\d+$/.test(raw.trim())) throw new ConfigError(`${setting.env} / --${setting.flag} must be a positive integer, got ${JSON.stringify(raw)}`);
       const n = Number(raw);
@@ -126,6 +135,7 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
   if (config.modelVariant !== 'fp32' && config.modelVariant !== 'quantized') {
     throw new ConfigError(`MODEL_VARIANT must be fp32 or quantized, got ${String(config.modelVariant)}`);
   }
+  if (config.quantize !== undefined && config.quantize !== 'int8' && config.quantize !== 'none') throw new ConfigError(`QUANTIZE must be int8 or none, got ${String(config.quantize)}`);
   if (config.layerExit !== 'on' && config.layerExit !== 'off') throw new ConfigError(`LAYER_EXIT must be on or off, got ${String(config.layerExit)}`);
   if ((config.inferenceNice as number) > 19) throw new ConfigError('INFERENCE_NICE must be in 0..19');
   if ((config.port as number) > 65535) throw new ConfigError('PORT must be at most 65535');

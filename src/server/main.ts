@@ -40,6 +40,8 @@ async function main(): Promise<void> {
       executionProviders: config.executionProviders,
       inferenceNice: config.inferenceNice,
       layerExit: config.layerExit === 'on',
+      quantize: config.quantize as 'int8' | 'none' | undefined,
+      quantizeFloor: config.quantizeMinAgreement,
       limits: {
         ...(config.maxBatchSize !== undefined && { maxBatchSize: config.maxBatchSize }),
         ...(config.maxBatchTokens !== undefined && { maxBatchTokens: config.maxBatchTokens }),

@@ -18,7 +18,7 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
   );
 
   app.get('/info', { schema: { summary: 'Model, knobs and batching limits in effect', tags: ['operations'] } }, async () => {
-    const { model, provider, workers, intraOpThreads, limits: batching, inputNames, stages } = engine.info;
+    const { model, provider, workers, intraOpThreads, limits: batching, inputNames, stages, precision } = engine.info;
     return {
       version,
       model_id: model.id,
@@ -41,6 +41,8 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
       similarity: model.similarity,
       graph_inputs: inputNames,
       execution_provider: provider,
+      precision: precision.precision,
+      quantization: { source: precision.source, agreement: precision.agreement, floor: precision.floor, fallback: precision.fallback },
       workers,
       intra_op_threads: intraOpThreads,
       batching: {
