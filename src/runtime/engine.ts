@@ -228,6 +228,11 @@ export class Engine {
     this.queue.onBatch = fn;
   }
 
+  /** Throws `overloaded` at once when the queue is full (call before doing any work for a request). */
+  admit(): void {
+    this.queue.admit();
+  }
+
   /** Checks a request's knobs against the model; throws a `validation` RuntimeError naming the problem. */
   validate(opts: EmbedOptions): void {
     const s = this.spec;

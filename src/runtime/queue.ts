@@ -164,6 +164,19 @@ export class BatchQueue {
     });
   }
 
+  /**
+   * Refuses at once when the queue is already full, before any work is spent on the request
+   * (parsing, tokenizing): under a flood of requests, refusals must stay cheap or they eat the
+   * CPU the queued work needs.
+   */
+  admit(): void {
+    if (this.closed) throw new RuntimeError('unavailable', 'the engine is shutting down', 1);
+    if (this.stats.queuedInputs >= this.limits.maxQueueInputs || this.stats.queuedTokens >= this.limits.maxQueueTokens) {
+      this.stats.rejectedOverloaded++;
+      throw new RuntimeError('overloaded', 'the server is at capacity; retry later', this.retryAfter());
+    }
+  }
+
   /** Seconds a refused client should wait: the time to drain what is queued, at least 1. */
   private retryAfter(): number {
     if (this.tokensPerMs <= 0) return 1;

@@ -44,6 +44,8 @@ export function embedRoutes(app: FastifyInstance, engine: Engine, limits: Server
   app.post<{ Body: EmbedBody }>(
     '/embed',
     {
+      // Refuse before the body is even parsed when the queue is full.
+      onRequest: async () => engine.admit(),
       schema: {
         summary: 'Embed texts (TEI-compatible)',
         tags: ['embeddings'],

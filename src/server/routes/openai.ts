@@ -34,6 +34,7 @@ export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: Serve
   app.post<{ Body: EmbeddingsBody }>(
     '/v1/embeddings',
     {
+      onRequest: async () => engine.admit(),
       schema: {
         summary: 'Embed texts (OpenAI-compatible)',
         tags: ['openai'],
