@@ -23,11 +23,11 @@ const service = await startService({ MODEL_DIR: modelDir }, Number(values.port))
 const info = (await (await fetch(`${service.url}/info`)).json()) as { layers: number; layer_exit: { available: boolean } };
 if (!info.layer_exit.available) throw new Error('the service could not split the model into layers');
 
-async function rate(layer: number | undefined): Promise<number> {
+async function rate(layer: number | undefined, duration = seconds): Promise<number> {
   const result = await autocannon({
     url: `${service.url}/embed`,
     connections: Number(values.connections),
-    duration: seconds,
+    duration,
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     requests: sentences.map((s) => ({ body: JSON.stringify(layer === undefined ? { inputs: s } : { inputs: s, layer }) })),
@@ -37,9 +37,16 @@ async function rate(layer: number | undefined): Promise<number> {
 }
 
 console.log(`# Layer exit: MiniLM-L6-shaped, ${tokens} tokens/input, ${values.connections} connections, ${seconds}s per point\n`);
-const full = await rate(undefined);
-const rows: Array<[string, number]> = [['full graph (no layer)', full]];
-for (let layer = 1; layer <= info.layers; layer++) rows.push([`layer ${layer}`, await rate(layer)]);
+// Warm both paths first (arenas grow, caches fill), then measure full depth before and after the
+// layers, so drift on a shared machine shows instead of skewing every ratio.
+await rate(undefined, 3);
+await rate(1, 3);
+const before = await rate(undefined);
+const layers: Array<[string, number]> = [];
+for (let layer = 1; layer <= info.layers; layer++) layers.push([`layer ${layer}`, await rate(layer)]);
+const after = await rate(undefined);
+const full = (before + after) / 2;
+const rows: Array<[string, number]> = [[`full graph (no layer; ${fmt(before)} before, ${fmt(after)} after)`, full], ...layers];
 await service.stop();
 console.log('| depth | req/s | ratio to full depth |');
 console.log('|---|---|---|');
