@@ -120,6 +120,7 @@ for (const s of sentences) {
   const res = await fetch(`${batched.url}/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: s }) });
   expected.set(s, await res.text());
 }
+runs.push(await drive(batched, 'one client, sequential requests (batch 1)', 1, expected));
 runs.push(await drive(batched, `batching on, ${connections} connections`, connections, expected));
 runs.push(await drive(batched, `overload, ${values.overload} connections`, Number(values.overload), expected));
 await batched.stop();
@@ -135,6 +136,10 @@ for (const r of runs) {
     `| ${r.name} | ${fmt(r.rps)} | ${fmt(r.rps * tokens, 0)} | ${r.p50} | ${r.p99} | ${fmt(r.rps / raw64, 2)} | ${r.non2xx} | ${r.status429} (${fmt((100 * r.status429) / Math.max(1, r.total), 0)}%) | ${r.mismatches} | ${fmt(r.healthP99Ms ?? 0)} / ${fmt(r.healthMaxMs ?? 0)} | ${fmt(r.peakRssMb ?? 0, 0)} |`,
   );
 }
-const on = runs[0]!;
-const off = runs[2]!;
-console.log(`\nbatching on / raw batch-64 limit: ${fmt(on.rps / raw64, 2)}; batching on / batching off: ${fmt(on.rps / off.rps, 2)}; raw batch 64 / batch 1: ${fmt(raw64 / raw1, 2)}`);
+const single = runs[0]!;
+const on = runs[1]!;
+const off = runs[3]!;
+console.log(
+  `\nbatching on / raw batch-64 limit: ${fmt(on.rps / raw64, 2)}; batching on / batching off: ${fmt(on.rps / off.rps, 2)}; ` +
+    `sequential single requests / raw batch 1: ${fmt(single.rps / raw1, 2)}; raw batch 64 / batch 1: ${fmt(raw64 / raw1, 2)}`,
+);
