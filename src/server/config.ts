@@ -65,7 +65,7 @@ export const SETTINGS: Setting[] = [
   { key: 'layerExit', env: 'LAYER_EXIT', flag: 'layer-exit', kind: 'string', default: 'on', help: '`on`: split the graph per layer (cached beside the model) so `layer` skips compute and Token Prepending works; `off` saves the memory of the stages' },
   { key: 'maxBatchSize', env: 'MAX_BATCH_SIZE', flag: 'max-batch-size', kind: 'int', default: undefined, help: 'Most inputs per batch; default 64 (1 disables batching)' },
   { key: 'maxBatchTokens', env: 'MAX_BATCH_TOKENS', flag: 'max-batch-tokens', kind: 'int', default: undefined, help: 'Token budget per batch (size × longest input); default max(8192, max length)' },
-  { key: 'maxQueueDelayMs', env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: 'int', default: undefined, help: 'How long an under-full batch waits for more inputs; default 2' },
+  { key: 'maxQueueDelayMs', env: 'MAX_QUEUE_DELAY_MS', flag: 'max-queue-delay-ms', kind: 'int', default: undefined, help: 'How long an under-full batch waits for more inputs while a worker is free; default 0' },
   { key: 'maxQueueInputs', env: 'MAX_QUEUE_INPUTS', flag: 'max-queue-inputs', kind: 'int', default: undefined, help: 'Inputs allowed to wait before new requests get 429; default 512' },
   { key: 'maxQueueTokens', env: 'MAX_QUEUE_TOKENS', flag: 'max-queue-tokens', kind: 'int', default: undefined, help: 'Tokens allowed to wait before new requests get 429; default max(65536, max length)' },
   { key: 'requestTimeoutMs', env: 'REQUEST_TIMEOUT_MS', flag: 'request-timeout-ms', kind: 'int', default: '30000', help: 'Default deadline per request (header `x-request-timeout-ms` overrides)' },
