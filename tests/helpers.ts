@@ -3,7 +3,8 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'no
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildApp, type ServerLimits } from '../src/server/app.js';
+import { CollectionStore } from '../src/index/index.js';
+import { buildApp, type AppOptions, type ServerLimits } from '../src/server/app.js';
 import { Engine, type EngineOptions } from '../src/runtime/engine.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -62,17 +63,25 @@ export interface TestServer {
   url: string;
   app: FastifyInstance;
   engine: Engine;
+  /** The collections, when the server was started with `store: true`. */
+  store?: CollectionStore;
   close(): Promise<void>;
 }
 
-/** Loads an engine and serves it on an ephemeral loopback port. */
+/**
+ * Loads an engine and serves it on an ephemeral loopback port; with `store: true` the collection
+ * routes are on too, over a fresh data directory.
+ */
 export async function startServer(
   engineOptions: Partial<EngineOptions> & { modelDir: string },
   limits: Partial<ServerLimits> = {},
+  appOptions: Omit<AppOptions, 'engine' | 'limits' | 'store'> & { store?: boolean } = {},
 ): Promise<TestServer> {
   const engine = await Engine.load({ workers: 1, intraOpThreads: 1, ...engineOptions });
   await engine.warmUp();
-  const app = await buildApp({ engine, limits });
+  const { store: withStore, ...rest } = appOptions;
+  const store = withStore ? await CollectionStore.open(mkdtempSync(join(tmpdir(), 'collections-'))) : undefined;
+  const app = await buildApp({ ...rest, engine, limits, store });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;
@@ -80,8 +89,10 @@ export async function startServer(
     url: `http://127.0.0.1:${port}`,
     app,
     engine,
+    store,
     async close() {
       await app.close();
+      await store?.close();
       await engine.close();
     },
   };

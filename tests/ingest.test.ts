@@ -5,33 +5,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
-import { CollectionStore } from '../src/index/index.js';
-import { Engine } from '../src/runtime/engine.js';
-import { buildApp } from '../src/server/app.js';
-import { postJson, ROOT, TINY_BERT } from './helpers.js';
+import { postJson, ROOT, startServer, TINY_BERT, type TestServer } from './helpers.js';
 
 const run = promisify(execFile);
-let engine: Engine;
-let store: CollectionStore;
-let app: FastifyInstance;
+let server: TestServer;
 let url: string;
 
 beforeAll(async () => {
   // A queue of 8 inputs makes the CLI meet 429s and retry them.
-  engine = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1, limits: { maxQueueInputs: 8 } });
-  await engine.warmUp();
-  store = await CollectionStore.open(mkdtempSync(join(tmpdir(), 'ingest-')));
-  app = await buildApp({ engine, store });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  server = await startServer({ modelDir: TINY_BERT, limits: { maxQueueInputs: 8 } }, {}, { store: true });
+  url = server.url;
 });
-afterAll(async () => {
-  await app?.close();
-  await store?.close();
-  await engine?.close();
-});
+afterAll(async () => server?.close());
 
 describe('npm run ingest', () => {
   it('streams a JSONL file into a collection, retrying refusals, and reports progress', async () => {

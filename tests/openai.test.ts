@@ -1,36 +1,25 @@
 /** /v1/embeddings through the official `openai` client, and OpenAI's error shape. */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Engine } from '../src/runtime/engine.js';
-import { buildApp } from '../src/server/app.js';
-import { cosine, postJson, readReference, TINY_BERT, type BertReference } from './helpers.js';
-import type { FastifyInstance } from 'fastify';
+import { cosine, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 
 describe('OpenAI compatibility', () => {
-  let engine: Engine;
-  let app: FastifyInstance;
+  let server: TestServer;
   let url: string;
   let client: OpenAI;
   beforeAll(async () => {
-    engine = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1 });
-    await engine.warmUp();
-    app = await buildApp({ engine, apiKeys: ['sk-test-key'] });
-    await app.listen({ host: '127.0.0.1', port: 0 });
-    const addr = app.server.address();
-    url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    server = await startServer({ modelDir: TINY_BERT }, {}, { apiKeys: ['sk-test-key'] });
+    url = server.url;
     client = new OpenAI({ apiKey: 'sk-test-key', baseURL: `${url}/v1`, maxRetries: 0 });
   });
-  afterAll(async () => {
-    await app?.close();
-    await engine?.close();
-  });
+  afterAll(async () => server?.close());
 
   it('the official client (its default base64 path) gets torch-equal vectors and real usage', async () => {
     const res = await client.embeddings.create({ model: 'anything', input: ref.sentences.slice(0, 3) });
     expect(res.object).toBe('list');
-    expect(res.model).toBe(engine.spec.id);
+    expect(res.model).toBe(server.engine.spec.id);
     expect(res.data.map((d) => d.index)).toEqual([0, 1, 2]);
     res.data.forEach((d, i) => {
       expect(d.embedding).toHaveLength(64);
@@ -83,6 +72,6 @@ describe('OpenAI compatibility', () => {
 
   it('lists the served model', async () => {
     const models = await client.models.list();
-    expect(models.data.map((m) => m.id)).toEqual([engine.spec.id]);
+    expect(models.data.map((m) => m.id)).toEqual([server.engine.spec.id]);
   });
 });

@@ -1,18 +1,9 @@
 /** Collections and /search over HTTP, with the real model and the durable store. */
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { FastifyInstance } from 'fastify';
-import { CollectionStore } from '../src/index/index.js';
-import { Engine } from '../src/runtime/engine.js';
-import { buildApp } from '../src/server/app.js';
-import { cosine, postJson, readReference, TINY_BERT, type BertReference } from './helpers.js';
+import { cosine, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
-let engine: Engine;
-let store: CollectionStore;
-let app: FastifyInstance;
+let server: TestServer;
 let url: string;
 
 const put = (path: string, body: unknown) => fetch(`${url}${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
@@ -20,19 +11,10 @@ const get = (path: string) => fetch(`${url}${path}`).then(async (r) => ({ status
 const del = (path: string) => fetch(`${url}${path}`, { method: 'DELETE' }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
 
 beforeAll(async () => {
-  engine = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1 });
-  await engine.warmUp();
-  store = await CollectionStore.open(mkdtempSync(join(tmpdir(), 'search-')));
-  app = await buildApp({ engine, store });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const addr = app.server.address();
-  url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+  server = await startServer({ modelDir: TINY_BERT }, {}, { store: true });
+  url = server.url;
 });
-afterAll(async () => {
-  await app?.close();
-  await store?.close();
-  await engine?.close();
-});
+afterAll(async () => server?.close());
 
 describe('collections', () => {
   it('create is idempotent with the same settings and a conflict with others', async () => {
