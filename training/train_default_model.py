@@ -49,7 +49,7 @@ def log(*a):
 def params():
     return {
         "vocab_size": 16000, "hidden": 256, "layers": 4, "heads": 4, "ffn": 1024, "max_pos": 256,
-        "svd_window": 5, "sif_a": 1e-3, "lexical_beta": 1.0,
+        "svd_window": 5, "sif_a": 1e-3, "lexical_beta": 2.0,
         "seed": 20240611, "batch": 128, "max_len": 32, "steps": 150, "lr": 5e-5, "emb_lr": 5e-6,
         # sentence-like pairs only: word <-> definition pairs (gc_head_def, wn_words_def, wn_syn) pulled
         # STS-B train down in a first run (selection 0.673 -> 0.637 after 60 steps at lr 2e-4)
@@ -333,7 +333,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(2)
     P = params()
-    if a.steps:
+    if a.steps is not None:
         P["steps"] = a.steps
     stages = ["data", "vocab", "stats", "train", "export"]
     if a.all:
