@@ -74,9 +74,9 @@ export interface EngineInfo {
  * batch while the other computes, so the cores never wait on the JavaScript side. On bigger
  * machines the instances are capped at 4 (memory: one model copy each) and share the cores.
  */
-export function defaultThreading(cores = os.availableParallelism()): { workers: number; intraOpThreads: number } {
-  const workers = Math.max(1, Math.min(cores, 4));
-  return { workers, intraOpThreads: Math.max(1, Math.floor(cores / workers)) };
+export function defaultThreading(cores = os.availableParallelism(), workers?: number): { workers: number; intraOpThreads: number } {
+  const n = workers ?? Math.max(1, Math.min(cores, 4));
+  return { workers: n, intraOpThreads: Math.max(1, Math.floor(cores / n)) };
 }
 
 const DEFAULT_BUDGET = 8192;
@@ -122,12 +122,8 @@ export class Engine {
     else if (precision.precision === 'int8') {
       options.log?.('info', `serving int8 (${precision.source}${precision.agreement !== null ? `, agreement with fp32 ${precision.agreement.toFixed(4)}` : ''})`);
     }
-    const defaults = defaultThreading();
-    const threading = {
-      workers: options.workers ?? defaults.workers,
-      intraOpThreads:
-        options.intraOpThreads ?? Math.max(1, Math.floor(os.availableParallelism() / (options.workers ?? defaults.workers))),
-    };
+    const defaults = defaultThreading(os.availableParallelism(), options.workers);
+    const threading = { workers: defaults.workers, intraOpThreads: options.intraOpThreads ?? defaults.intraOpThreads };
     const pool = await WorkerPool.start({
       workers: threading.workers,
       worker: {
