@@ -87,7 +87,7 @@ describe('dynamic batching', () => {
   it('refuses work with 429 and Retry-After when the queue is full', async () => {
     const s = await server({ maxQueueInputs: 4, maxDelayMs: 500, maxBatchSize: 64 });
     const first = postJson(`${s.url}/embed`, { inputs: ['a', 'b', 'c'] });
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 150));
     const second = await postJson(`${s.url}/embed`, { inputs: ['d', 'e'] });
     expect(second.status).toBe(429);
     expect(second.json.error_type).toBe('overloaded');

@@ -34,7 +34,7 @@ describe('Prometheus metrics', () => {
     const url = await serve();
     await postJson(`${url}/embed`, { inputs: ['one', 'two'] });
     const held = postJson(`${url}/embed`, { inputs: ['a', 'b'] });
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 100));
     const refused = await postJson(`${url}/embed`, { inputs: ['c'] });
     expect(refused.status).toBe(429);
     await held;
