@@ -305,9 +305,9 @@ export class Engine {
     };
   }
 
-  /** For failure drills: kills a worker that is running a batch. */
-  killBusyWorker(): boolean {
-    return this.pool.killBusyWorker();
+  /** Failure drill: the worker that takes the next batch dies instead of answering. */
+  crashNextBatch(): void {
+    this.pool.crashNextBatch();
   }
 
   /** Stops taking work, lets queued and running work finish within `drainMs`, then stops the workers. */

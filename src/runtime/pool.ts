@@ -55,6 +55,8 @@ export class WorkerPool {
   onIdle: () => void = () => {};
   /** Workers replaced after a failure, since start. */
   restarts = 0;
+  /** Set by `crashNextBatch`: the next batch tells its worker to die instead of answering. */
+  private crashNext = false;
 
   private constructor(private readonly options: PoolOptions) {}
 
@@ -149,22 +151,28 @@ export class WorkerPool {
     const batchId = this.nextBatchId++;
     return new Promise<ResultMessage>((resolve, reject) => {
       slot.inflight = { batchId, resolve, reject };
-      const msg: RunMessage = { type: 'run', batchId, ...batch };
+      const msg: RunMessage = { type: 'run', batchId, ...batch, ...(this.crashNext && { crash: true }) };
+      this.crashNext = false;
       slot.worker.postMessage(msg, [batch.ids.buffer as ArrayBuffer, batch.lengths.buffer as ArrayBuffer, batch.skips.buffer as ArrayBuffer]);
     });
   }
 
-  /** Kills one busy worker as a native crash would (for failure tests and chaos drills). */
-  killBusyWorker(): boolean {
-    const slot = this.slots.find((s) => s.inflight);
-    if (!slot) return false;
-    this.retire(slot, new Error('killed'));
-    return true;
+  /**
+   * Failure drill: the worker that takes the next batch runs it, then dies with an uncaught error
+   * instead of answering, as a worker that fails mid-batch would. (Terminating a worker from
+   * outside while ONNX Runtime runs in it is not a safe way to simulate this: onnxruntime-node
+   * then throws from native code into a dying environment, which aborts the whole process.)
+   */
+  crashNextBatch(): void {
+    this.crashNext = true;
   }
 
-  async close(): Promise<void> {
+  /** Stops the workers, after the batches they are running have finished (see crashNextBatch). */
+  async close(waitMs = 30_000): Promise<void> {
     this.closed = true;
     const slots = this.slots.splice(0);
+    const deadline = performance.now() + waitMs;
+    while (slots.some((s) => s.inflight) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     for (const s of slots) s.inflight?.reject(new RuntimeError('unavailable', 'the engine is shutting down', 1));
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }

@@ -42,6 +42,8 @@ export interface RunMessage {
   /** Leading tokens of each sequence to leave out of pooling (prompt tokens). */
   skips: Int32Array;
   plan: BatchPlan;
+  /** Failure drill: run, then die instead of answering. */
+  crash?: boolean;
 }
 
 export interface ReadyMessage {

@@ -180,6 +180,13 @@ async function run(graph: Graph, msg: RunMessage): Promise<void> {
     : pool(mode, data, seqLen, config.hiddenSize, spans);
   const inferenceMs = performance.now() - started;
   out.dispose?.();
+  if (msg.crash) {
+    // Outside the promise chain, so it is uncaught and ends this worker like a real failure.
+    setImmediate(() => {
+      throw new Error('failure drill: worker crashed mid-batch');
+    });
+    return;
+  }
   send({ type: 'result', batchId: msg.batchId, vectors, inferenceMs }, [vectors.buffer as ArrayBuffer]);
 }
 
