@@ -3,7 +3,8 @@
  * translation (plus the request's deadline and disconnect signal) into engine options.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { EmbedOptions } from '../runtime/engine.js';
+import type { EmbedOptions, EmbedResult, Engine } from '../runtime/engine.js';
+import type { Metrics } from './metrics.js';
 import { ApiError } from './errors.js';
 
 const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ ...schema, type: [schema.type as string, 'null'] });
@@ -54,7 +55,7 @@ export function knobsFromBody(body: KnobBody): EmbedOptions {
  * The request's deadline (header `x-request-timeout-ms`, else the configured default) and a signal
  * that fires when the client disconnects before the answer is written.
  */
-export function requestLifetime(
+function requestLifetime(
   request: FastifyRequest,
   reply: FastifyReply,
   defaultTimeoutMs: number,
@@ -75,4 +76,23 @@ export function requestLifetime(
     if (!reply.raw.writableEnded) controller.abort();
   });
   return { deadline: performance.now() + timeoutMs, signal: controller.signal };
+}
+
+/**
+ * Embedding on behalf of one HTTP request: every call shares the request's single deadline and
+ * disconnect signal, and its result is counted in the metrics.
+ */
+export function requestEmbedder(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  engine: Engine,
+  metrics: Metrics,
+  defaultTimeoutMs: number,
+): (texts: readonly string[], opts: EmbedOptions) => Promise<EmbedResult> {
+  const { deadline, signal } = requestLifetime(request, reply, defaultTimeoutMs);
+  return async (texts, opts) => {
+    const result = await engine.embed(texts, { ...opts, deadline, signal });
+    metrics.observeEmbed(result);
+    return result;
+  };
 }

@@ -8,7 +8,7 @@ import type { CollectionSettings, CollectionStore, DocumentInput, Filter, Includ
 import { scoreCandidates } from '../../index/index.js';
 import type { EmbedOptions, Engine } from '../../runtime/engine.js';
 import { ApiError, errorResponses } from '../errors.js';
-import { knobProperties, knobsFromBody, requestLifetime, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
 import type { ServerLimits } from '../app.js';
 import type { Metrics } from '../metrics.js';
 import { checkTexts } from './embed.js';
@@ -89,11 +89,10 @@ function embeddingOptions(settings: CollectionSettings, promptName: string | und
 }
 
 export function collectionRoutes(app: FastifyInstance, engine: Engine, store: CollectionStore, limits: ServerLimits, metrics: Metrics): void {
-  const embed = async (request: FastifyRequest, reply: FastifyReply, texts: string[], opts: EmbedOptions): Promise<Float32Array[]> => {
-    const { deadline, signal } = requestLifetime(request, reply, limits.requestTimeoutMs);
-    const result = await engine.embed(texts, { ...opts, deadline, signal });
-    metrics.observeEmbed(result);
-    return result.vectors;
+  /** Vectors for texts, under the request's one deadline and disconnect signal. */
+  const embedderFor = (request: FastifyRequest, reply: FastifyReply) => {
+    const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+    return async (texts: string[], opts: EmbedOptions): Promise<Float32Array[]> => (await embed(texts, opts)).vectors;
   };
 
   app.put<{ Params: { name: string }; Body: CreateBody }>(
@@ -182,7 +181,7 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
       });
       const toEmbed = documents.map((d, i) => ({ d, i })).filter(({ d }) => d.vector === undefined);
       if (toEmbed.length) checkTexts(toEmbed.map(({ d }) => d.text!), limits, 'documents.text');
-      const vectors = toEmbed.length ? await embed(request, reply, toEmbed.map(({ d }) => d.text!), embeddingOptions(settings, settings.document_prompt_name)) : [];
+      const vectors = toEmbed.length ? await embedderFor(request, reply)(toEmbed.map(({ d }) => d.text!), embeddingOptions(settings, settings.document_prompt_name)) : [];
       const byIndex = new Map(toEmbed.map(({ i }, n) => [i, vectors[n]!]));
       const docs: DocumentInput[] = documents.map((d, i) => ({
         id: d.id,
@@ -257,7 +256,7 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
         let vector: number[] | Float32Array;
         if (b.query !== undefined) {
           rejectContradictions(b, settings);
-          vector = (await embed(request, reply, [b.query], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
+          vector = (await embedderFor(request, reply)([b.query], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
         } else {
           vector = b.vector!;
         }
@@ -270,9 +269,10 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
       }
       checkTexts(b.candidates, limits, 'candidates');
       const knobs = knobsFromBody(b);
-      // One request for query and candidates: they share batches, and the prompts tell them apart.
-      const [query] = await embed(request, reply, [b.query], { ...knobs, promptName: b.query_prompt_name ?? knobs.promptName, normalize: true });
-      const docs = await embed(request, reply, b.candidates, { ...knobs, promptName: b.document_prompt_name ?? knobs.promptName, normalize: true });
+      // Query and candidates may take different prompts, so two calls, under one deadline.
+      const embed = embedderFor(request, reply);
+      const [query] = await embed([b.query], { ...knobs, promptName: b.query_prompt_name ?? knobs.promptName, normalize: true });
+      const docs = await embed(b.candidates, { ...knobs, promptName: b.document_prompt_name ?? knobs.promptName, normalize: true });
       const include = new Set(b.include ?? ['text', 'metadata']);
       return {
         results: scoreCandidates(query!, docs, 'cosine', k).map(({ index, score }) => ({

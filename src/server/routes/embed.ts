@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Engine, EmbedResult } from '../../runtime/engine.js';
 import { ApiError, errorResponses } from '../errors.js';
-import { knobProperties, knobsFromBody, requestLifetime, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
 import type { ServerLimits } from '../app.js';
 import type { Metrics } from '../metrics.js';
 
@@ -10,9 +10,13 @@ interface EmbedBody extends KnobBody {
   inputs: string | string[];
 }
 
-/** Serializes vectors straight to JSON text: far cheaper than a generic serializer on big float arrays. */
+/** One vector as JSON text: far cheaper than a generic serializer on big float arrays. */
+export function vectorJson(v: Float32Array): string {
+  return `[${Array.prototype.join.call(v, ',')}]`;
+}
+
 export function vectorsJson(vectors: readonly Float32Array[]): string {
-  return `[${vectors.map((v) => `[${Array.prototype.join.call(v, ',')}]`).join(',')}]`;
+  return `[${vectors.map(vectorJson).join(',')}]`;
 }
 
 /** Timing and usage headers shared by the embedding routes. */
@@ -74,9 +78,8 @@ export function embedRoutes(app: FastifyInstance, engine: Engine, limits: Server
       const started = performance.now();
       const texts = typeof request.body.inputs === 'string' ? [request.body.inputs] : request.body.inputs;
       checkTexts(texts, limits, 'inputs');
-      const { deadline, signal } = requestLifetime(request, reply, limits.requestTimeoutMs);
-      const result = await engine.embed(texts, { ...knobsFromBody(request.body), deadline, signal });
-      metrics.observeEmbed(result);
+      const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+      const result = await embed(texts, knobsFromBody(request.body));
       reply.headers(timingHeaders(result, performance.now() - started));
       return reply.type('application/json').send(vectorsJson(result.vectors));
     },

@@ -3,10 +3,10 @@ import { endianness } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { Engine } from '../../runtime/engine.js';
 import { ApiError, openAiErrorResponses } from '../errors.js';
-import { knobProperties, knobsFromBody, requestLifetime, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
 import type { ServerLimits } from '../app.js';
 import type { Metrics } from '../metrics.js';
-import { checkTexts, timingHeaders } from './embed.js';
+import { checkTexts, timingHeaders, vectorJson } from './embed.js';
 
 interface EmbeddingsBody extends KnobBody {
   input: string | string[] | number[] | number[][];
@@ -87,15 +87,14 @@ export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: Serve
       if (typeof input !== 'string' && input.some((x) => typeof x !== 'string')) throw new ApiError('validation', TOKEN_IDS_MESSAGE);
       const texts = typeof input === 'string' ? [input] : (input as string[]);
       checkTexts(texts, limits, 'input');
-      const { deadline, signal } = requestLifetime(request, reply, limits.requestTimeoutMs);
-      const result = await engine.embed(texts, { ...knobsFromBody(request.body), deadline, signal });
-      metrics.observeEmbed(result);
+      const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+      const result = await embed(texts, knobsFromBody(request.body));
       reply.headers(timingHeaders(result, performance.now() - started));
       const base64 = request.body.encoding_format === 'base64';
       // Built as text: the generic serializer is slow on large float arrays.
       const data = result.vectors.map(
         (v, index) =>
-          `{"object":"embedding","index":${index},"embedding":${base64 ? `"${base64Vector(v)}"` : `[${Array.prototype.join.call(v, ',')}]`}}`,
+          `{"object":"embedding","index":${index},"embedding":${base64 ? `"${base64Vector(v)}"` : vectorJson(v)}}`,
       );
       const usage = `{"prompt_tokens":${result.totalTokens},"total_tokens":${result.totalTokens}}`;
       return reply
