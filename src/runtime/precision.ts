@@ -5,12 +5,10 @@
  * fp32 graph once and cached beside it. Either way a quality guard compares int8 and fp32
  * embeddings of fixed sentences and serves fp32 instead when they agree less than the floor.
  */
-import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { loadForSplit } from './onnx/cache.js';
+import { cacheKey, cacheRoot, loadForSplit } from './onnx/cache.js';
 import { saveModel } from './onnx/model.js';
 import { padFeeds, PROBE_SENTENCES, tokenize } from './onnx/probe.js';
 import { agreement, quantizeModel } from './onnx/quantize.js';
@@ -31,21 +29,11 @@ export interface PrecisionChoice {
   fallback: string | null;
 }
 
-/** Cache folder for a quantized copy of `onnxPath`, keyed by the fp32 file's size and mtime. */
+/** Cache file for a quantized copy of `onnxPath`, keyed by the fp32 file's size and mtime. */
 function cachePath(onnxPath: string): string {
-  const st = fs.statSync(onnxPath);
-  const key = crypto.createHash('sha256').update(`int8-v1:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
-  const beside = path.join(path.dirname(onnxPath), '.int8', key);
-  try {
-    fs.mkdirSync(beside, { recursive: true });
-    fs.accessSync(beside, fs.constants.W_OK);
-    return path.join(beside, 'model_quantized.onnx');
-  } catch {
-    const id = crypto.createHash('sha256').update(path.resolve(onnxPath)).digest('hex').slice(0, 16);
-    const dir = path.join(os.tmpdir(), 'onnx-int8', id, key);
-    fs.mkdirSync(dir, { recursive: true });
-    return path.join(dir, 'model_quantized.onnx');
-  }
+  const dir = path.join(cacheRoot(onnxPath, 'int8'), cacheKey(onnxPath, 'int8-v1'));
+  fs.mkdirSync(dir, { recursive: true });
+  return path.join(dir, 'model_quantized.onnx');
 }
 
 /** The int8 graph for this model: shipped, cached, or made now (written atomically). */

@@ -107,9 +107,9 @@ function validCache(dir: string): StageManifest | null {
   }
 }
 
-export function cacheKey(onnxPath: string): string {
+export function cacheKey(onnxPath: string, version: string = String(SPLITTER_VERSION)): string {
   const st = fs.statSync(onnxPath);
-  return crypto.createHash('sha256').update(`${SPLITTER_VERSION}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
+  return crypto.createHash('sha256').update(`${version}:${st.size}:${st.mtimeMs}`).digest('hex').slice(0, 16);
 }
 
 function writable(dir: string): boolean {
@@ -125,13 +125,20 @@ function writable(dir: string): boolean {
   }
 }
 
-/** Where the stages of `onnxPath` live (or would): `<model dir>/.stages`, or a tmpdir fallback. */
-export function stagesRoot(onnxPath: string, cacheDir?: string): string {
-  if (cacheDir) return cacheDir;
-  const beside = path.join(path.dirname(path.resolve(onnxPath)), '.stages');
+/**
+ * Where files derived from `onnxPath` are cached: `<model dir>/.<kind>`, or, when the model
+ * directory is not writable, `<os.tmpdir()>/onnx-<kind>/<sha of the model's absolute path>`.
+ */
+export function cacheRoot(onnxPath: string, kind: string): string {
+  const beside = path.join(path.dirname(path.resolve(onnxPath)), `.${kind}`);
   if (writable(beside)) return beside;
   const id = crypto.createHash('sha256').update(path.resolve(onnxPath)).digest('hex').slice(0, 16);
-  return path.join(os.tmpdir(), 'onnx-stages', id);
+  return path.join(os.tmpdir(), `onnx-${kind}`, id);
+}
+
+/** Where the stages of `onnxPath` live (or would): `<model dir>/.stages`, or a tmpdir fallback. */
+export function stagesRoot(onnxPath: string, cacheDir?: string): string {
+  return cacheDir ?? cacheRoot(onnxPath, 'stages');
 }
 
 /** Writes stages and manifest into `dir` (created if needed). */

@@ -34,6 +34,7 @@ export {
   resolveOnnxPath,
   splitModelTyped,
   SPLITTER_VERSION,
+  cacheRoot,
   stagesRoot,
   writeStages,
   type EnsureStagesResult,
