@@ -70,12 +70,16 @@ export class TextTokenizer {
     return this.spec.tokenPrepending ? this.spec.maxLength - 1 : this.spec.maxLength;
   }
 
+  /** The instruction template; a model without one gets the instruction as a plain prefix. */
+  private get template(): string {
+    return this.spec.instructionTemplate ?? '{instruction}{text}';
+  }
+
   /** The exact text the model sees for `text` under these options. */
   formatText(text: string, opts: Pick<TokenizeOptions, 'prefix' | 'instruction'>): string {
     if (opts.instruction !== null) {
-      const template = this.spec.instructionTemplate ?? '{instruction}{text}';
       // A function replacer, so `$&`-style patterns in user text are taken literally.
-      return template.replace('{instruction}', () => opts.instruction!).replace('{text}', () => text);
+      return this.template.replace('{instruction}', () => opts.instruction!).replace('{text}', () => text);
     }
     return opts.prefix !== null ? opts.prefix + text : text;
   }
@@ -83,9 +87,8 @@ export class TextTokenizer {
   /** The part of the formatted text that comes before the user's text. */
   private leadingText(opts: Pick<TokenizeOptions, 'prefix' | 'instruction'>): string {
     if (opts.instruction !== null) {
-      const template = this.spec.instructionTemplate ?? '{instruction}{text}';
-      const at = template.indexOf('{text}');
-      return (at >= 0 ? template.slice(0, at) : template).replace('{instruction}', () => opts.instruction!);
+      const at = this.template.indexOf('{text}');
+      return (at >= 0 ? this.template.slice(0, at) : this.template).replace('{instruction}', () => opts.instruction!);
     }
     return opts.prefix ?? '';
   }
