@@ -41,6 +41,7 @@ import {
   decodeRecord,
   encodeDelete,
   encodeUpsert,
+  listSegments,
   recordPayload,
   recoverLog,
   removeCoveredSegments,
@@ -70,6 +71,16 @@ export interface CollectionOptions {
   snapshotEvery: Required<SnapshotPolicy>;
   compactMinDeleted: number;
   hooks: StoreHooks;
+}
+
+export interface RecoveryReport {
+  /** Damaged stretches found in the log. */
+  damage: number;
+  /** Acknowledged LSN ranges that could not be recovered. */
+  lostLsns: [number, number][];
+  damagedCopies: string[];
+  /** The newest snapshot was unusable and the collection was rebuilt without it. */
+  snapshotFallback: boolean;
 }
 
 interface PendingWrite {
@@ -161,37 +172,60 @@ export class Collection {
     this.dirtySince = replayed.records > 0 ? Date.now() : undefined;
   }
 
-  /** Loads the newest snapshot (if any) and replays the log after it. */
+  /**
+   * Loads the newest usable snapshot and replays the log after it. A snapshot
+   * that fails its checks is set aside when the log still reaches back past it
+   * (to LSN 1 for a rebuild from nothing); otherwise opening fails and the
+   * store marks this collection unavailable. After damage or a fallback the
+   * recovered state is snapshotted at once, so the damaged files stop mattering.
+   */
   static async open(dir: string, name: string, opts: CollectionOptions): Promise<Collection> {
     const started = Date.now();
     const settings = deepFreeze(await readSettingsFile(dir));
     const snapshots = await listSnapshots(dir);
-    const newest = snapshots[snapshots.length - 1];
-    let index: VectorIndex;
-    let docs: DocTable;
+    const segments = await listSegments(dir);
+    const logStart = segments[0]?.startLsn;
+    let index: VectorIndex | undefined;
+    let docs: DocTable | undefined;
     let snapshotLsn = 0;
-    if (newest) {
-      const loaded = await loadSnapshot(newest.dir, settings);
-      ({ index, docs } = loaded);
-      snapshotLsn = loaded.lsn;
-    } else {
-      index = VectorIndex.create(settings);
-      docs = new DocTable();
+    let fellBack = false;
+    for (let i = snapshots.length - 1; i >= 0 && index === undefined; i--) {
+      const snap = snapshots[i]!;
+      try {
+        const loaded = await loadSnapshot(snap.dir, settings);
+        ({ index, docs } = loaded);
+        snapshotLsn = loaded.lsn;
+      } catch (err) {
+        // An older snapshot, or none, is only usable when the log covers everything after it.
+        const older = i > 0 ? snapshots[i - 1]!.lsn : 0;
+        if (logStart === undefined || logStart > older + 1) throw err;
+        const aside = path.join(dir, `damaged-${path.basename(snap.dir)}-${Date.now()}`);
+        await fsp.rename(snap.dir, aside);
+        fellBack = true;
+        opts.logger.error(
+          { collection: name, err: (err as Error).message, setAside: aside, rebuildFromLsn: older + 1 },
+          "snapshot unusable; rebuilding from an older snapshot or from nothing with the log, which still covers it",
+        );
+      }
     }
+    index ??= VectorIndex.create(settings);
+    docs ??= new DocTable();
+    const table = docs;
+    const graph = index;
     await removeStaleSnapshots(dir, snapshotLsn, opts.logger);
     const recovered = await recoverLog(
       dir,
       snapshotLsn,
       settings.dimensions,
       (record) => {
-        applyRecord(index, docs, record);
+        applyRecord(graph, table, record);
       },
       opts.logger,
     );
     opts.logger.info(
       {
         collection: name,
-        documents: docs.size,
+        documents: table.size,
         snapshotLsn,
         lastLsn: recovered.lastLsn,
         replayedRecords: recovered.replayedRecords,
@@ -199,11 +233,29 @@ export class Collection {
       },
       "collection opened",
     );
-    return new Collection(name, settings, dir, opts, index, docs, recovered.writer, recovered.lastLsn, snapshotLsn, {
+    const c = new Collection(name, settings, dir, opts, graph, table, recovered.writer, recovered.lastLsn, snapshotLsn, {
       records: recovered.replayedRecords,
       bytes: recovered.replayedBytes,
     });
+    if (fellBack || recovered.damage.length > 0 || recovered.lostLsns.length > 0) {
+      c.recovery = {
+        damage: recovered.damage.length,
+        lostLsns: recovered.lostLsns,
+        damagedCopies: recovered.damagedCopies,
+        snapshotFallback: fellBack,
+      };
+      try {
+        await c.snapshot();
+      } catch (err) {
+        await c.close({ snapshot: false });
+        throw err;
+      }
+    }
+    return c;
   }
+
+  /** What recovery found at open, for operators (/info); undefined after a clean start. */
+  recovery: RecoveryReport | undefined;
 
   /** Live documents. */
   get count(): number {

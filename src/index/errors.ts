@@ -6,7 +6,7 @@
  * StorageError → 500/503. Anything else escaping the store is a bug.
  */
 
-export type IndexErrorCode = "NOT_FOUND" | "CONFLICT" | "VALIDATION" | "STORAGE";
+export type IndexErrorCode = "NOT_FOUND" | "CONFLICT" | "VALIDATION" | "STORAGE" | "UNAVAILABLE";
 
 export abstract class IndexError extends Error {
   abstract readonly code: IndexErrorCode;
@@ -38,4 +38,12 @@ export class ValidationError extends IndexError {
  */
 export class StorageError extends IndexError {
   readonly code = "STORAGE" as const;
+}
+
+/**
+ * The collection exists on disk but could not be opened (damaged files the
+ * log cannot rebuild); the message carries the reason. Other collections serve.
+ */
+export class UnavailableError extends IndexError {
+  readonly code = "UNAVAILABLE" as const;
 }

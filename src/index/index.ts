@@ -3,7 +3,7 @@
  * Vectors in, vectors out; embedding happens in the HTTP layer.
  */
 export { CollectionStore, silentLogger } from "./store.js";
-export { ConflictError, IndexError, NotFoundError, StorageError, ValidationError } from "./errors.js";
+export { ConflictError, IndexError, NotFoundError, StorageError, UnavailableError, ValidationError } from "./errors.js";
 export type { IndexErrorCode } from "./errors.js";
 export { scoreCandidates, exactScore } from "./score.js";
 export type { ScoredCandidate } from "./score.js";

@@ -1,8 +1,9 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { Collection, writeSettingsFile, type CollectionOptions } from "./collection.js";
-import { ConflictError, NotFoundError, StorageError } from "./errors.js";
+import { ConflictError, NotFoundError, StorageError, UnavailableError } from "./errors.js";
 import { fsyncDir, removeTree } from "./fsutil.js";
+import { DataDirLock } from "./lock.js";
 import { Mutex } from "./mutex.js";
 import type {
   CollectionInfo,
@@ -26,8 +27,13 @@ import { NAME_PATTERN, normalizeSettings, validateName } from "./validate.js";
  * Creating writes the settings into a temp directory and renames it into
  * place, and dropping renames the directory away before deleting it, so a
  * crash never leaves a half-made or half-deleted collection under a valid
- * name. One process per data directory: nothing stops a second one, and two
- * would corrupt each other's logs.
+ * name. One process per data directory: `<dataDir>/LOCK` (lock.ts) is taken
+ * before anything is read and released on close.
+ *
+ * A collection that cannot be opened (damaged settings, an unusable snapshot
+ * the log no longer covers, missing records) does not stop the others: it is
+ * listed as unavailable with the reason, its routes answer 503, and it can
+ * be dropped. Its files are left untouched for the operator.
  */
 
 const NOOP = (): void => undefined;
@@ -40,6 +46,8 @@ const DEFAULT_COMPACT_MIN_DELETED = 10_000;
 
 export class CollectionStore {
   private readonly collections = new Map<string, Collection>();
+  /** Collections found on disk that could not be opened, with the reason. */
+  private readonly unavailable = new Map<string, string>();
   /** Serializes create and drop, which change the set of collections and directories. */
   private readonly admin = new Mutex();
   private timer: NodeJS.Timeout | undefined;
@@ -49,6 +57,7 @@ export class CollectionStore {
     readonly dataDir: string,
     private readonly root: string,
     private readonly opts: CollectionOptions,
+    private readonly lock: DataDirLock,
   ) {}
 
   /** Opens (creating if needed) the data directory and loads every collection in it. */
@@ -65,9 +74,16 @@ export class CollectionStore {
       hooks: options.hooks ?? {},
     };
     const root = path.join(dataDir, "collections");
-    await fsp.mkdir(root, { recursive: true });
-    await fsyncDir(dataDir);
-    const store = new CollectionStore(dataDir, root, opts);
+    await fsp.mkdir(dataDir, { recursive: true });
+    const lock = await DataDirLock.acquire(dataDir);
+    try {
+      await fsp.mkdir(root, { recursive: true });
+      await fsyncDir(dataDir);
+    } catch (err) {
+      await lock.release();
+      throw err;
+    }
+    const store = new CollectionStore(dataDir, root, opts, lock);
 
     for (const entry of await fsp.readdir(root, { withFileTypes: true })) {
       const full = path.join(root, entry.name);
@@ -75,8 +91,12 @@ export class CollectionStore {
         try {
           store.collections.set(entry.name, await Collection.open(full, entry.name, opts));
         } catch (err) {
-          await store.close({ snapshot: false });
-          throw err;
+          const reason = (err as Error).message;
+          store.unavailable.set(entry.name, reason);
+          opts.logger.error(
+            { collection: entry.name, err: reason },
+            "collection could not be opened; it is unavailable (503) until repaired or dropped, the others serve",
+          );
         }
       } else if (entry.isDirectory() && /^[A-Za-z0-9_-]{1,64}\.(creating|dropping)-/.test(entry.name)) {
         opts.logger.warn({ dir: entry.name }, "removing leftover of an interrupted create/drop");
@@ -106,8 +126,24 @@ export class CollectionStore {
     this.checkOpen();
     const valid = validateName(name);
     const c = this.collections.get(valid);
-    if (!c) throw new NotFoundError(`collection ${valid} does not exist`);
+    if (!c) {
+      const reason = this.unavailable.get(valid);
+      if (reason !== undefined) throw new UnavailableError(`collection ${valid} is unavailable: ${reason}`);
+      throw new NotFoundError(`collection ${valid} does not exist`);
+    }
     return c;
+  }
+
+  /** Collections on disk that could not be opened, with why (for /ready and /info). */
+  unavailableCollections(): { name: string; reason: string }[] {
+    return [...this.unavailable].map(([name, reason]) => ({ name, reason })).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** What recovery found in collections that opened after repairing damage (for /info). */
+  recoveries(): { name: string; recovery: NonNullable<Collection["recovery"]> }[] {
+    return [...this.collections.values()]
+      .filter((c) => c.recovery !== undefined)
+      .map((c) => ({ name: c.name, recovery: c.recovery! }));
   }
 
   /**
@@ -121,6 +157,10 @@ export class CollectionStore {
     const normalized = normalizeSettings(settings);
     return this.admin.run(async () => {
       this.checkOpen();
+      const broken = this.unavailable.get(valid);
+      if (broken !== undefined) {
+        throw new UnavailableError(`collection ${valid} exists but is unavailable (${broken}); drop it to create it anew`);
+      }
       const existing = this.collections.get(valid);
       if (existing) {
         if (!existing.sameSettings(normalized)) {
@@ -153,18 +193,32 @@ export class CollectionStore {
 
   /** Removes the collection and its directory. Writes already accepted finish first. */
   async drop(name: unknown): Promise<void> {
+    this.checkOpen();
+    const broken = validateName(name);
+    if (this.unavailable.has(broken)) {
+      await this.admin.run(async () => {
+        if (!this.unavailable.delete(broken)) throw new NotFoundError(`collection ${broken} does not exist`);
+        await this.removeDir(broken);
+        this.opts.logger.warn({ collection: broken }, "unavailable collection dropped");
+      });
+      return;
+    }
     const c = this.collection(name);
     await this.admin.run(async () => {
       if (this.collections.get(c.name) !== c) throw new NotFoundError(`collection ${c.name} does not exist`);
       this.collections.delete(c.name);
       await c.close({ snapshot: false });
-      const dir = path.join(this.root, c.name);
-      const doomed = path.join(this.root, `${c.name}.dropping-${process.pid}-${Date.now()}`);
-      await fsp.rename(dir, doomed);
-      await fsyncDir(this.root);
-      await removeTree(doomed);
+      await this.removeDir(c.name);
       this.opts.logger.info({ collection: c.name }, "collection dropped");
     });
+  }
+
+  private async removeDir(name: string): Promise<void> {
+    const dir = path.join(this.root, name);
+    const doomed = path.join(this.root, `${name}.dropping-${process.pid}-${Date.now()}`);
+    await fsp.rename(dir, doomed);
+    await fsyncDir(this.root);
+    await removeTree(doomed);
   }
 
   /** All or nothing per call; resolves once the batch is fsynced and visible to reads. */
@@ -205,8 +259,12 @@ export class CollectionStore {
     if (this.closed) return;
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
-    await this.admin.run(async () => {
-      for (const c of this.collections.values()) await c.close(options);
-    });
+    try {
+      await this.admin.run(async () => {
+        for (const c of this.collections.values()) await c.close(options);
+      });
+    } finally {
+      await this.lock.release();
+    }
   }
 }

@@ -1,8 +1,8 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
 import { StorageError } from "./errors.js";
-import { FRAME_HEADER_BYTES, allocFrame, scanFrames, sealFrame } from "./framing.js";
-import { fsyncDir, writeFully } from "./fsutil.js";
+import { FRAME_HEADER_BYTES, allocFrame, payloadCrcMatches, scanFrames, sealFrame } from "./framing.js";
+import { fsyncDir, fsyncFile, writeFully } from "./fsutil.js";
 import type { Logger } from "./types.js";
 import type { ValidDocument } from "./validate.js";
 
@@ -235,6 +235,15 @@ export async function removeCoveredSegments(dir: string, snapshotLsn: number, lo
   if (removed) await fsyncDir(dir);
 }
 
+/** A stretch of a log segment that did not verify, followed by records that did. */
+export interface LogDamage {
+  file: string;
+  /** Byte range that was skipped. */
+  offset: number;
+  bytes: number;
+  reason: string;
+}
+
 export interface RecoveredLog {
   /** LSN of the last record applied (or the snapshot's LSN when there were none after it). */
   lastLsn: number;
@@ -242,17 +251,69 @@ export interface RecoveredLog {
   /** Records and bytes replayed on top of the snapshot, to keep the snapshot policy honest. */
   replayedRecords: number;
   replayedBytes: number;
+  /** Damage before the end of the log (not a torn tail); empty after a clean or merely torn log. */
+  damage: LogDamage[];
+  /** Acknowledged records (LSN ranges above the snapshot) that damage made unrecoverable. */
+  lostLsns: [number, number][];
+  /** Copies of the damaged segments, kept as found. */
+  damagedCopies: string[];
+}
+
+/** Smallest record: fixed header plus `[]`, in a frame. */
+const MIN_RECORD_BYTES = FRAME_HEADER_BYTES + FIXED_BYTES;
+
+/**
+ * Looks for the next frame after damage: the first offset at or after `from`
+ * holding a frame whose CRC verifies and whose record decodes with an LSN at
+ * least `minLsn`. The cheap checks (length, type byte, zero padding, a
+ * plausible LSN) come first so that random bytes rarely reach the CRC.
+ */
+async function findNextFrame(
+  fh: fsp.FileHandle,
+  size: number,
+  from: number,
+  minLsn: number,
+  dimensions: number,
+): Promise<number | undefined> {
+  if (size - from < MIN_RECORD_BYTES) return undefined;
+  const buf = Buffer.allocUnsafe(size - from);
+  const { bytesRead } = await fh.read(buf, 0, buf.length, from);
+  const maxLsn = minLsn + Math.ceil(size / MIN_RECORD_BYTES);
+  for (let o = 0; o + MIN_RECORD_BYTES <= bytesRead; o++) {
+    const length = buf.readUInt32LE(o);
+    if (length < FIXED_BYTES || length > bytesRead - o - FRAME_HEADER_BYTES) continue;
+    const p = o + FRAME_HEADER_BYTES;
+    const type = buf[p];
+    if ((type !== TYPE_UPSERT && type !== TYPE_DELETE) || buf[p + 1] !== 0 || buf[p + 2] !== 0 || buf[p + 3] !== 0) continue;
+    const lsn = Number(buf.readBigUInt64LE(p + 8));
+    if (lsn < minLsn || lsn > maxLsn) continue;
+    const payload = buf.subarray(p, p + length);
+    if (!payloadCrcMatches(buf.subarray(o, p), payload)) continue;
+    try {
+      decodeRecord(payload, dimensions);
+    } catch {
+      continue;
+    }
+    return from + o;
+  }
+  return undefined;
 }
 
 /**
  * Replays every record after `snapshotLsn` through `apply`, in LSN order.
  *
- * Replay stops at the first frame that is torn, fails its CRC, does not
- * decode or does not carry the next LSN; the segment is truncated there and
- * any later segments are set aside as `*.discarded` (applying them after a
- * hole would resurrect a state that never existed). This never throws for a
- * damaged tail; it throws only when records the snapshot does not cover are
- * missing from the start of the log, which no crash can cause.
+ * A crash can only tear the end of the log: the last, partly written frame of
+ * the last segment, after which nothing verifies. That tail is truncated with
+ * a warning. Anything else that does not verify (a flipped byte in the
+ * middle, a cut-short older segment) is damage: replay skips to the next frame
+ * that verifies and carries a later LSN, applies every record that verifies,
+ * keeps a copy of each damaged segment beside it, and reports the LSN ranges
+ * lost (`lostLsns`) so that the caller can log them and re-snapshot. Frames
+ * that verify are never discarded.
+ *
+ * Throws only when records the snapshot does not cover are missing from the
+ * start of the log (no crash can cause that) or a verified record cannot be
+ * applied.
  */
 export async function recoverLog(
   dir: string,
@@ -270,10 +331,30 @@ export async function recoverLog(
   }
 
   let nextLsn = segs[0]?.startLsn ?? snapshotLsn + 1;
-  let writerSeg: { startLsn: number; size: number } | undefined;
   let replayedRecords = 0;
   let replayedBytes = 0;
-  let discardFrom = segs.length;
+  const damage: LogDamage[] = [];
+  const lostLsns: [number, number][] = [];
+  const damagedFiles = new Set<string>();
+  /** The last segment, to append to when it is clean. */
+  let tail: { startLsn: number; size: number } | undefined;
+  const copies = new Map<string, string>();
+  /** Copies a damaged segment aside once (`<file>.damaged-<time>`), fsynced, before anything changes it. */
+  const keepCopy = async (file: string): Promise<string> => {
+    let to = copies.get(file);
+    if (to === undefined) {
+      to = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+      await fsp.copyFile(file, to);
+      await fsyncFile(to);
+      copies.set(file, to);
+    }
+    return to;
+  };
+  const noteGap = (upTo: number): void => {
+    // Records up to `upTo` never verified; those the snapshot covers are not lost.
+    const from = Math.max(nextLsn, snapshotLsn + 1);
+    if (upTo >= from) lostLsns.push([from, upTo]);
+  };
 
   for (let i = 0; i < segs.length; i++) {
     const seg = segs[i]!;
@@ -287,68 +368,105 @@ export async function recoverLog(
         bytesRead === SEGMENT_HEADER_BYTES &&
         hdr.subarray(0, 8).equals(SEGMENT_MAGIC) &&
         Number(hdr.readBigUInt64LE(8)) === seg.startLsn;
-      if (!headerOk || seg.startLsn !== nextLsn) {
-        // A segment torn while being created holds no acknowledged record.
-        logger.warn(
-          { file: seg.file, expectedLsn: nextLsn, headerOk },
-          "log segment header is damaged or out of sequence; replay stops here",
-        );
-        discardFrom = i;
+      if (!headerOk && isLast && size <= SEGMENT_HEADER_BYTES) {
+        // Torn while being created: it never held a record. A fresh one replaces it.
+        logger.warn({ file: seg.file }, "log segment torn while being created (it held no record); replacing it");
+        await fsp.rm(seg.file, { force: true });
         break;
       }
-      // A record that does not decode is damage; a record that decodes but
-      // cannot be applied is not, and must not get the log truncated.
+      if (!headerOk) {
+        damage.push({ file: seg.file, offset: 0, bytes: SEGMENT_HEADER_BYTES, reason: "damaged segment header" });
+        damagedFiles.add(seg.file);
+      }
+      if (seg.startLsn > nextLsn) {
+        noteGap(seg.startLsn - 1);
+        nextLsn = seg.startLsn;
+        damagedFiles.add(segs[i - 1]!.file);
+      }
+      // A record that does not verify is damage; a record that verifies but
+      // cannot be applied is not, and must not get the log cut.
       let applyError: unknown;
-      const stop = await scanFrames(fh, size, SEGMENT_HEADER_BYTES, (payload) => {
-        const record = decodeRecord(payload, dimensions);
-        if (record.lsn !== nextLsn) throw new Error(`expected LSN ${nextLsn}, found ${record.lsn}`);
-        if (record.lsn > snapshotLsn) {
-          try {
-            apply(record);
-          } catch (err) {
-            applyError = err;
-            throw err;
+      let offset = SEGMENT_HEADER_BYTES;
+      let validEnd = size;
+      for (;;) {
+        const stop = await scanFrames(fh, size, offset, (payload) => {
+          const record = decodeRecord(payload, dimensions);
+          if (record.lsn < nextLsn) throw new Error(`expected LSN ${nextLsn}, found ${record.lsn}`);
+          if (record.lsn > nextLsn) noteGap(record.lsn - 1);
+          if (record.lsn > snapshotLsn) {
+            try {
+              apply(record);
+            } catch (err) {
+              applyError = err;
+              throw err;
+            }
+            replayedRecords++;
+            replayedBytes += FRAME_HEADER_BYTES + payload.length;
           }
-          replayedRecords++;
-          replayedBytes += FRAME_HEADER_BYTES + payload.length;
-        }
-        nextLsn++;
-      });
-      if (applyError !== undefined) {
-        throw new StorageError(`replaying LSN ${nextLsn} of ${seg.file} failed: ${(applyError as Error).message}`, {
-          cause: applyError,
+          nextLsn = record.lsn + 1;
         });
-      }
-      if (stop) {
-        logger.warn(
-          { file: seg.file, offset: stop.offset, droppedBytes: size - stop.offset, reason: stop.reason, lastLsn: nextLsn - 1 },
-          "damaged log record; truncating the log there",
-        );
-        await fh.truncate(stop.offset);
-        await fh.sync();
-        writerSeg = { startLsn: seg.startLsn, size: stop.offset };
-        discardFrom = i + 1;
+        if (applyError !== undefined) {
+          throw new StorageError(`replaying LSN ${nextLsn} of ${seg.file} failed: ${(applyError as Error).message}`, {
+            cause: applyError,
+          });
+        }
+        if (!stop) break;
+        const resume = await findNextFrame(fh, size, stop.offset + 1, nextLsn, dimensions);
+        if (resume !== undefined) {
+          damage.push({ file: seg.file, offset: stop.offset, bytes: resume - stop.offset, reason: stop.reason });
+          damagedFiles.add(seg.file);
+          offset = resume;
+          continue;
+        }
+        if (isLast) {
+          // Nothing verifies after it: the torn tail of an interrupted append.
+          logger.warn(
+            { file: seg.file, offset: stop.offset, droppedBytes: size - stop.offset, reason: stop.reason, lastLsn: nextLsn - 1 },
+            "damaged log record at the end of the log (torn write); truncating the log there",
+          );
+          validEnd = stop.offset;
+        } else {
+          damage.push({ file: seg.file, offset: stop.offset, bytes: size - stop.offset, reason: stop.reason });
+          damagedFiles.add(seg.file);
+        }
         break;
       }
-      if (isLast) writerSeg = { startLsn: seg.startLsn, size };
+      if (isLast) {
+        // Keep the damaged file as found before cutting its tail.
+        if (damagedFiles.has(seg.file) || validEnd < size) {
+          if (damagedFiles.has(seg.file)) await keepCopy(seg.file);
+          if (validEnd < size) {
+            await fh.truncate(validEnd);
+            await fh.sync();
+          }
+        }
+        if (headerOk) tail = { startLsn: seg.startLsn, size: validEnd };
+      }
     } finally {
       await fh.close();
     }
   }
 
-  for (const seg of segs.slice(discardFrom)) {
-    const to = `${seg.file}.discarded`;
-    await fsp.rename(seg.file, to);
-    logger.warn({ file: to }, "log segment after the damaged point set aside, not replayed");
+  const damagedCopies: string[] = [];
+  for (const file of damagedFiles) damagedCopies.push(await keepCopy(file));
+  if (damagedCopies.length > 0) await fsyncDir(dir);
+  if (damage.length > 0 || lostLsns.length > 0) {
+    const lostRecords = lostLsns.reduce((n, [a, b]) => n + b - a + 1, 0);
+    logger.error(
+      { dir, damage, lostLsns, lostRecords, damagedCopies },
+      lostRecords > 0
+        ? `damaged log: ${lostRecords} acknowledged record(s) could not be recovered (LSNs ${lostLsns.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(", ")}); every record that verifies was replayed, and the damaged segments are kept as *.damaged-*`
+        : "damaged log: no acknowledged record was lost (the damage lies in records the snapshot covers); the damaged segments are kept as *.damaged-*",
+    );
   }
-  if (discardFrom < segs.length) await fsyncDir(dir);
 
   const lastLsn = Math.max(snapshotLsn, nextLsn - 1);
-  // Reuse the tail segment only if appending to it keeps LSNs consecutive
-  // (it would not if damage cut it short of the snapshot's LSN).
+  // Append to the tail segment only when it is clean and appending keeps LSNs
+  // consecutive; after damage a fresh segment starts and the caller re-snapshots.
+  // (A segment named lastLsn + 1 can only be one without a verified record: recreating it is safe.)
   const writer =
-    writerSeg && nextLsn === lastLsn + 1
-    ? await WalWriter.reopen(dir, writerSeg.startLsn, writerSeg.size)
-    : await WalWriter.create(dir, lastLsn + 1);
-  return { lastLsn, writer, replayedRecords, replayedBytes };
+    tail && damage.length === 0 && lostLsns.length === 0 && nextLsn === lastLsn + 1
+      ? await WalWriter.reopen(dir, tail.startLsn, tail.size)
+      : await WalWriter.create(dir, lastLsn + 1);
+  return { lastLsn, writer, replayedRecords, replayedBytes, damage, lostLsns, damagedCopies };
 }

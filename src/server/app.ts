@@ -120,7 +120,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
 
-  opsRoutes(app, options.engine, limits, options.version ?? '0.0.0');
+  opsRoutes(app, options.engine, limits, options.version ?? '0.0.0', options.store);
   embedRoutes(app, options.engine, limits, metrics);
   openAiRoutes(app, options.engine, limits, metrics);
   if (options.store) collectionRoutes(app, options.engine, options.store, limits, metrics);

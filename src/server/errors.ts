@@ -60,6 +60,8 @@ const FROM_INDEX: Record<IndexErrorCode, ErrorType> = {
   CONFLICT: 'conflict',
   // The store refuses writes it cannot make durable until a restart recovers it.
   STORAGE: 'unavailable',
+  // A collection damaged on disk: the others serve; this one waits for an operator.
+  UNAVAILABLE: 'unavailable',
 };
 
 /** Fastify's own client-error codes, mapped to the contract. */
@@ -88,7 +90,7 @@ function fieldOf(instancePath: string): string | undefined {
 /** Decides the public type and message of any error thrown while serving a request. */
 export function classify(err: unknown): ClassifiedError {
   if (err instanceof ApiError) return { type: err.type, message: err.message, retryAfterSeconds: err.retryAfterSeconds };
-  if (err instanceof IndexError) return { type: FROM_INDEX[err.code], message: err.message, ...(err.code === 'STORAGE' && { retryAfterSeconds: 5 }) };
+  if (err instanceof IndexError) return { type: FROM_INDEX[err.code], message: err.message, ...(err.code === 'STORAGE' && { retryAfterSeconds: 5 }), ...(err.code === 'UNAVAILABLE' && { retryAfterSeconds: 60 }) };
   if (err instanceof RuntimeError) {
     if (err.kind === 'cancelled') return { type: 'unavailable', message: err.message, cancelled: true };
     return { type: FROM_RUNTIME[err.kind], message: err.message, retryAfterSeconds: err.retryAfterSeconds };

@@ -1,8 +1,10 @@
-import { appendFile, mkdir, open, readdir, readFile, stat, truncate, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { appendFile, mkdir, open, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
 import * as path from "node:path";
 import { pino } from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { CollectionStore, StorageError, type SearchHit } from "../../src/index/index.js";
+import { CollectionStore, UnavailableError, type SearchHit } from "../../src/index/index.js";
 import { EmbeddingSpace, makeTempDir, recordingLogger } from "./helpers.js";
 
 const DIMS = 32;
@@ -85,7 +87,9 @@ describe("persistence", () => {
     await s1.upsert("c", [{ id: "d4", vector: docs[0]!.vector, text: "new" }]);
     const queries = space.sample(10, 5).vectors;
     const before = snapshotOf(s1, "c", queries);
-    // No close: s1 is simply abandoned, as if the process had died.
+    // As if the process had died: closing without a snapshot writes nothing, every write is in the log
+    // (the store cannot simply be abandoned in-process: its data-directory lock would refuse s2).
+    await s1.close({ snapshot: false });
     const s2 = await openStore();
     expect(s2.info("c").count).toBe(599);
     expect(s2.get("c", "d3")).toBeUndefined();
@@ -107,6 +111,7 @@ describe("persistence", () => {
     expect(files.filter((f) => f.startsWith("snapshot-"))).toHaveLength(1); // old ones cleaned up
     expect(await walFiles()).toHaveLength(1);
 
+    await s1.close({ snapshot: false });
     const s2 = await openStore();
     expect(s2.info("c").count).toBe(51);
     expect(s2.get("c", "tail")).toBeDefined();
@@ -178,38 +183,156 @@ describe("persistence", () => {
     expect(logger.entries.some((e) => e.level === "warn" && e.obj.reason === "zero-length frame")).toBe(true);
   });
 
-  it("stops replay at a corrupt record in the middle and truncates there", async () => {
-    const wal = await writeThenAbandon(10);
-    // Flip one byte inside the 4th record's payload.
+  it("recovers every record that verifies after damage in the middle of the log, and reports what was lost", async () => {
+    const wal = await writeThenAbandon(40);
+    // Flip 4 bytes inside the 21st record's payload (LSN 22: the create is not a record, the docs are 1..40).
     const buf = await readFile(wal);
     let off = 16;
-    for (let r = 0; r < 3; r++) off += 8 + buf.readUInt32LE(off);
+    for (let r = 0; r < 20; r++) off += 8 + buf.readUInt32LE(off);
+    const damagedLsn = Number(buf.readBigUInt64LE(off + 8 + 8));
     const fh = await open(wal, "r+");
-    const b = Buffer.alloc(1);
-    await fh.read(b, 0, 1, off + 40);
-    b[0] = b[0]! ^ 0xff;
-    await fh.write(b, 0, 1, off + 40);
+    const b = Buffer.alloc(4);
+    await fh.read(b, 0, 4, off + 40);
+    for (let i = 0; i < 4; i++) b[i] = b[i]! ^ 0xff;
+    await fh.write(b, 0, 4, off + 40);
     await fh.close();
+    const damagedBytes = await readFile(wal);
+
     const logger = recordingLogger();
     const s = await openStore({ logger });
-    expect(s.info("c").count).toBe(3);
-    expect(["d0", "d1", "d2"].every((id) => s.get("c", id))).toBe(true);
-    expect(logger.entries.find((e) => e.level === "warn")?.obj.reason).toBe("CRC mismatch");
-    expect((await stat(wal)).size).toBe(off);
+    // Only the damaged record is gone; the 19 acknowledged records after it are back.
+    expect(s.info("c").count).toBe(39);
+    expect(s.get("c", "d20")).toBeUndefined();
+    for (let i = 0; i < 40; i++) if (i !== 20) expect(s.get("c", `d${i}`), `d${i}`).toBeDefined();
+    const report = logger.entries.find((e) => e.level === "error");
+    expect(report?.obj.lostLsns).toEqual([[damagedLsn, damagedLsn]]);
+    expect(report?.msg).toMatch(/1 acknowledged record\(s\) could not be recovered/);
+    // The damaged segment is kept as found, and the recovered state is snapshotted at once.
+    const files = await readdir(collDir());
+    const copy = files.find((f) => f.includes(".damaged-"));
+    expect(copy).toBeDefined();
+    expect((await readFile(path.join(collDir(), copy!))).equals(damagedBytes)).toBe(true);
+    expect(files.some((f) => /^snapshot-\d+$/.test(f))).toBe(true);
+    expect(s.list()).toHaveLength(1);
+    expect(s.recoveries()[0]?.recovery.lostLsns).toEqual([[damagedLsn, damagedLsn]]);
+
+    // Writes go on, and the next start is clean with the same documents.
+    await s.upsert("c", [{ id: "after", vector: makeDocs(1, 9)[0]!.vector }]);
+    await s.close({ snapshot: false });
+    const logger2 = recordingLogger();
+    const s2 = await openStore({ logger: logger2 });
+    expect(s2.info("c").count).toBe(40);
+    expect(logger2.entries.filter((e) => e.level === "warn" || e.level === "error")).toEqual([]);
   });
 
-  it("refuses to start on a corrupt snapshot instead of serving partial data", async () => {
-    const s1 = await openStore();
+  it("keeps a torn tail a warning, not damage: nothing verifiable follows it", async () => {
+    const wal = await writeThenAbandon(10);
+    await truncate(wal, (await stat(wal)).size - 3);
+    const logger = recordingLogger();
+    const s = await openStore({ logger });
+    expect(s.info("c").count).toBe(9);
+    expect(logger.entries.filter((e) => e.level === "error")).toEqual([]);
+    expect((await readdir(collDir())).some((f) => f.includes(".damaged-"))).toBe(false);
+  });
+
+  it("rebuilds a collection whose snapshot is unusable when the log still covers it", async () => {
+    const s1 = await openStore({ snapshotEvery: { records: 1e9, seconds: 0 } });
     await s1.create("c", { dimensions: DIMS });
     await s1.upsert("c", makeDocs(100, 5));
-    await s1.close();
-    const snap = (await readdir(collDir())).find((f) => f.startsWith("snapshot-"))!;
-    const idx = path.join(collDir(), snap, "index.hnsw");
-    const fh = await open(idx, "r+");
-    await fh.write(Buffer.from([0x42, 0x42, 0x42]), 0, 3, 500);
-    await fh.close();
-    await expect(CollectionStore.open(dir)).rejects.toThrow(StorageError);
-    await expect(CollectionStore.open(dir)).rejects.toThrow(/checksum/);
+    const [wal] = await walFiles();
+    const kept = await readFile(path.join(collDir(), wal!));
+    await s1.close(); // snapshots and removes the segment the snapshot covers
+    await writeFile(path.join(collDir(), wal!), kept); // an operator restored it from a backup
+    const snap = (await readdir(collDir())).find((f) => /^snapshot-\d+$/.test(f))!;
+    await writeFile(path.join(collDir(), snap, "docs.bin"), "garbage");
+    const logger = recordingLogger();
+    const s2 = await openStore({ logger });
+    expect(s2.info("c").count).toBe(100);
+    expect(s2.unavailableCollections()).toEqual([]);
+    expect(s2.recoveries()[0]?.recovery.snapshotFallback).toBe(true);
+    expect((await readdir(collDir())).some((f) => f.startsWith(`damaged-${snap}`))).toBe(true);
+  });
+
+  for (const [what, damage] of [
+    ["index.hnsw", async (snap: string) => {
+      const fh = await open(path.join(collDir(), snap, "index.hnsw"), "r+");
+      await fh.write(Buffer.from([0x42, 0x42, 0x42]), 0, 3, 500);
+      await fh.close();
+    }],
+    ["docs.bin", (snap: string) => writeFile(path.join(collDir(), snap, "docs.bin"), "garbage")],
+    ["manifest.json", (snap: string) => writeFile(path.join(collDir(), snap, "manifest.json"), "{")],
+    ["settings.json", () => writeFile(path.join(collDir(), "settings.json"), "{\"format\": 1, \"settings\": {\"dimensions\": -1}}")],
+    ["the snapshot directory (missing)", (snap: string) => rm(path.join(collDir(), snap), { recursive: true })],
+  ] as const) {
+    it(`marks a collection with a damaged ${what} unavailable and serves the others`, async () => {
+      const s1 = await openStore();
+      await s1.create("c", { dimensions: DIMS });
+      await s1.create("ok", { dimensions: 3 });
+      await s1.upsert("c", makeDocs(100, 5));
+      await s1.upsert("ok", [{ id: "x", vector: [1, 2, 3] }]);
+      await s1.close();
+      const snap = (await readdir(collDir())).find((f) => /^snapshot-\d+$/.test(f))!;
+      await damage(snap);
+      const before = (await readdir(collDir())).sort();
+
+      const logger = recordingLogger();
+      const s2 = await openStore({ logger });
+      expect(s2.list().map((c) => c.name)).toEqual(["ok"]);
+      expect(s2.get("ok", "x")).toBeDefined();
+      await s2.upsert("ok", [{ id: "y", vector: [3, 2, 1] }]);
+      const [entry] = s2.unavailableCollections();
+      expect(entry?.name).toBe("c");
+      expect(entry?.reason).toMatch(/checksum|manifest|settings|records are missing/);
+      expect(() => s2.info("c")).toThrow(UnavailableError);
+      expect(() => s2.search("c", makeDocs(1, 1)[0]!.vector, { k: 1 })).toThrow(/unavailable/);
+      await expect(s2.upsert("c", makeDocs(1, 1))).rejects.toBeInstanceOf(UnavailableError);
+      await expect(s2.create("c", { dimensions: DIMS })).rejects.toBeInstanceOf(UnavailableError);
+      // Its files are left as they were for the operator, who may drop it.
+      expect((await readdir(collDir())).sort()).toEqual(before);
+      await s2.drop("c");
+      expect(s2.unavailableCollections()).toEqual([]);
+      await s2.create("c", { dimensions: DIMS });
+    });
+  }
+
+  describe("one process per data directory", () => {
+    it("refuses a second store on the same directory, naming the holder's PID", async () => {
+      await openStore();
+      await expect(CollectionStore.open(dir)).rejects.toThrow(new RegExp(`in use by process ${process.pid}\\b`));
+    });
+
+    it("refuses a second server process and takes over the lock of a killed one", async () => {
+      const script = `
+        const { CollectionStore } = await import(${JSON.stringify(path.resolve("src/index/index.ts"))});
+        try { await CollectionStore.open(process.argv[1]); console.log("opened"); }
+        catch (e) { console.log("refused: " + e.message); process.exit(3); }
+        setInterval(() => {}, 1000);`;
+      const run = () =>
+        spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script, dir], { stdio: ["ignore", "pipe", "inherit"] });
+      const firstLine = (child: ReturnType<typeof run>) =>
+        new Promise<string>((resolve) => child.stdout!.once("data", (d: Buffer) => resolve(d.toString().trim())));
+      const holder = run();
+      try {
+        expect(await firstLine(holder)).toBe("opened");
+        const second = run();
+        expect(await firstLine(second)).toBe(`refused: data directory ${dir} is in use by process ${holder.pid} on ${hostname()} (since ${JSON.parse(await readFile(path.join(dir, "LOCK"), "utf8")).since}); one process per data directory (lock file ${path.join(dir, "LOCK")})`);
+      } finally {
+        holder.kill("SIGKILL");
+      }
+      await new Promise((r) => holder.once("exit", r));
+      // The killed holder's lock file is still there, and does not block the restart.
+      expect(JSON.parse(await readFile(path.join(dir, "LOCK"), "utf8")).pid).toBe(holder.pid);
+      const s = await openStore();
+      await s.close();
+      await expect(stat(path.join(dir, "LOCK"))).rejects.toThrow(/ENOENT/);
+    }, 60_000);
+
+    it("takes over a lock naming its own PID that it does not hold (a restarted container is PID 1 again)", async () => {
+      await writeFile(path.join(dir, "LOCK"), JSON.stringify({ pid: process.pid, host: hostname(), since: "earlier" }));
+      const s = await openStore();
+      expect(JSON.parse(await readFile(path.join(dir, "LOCK"), "utf8")).since).not.toBe("earlier");
+      await s.close();
+    });
   });
 
   it("cleans up leftovers of interrupted creates, drops and snapshots", async () => {

@@ -58,7 +58,7 @@ describe("collection lifecycle", () => {
     await expect(store.create("a".repeat(64), { dimensions: 4 })).resolves.toMatchObject({ created: true });
     await expect(store.create("A-z_09", { dimensions: 4 })).resolves.toMatchObject({ created: true });
     expect((await readdir(path.join(dir, "collections"))).sort()).toEqual(["A-z_09", "a".repeat(64)].sort());
-    expect(await readdir(dir)).toEqual(["collections"]);
+    expect((await readdir(dir)).sort()).toEqual(["LOCK", "collections"]);
   });
 
   it("validates settings", async () => {

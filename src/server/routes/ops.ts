@@ -1,10 +1,16 @@
 /** Operational routes: liveness, readiness, model and engine facts. */
 import type { FastifyInstance } from 'fastify';
+import type { CollectionStore } from '../../index/index.js';
 import type { Engine } from '../../runtime/engine.js';
 import { ApiError, errorResponses } from '../errors.js';
 import type { ServerLimits } from '../app.js';
 
-export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string): void {
+export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string, store?: CollectionStore): void {
+  // Collections damaged on disk do not make the instance unready (everything else serves), but
+  // operators must see them: they are listed in /ready's body and /info.
+  const collectionHealth = () =>
+    store ? { unavailable_collections: store.unavailableCollections(), recovered_collections: store.recoveries() } : {};
+
   // Liveness is never shed: a load balancer must not kill a busy but healthy instance.
   app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] }, config: { pressureHandler: () => undefined } }, async () => ({ status: 'ok' }));
 
@@ -13,7 +19,7 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
     { schema: { summary: 'Readiness: model loaded and warmed up', tags: ['operations'], response: { 503: errorResponses[503] } } },
     async () => {
       if (!engine.isReady) throw new ApiError('unavailable', 'the model is not ready yet', 1);
-      return { status: 'ready' };
+      return { status: 'ready', ...collectionHealth() };
     },
   );
 
@@ -58,6 +64,7 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
         body_limit_bytes: limits.bodyLimit,
         request_timeout_ms: limits.requestTimeoutMs,
       },
+      ...collectionHealth(),
     };
   });
 }
