@@ -7,6 +7,7 @@ import { encodeFrame, scanFrames } from "./framing.js";
 import { fsyncDir, fsyncFile, removeTree, writeFully } from "./fsutil.js";
 import type { CollectionSettings, Logger } from "./types.js";
 import { deepFreeze } from "./validate.js";
+import { VectorStorage } from "./storage.js";
 import { VectorIndex, fileCrc32, inspectIndexFile } from "./vector-index.js";
 
 /**
@@ -16,7 +17,9 @@ import { VectorIndex, fileCrc32, inspectIndexFile } from "./vector-index.js";
  *   index.hnsw     hnswlib's own file: the graph and every vector (the
  *                  vectors are stored once, here; get() reads them back with getPoint)
  *   docs.bin       frames (framing.ts) of JSON arrays of {i: id, l: label, t?: text, m?: metadata}
- *   manifest.json  LSN, label counter, counts, and size + CRC-32 of both files
+ *   vectors.bin    funnel collections only: the full vectors of labels [0, next_label)
+ *                  in the collection's storage precision (storage.ts `chunks`)
+ *   manifest.json  LSN, label counter, counts, and size + CRC-32 of the files
  *
  * It is built as `snapshot-<LSN>.tmp/`, fsynced file by file, and renamed into
  * place, so a directory under its final name is always complete; the
@@ -28,6 +31,7 @@ const SNAPSHOT_RE = /^snapshot-(\d{20})$/;
 const INDEX_FILE = "index.hnsw";
 const DOCS_FILE = "docs.bin";
 const MANIFEST_FILE = "manifest.json";
+const VECTORS_FILE = "vectors.bin";
 const DOCS_FRAME_TARGET_BYTES = 1 << 20;
 
 export function snapshotDirName(lsn: number): string {
@@ -45,7 +49,7 @@ export interface SnapshotManifest {
   next_label: number;
   doc_count: number;
   element_count: number;
-  files: { index: FileSum; docs: FileSum };
+  files: { index: FileSum; docs: FileSum; vectors?: FileSum };
   created_at: string;
 }
 
@@ -57,6 +61,7 @@ export interface CapturedSnapshot {
   docCount: number;
   elementCount: number;
   docs: FileSum;
+  vectors?: FileSum;
 }
 
 /**
@@ -69,9 +74,26 @@ export async function writeSnapshotData(
   lsn: number,
   index: VectorIndex,
   docs: DocTable,
+  storage?: VectorStorage,
 ): Promise<CapturedSnapshot> {
   await fsp.mkdir(tmpDir, { recursive: true });
   await index.writeTo(path.join(tmpDir, INDEX_FILE));
+  let vectors: FileSum | undefined;
+  if (storage) {
+    const vfh = await fsp.open(path.join(tmpDir, VECTORS_FILE), "w");
+    try {
+      let vpos = 0;
+      let vcrc = 0;
+      for (const chunk of storage.chunks(docs.nextLabel)) {
+        await writeFully(vfh, chunk, vpos);
+        vcrc = crc32(chunk, vcrc);
+        vpos += chunk.length;
+      }
+      vectors = { bytes: vpos, crc32: vcrc };
+    } finally {
+      await vfh.close();
+    }
+  }
 
   const fh = await fsp.open(path.join(tmpDir, DOCS_FILE), "w");
   let pos = 0;
@@ -108,6 +130,7 @@ export async function writeSnapshotData(
     docCount: docs.size,
     elementCount: index.elementCount,
     docs: { bytes: pos, crc32: crc },
+    ...(vectors && { vectors }),
   };
 }
 
@@ -132,13 +155,18 @@ export async function sealSnapshot(
   }
   await fsyncFile(indexPath);
   await fsyncFile(docsPath);
+  if (captured.vectors) await fsyncFile(path.join(captured.dir, VECTORS_FILE));
   const manifest: SnapshotManifest = {
     format: 1,
     lsn: captured.lsn,
     next_label: captured.nextLabel,
     doc_count: captured.docCount,
     element_count: captured.elementCount,
-    files: { index: { bytes: indexInfo.bytes, crc32: indexInfo.crc32 }, docs: captured.docs },
+    files: {
+      index: { bytes: indexInfo.bytes, crc32: indexInfo.crc32 },
+      docs: captured.docs,
+      ...(captured.vectors && { vectors: captured.vectors }),
+    },
     created_at: new Date().toISOString(),
   };
   const mfh = await fsp.open(path.join(captured.dir, MANIFEST_FILE), "w");
@@ -184,6 +212,7 @@ export interface LoadedSnapshot {
   lsn: number;
   index: VectorIndex;
   docs: DocTable;
+  storage?: VectorStorage;
 }
 
 function corrupt(dir: string, what: string): never {
@@ -234,7 +263,19 @@ export async function loadSnapshot(dir: string, settings: CollectionSettings): P
   }
   if (docs.size !== manifest.doc_count) corrupt(dir, `docs file lists ${docs.size} documents, manifest ${manifest.doc_count}`);
 
+  let storage: VectorStorage | undefined;
+  if (settings.storage) {
+    const want = manifest.files.vectors;
+    if (!want) corrupt(dir, "the collection keeps full vectors but the snapshot has none");
+    const buf = await fsp.readFile(path.join(dir, VECTORS_FILE));
+    const expect = VectorStorage.fileBytes(settings.storage, settings.dimensions, manifest.next_label);
+    if (buf.length !== want.bytes || crc32(buf) !== want.crc32 || buf.length !== expect) {
+      corrupt(dir, "vectors file does not match its checksum or size");
+    }
+    storage = VectorStorage.fromBytes(settings.storage, settings.dimensions, manifest.next_label, buf);
+  }
+
   const index = await VectorIndex.load(settings, indexPath, docs.size);
   if (index.elementCount !== manifest.element_count) corrupt(dir, "index element count differs from the manifest");
-  return { lsn: manifest.lsn, index, docs };
+  return { lsn: manifest.lsn, index, docs, ...(storage && { storage }) };
 }

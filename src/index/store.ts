@@ -1,5 +1,6 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
+import type { StoreBackend } from "./backend.js";
 import { Collection, writeSettingsFile, type CollectionOptions } from "./collection.js";
 import { ConflictError, NotFoundError, StorageError, UnavailableError } from "./errors.js";
 import { fsyncDir, removeTree } from "./fsutil.js";
@@ -44,7 +45,8 @@ const DEFAULT_SNAPSHOT_BYTES = 64 << 20;
 const DEFAULT_SNAPSHOT_SECONDS = 300;
 const DEFAULT_COMPACT_MIN_DELETED = 10_000;
 
-export class CollectionStore {
+/** The local implementation of `StoreBackend` (backend.ts): a WAL + snapshots per collection under a data directory. */
+export class CollectionStore implements StoreBackend {
   private readonly collections = new Map<string, Collection>();
   /** Collections found on disk that could not be opened, with the reason. */
   private readonly unavailable = new Map<string, string>();

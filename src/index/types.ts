@@ -14,7 +14,26 @@ export interface CollectionSettings {
   document_prompt_name?: string;
   query_prompt_name?: string;
   hnsw: { m: number; ef_construction: number };
+  /** BM25 index over the documents' text; absent when the collection has none. */
+  lexical?: LexicalSettings;
+  /**
+   * Matryoshka funnel: the HNSW graph holds the first `index_dimensions` of
+   * each vector (renormalized for cosine) and the full vectors are kept in
+   * `storage` for rescoring. Absent: the graph holds the full vectors (as before).
+   */
+  index_dimensions?: number;
+  /** Precision of the full vectors kept for rescoring; present exactly when `index_dimensions` is. */
+  storage?: StoragePrecision;
 }
+
+export interface LexicalSettings {
+  /** Term-frequency saturation. Default 0.9 (Anserini's MS MARCO setting). */
+  k1: number;
+  /** Length normalization, 0 (none) … 1 (full). Default 0.4. */
+  b: number;
+}
+
+export type StoragePrecision = "float32" | "float16" | "int8";
 
 /** Settings as accepted by `create`: defaults are metric "cosine", m 16, ef_construction 200. */
 export interface CollectionSettingsInput {
@@ -24,6 +43,12 @@ export interface CollectionSettingsInput {
   document_prompt_name?: string;
   query_prompt_name?: string;
   hnsw?: { m?: number; ef_construction?: number };
+  /** true: BM25 with k1 0.9, b 0.4; an object overrides either. false/absent: no lexical index. */
+  lexical?: boolean | { k1?: number; b?: number };
+  /** 1 … dimensions. */
+  index_dimensions?: number;
+  /** Default "float32"; only with index_dimensions. */
+  storage?: StoragePrecision;
 }
 
 export interface CollectionInfo {
@@ -75,9 +100,34 @@ export interface Filter {
 
 export type IncludeField = "text" | "metadata" | "vector";
 
+export type SearchMode = "dense" | "lexical" | "hybrid";
+
+/**
+ * How hybrid search merges the dense and the lexical result lists:
+ * - rrf: score = Σ over the lists a hit appears in of 1 / (k + rank), rank from 1 (default k 60);
+ * - weighted: each list's scores min-max normalized to [0, 1] over the candidates it returned,
+ *   score = alpha · dense + (1 − alpha) · lexical (a list a hit is missing from counts 0; default alpha 0.5).
+ */
+export type Fusion = { method: "rrf"; k?: number } | { method: "weighted"; alpha?: number };
+
 export interface SearchOptions {
   /** Number of results wanted; more than the live document count is fine (you get them all). */
   k: number;
+  /** Results to skip before the k returned (pagination). Default 0. */
+  offset?: number;
+  /** Default "dense". "lexical" and "hybrid" need a collection with a lexical index and `text`. */
+  mode?: SearchMode;
+  /** The query text, for the lexical side (modes "lexical" and "hybrid"). */
+  text?: string;
+  /** Hybrid only. Default { method: "rrf", k: 60 }. */
+  fusion?: Fusion;
+  /** Only hits whose (final) score is ≥ this are returned. */
+  score_threshold?: number;
+  /**
+   * Funnel collections only: how many graph candidates are rescored with the
+   * full vectors. Default max(4 × (offset + k), 40).
+   */
+  rescore?: number;
   /**
    * HNSW search breadth for this query. Default max(k, DEFAULT_EF) (DEFAULT_EF = 128).
    * Higher is slower and more accurate. Whatever it is, a search returns
@@ -97,6 +147,10 @@ export interface SearchHit {
    * or negative Euclidean distance (l2).
    */
   score: number;
+  /** Hybrid/lexical: the dense similarity of a hit that the dense side returned. */
+  dense_score?: number;
+  /** Hybrid/lexical: the BM25 score of a hit that the lexical side returned. */
+  lexical_score?: number;
   text?: string;
   metadata?: Record<string, unknown>;
   vector?: number[];

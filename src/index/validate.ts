@@ -1,11 +1,16 @@
 import { ValidationError } from "./errors.js";
+import { DEFAULT_ALPHA, DEFAULT_RRF_K } from "./fusion.js";
+import { DEFAULT_B, DEFAULT_K1 } from "./lexical.js";
 import type {
   CollectionSettings,
   CollectionSettingsInput,
   DocumentInput,
+  Fusion,
   IncludeField,
   Metric,
+  SearchMode,
   SearchOptions,
+  StoragePrecision,
 } from "./types.js";
 
 /**
@@ -20,6 +25,8 @@ export const MAX_DIMENSIONS = 65_536;
 const MAX_METADATA_DEPTH = 64;
 const METRICS: readonly Metric[] = ["cosine", "ip", "l2"];
 const INCLUDE_FIELDS: readonly IncludeField[] = ["text", "metadata", "vector"];
+const STORAGE: readonly StoragePrecision[] = ["float32", "float16", "int8"];
+const MODES: readonly SearchMode[] = ["dense", "lexical", "hybrid"];
 
 export const DEFAULT_M = 16;
 export const DEFAULT_EF_CONSTRUCTION = 200;
@@ -60,7 +67,11 @@ function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], whe
 export function normalizeSettings(input: unknown): CollectionSettings {
   if (!isPlainObject(input)) throw new ValidationError("settings must be an object");
   const s = input as Partial<CollectionSettingsInput> & Record<string, unknown>;
-  checkKeys(s, ["metric", "dimensions", "layer", "document_prompt_name", "query_prompt_name", "hnsw"], "settings.");
+  checkKeys(
+    s,
+    ["metric", "dimensions", "layer", "document_prompt_name", "query_prompt_name", "hnsw", "lexical", "index_dimensions", "storage"],
+    "settings.",
+  );
   const metric = s.metric ?? "cosine";
   if (!METRICS.includes(metric)) {
     throw new ValidationError(`settings.metric must be one of ${METRICS.join(", ")}, got ${JSON.stringify(s.metric)}`);
@@ -91,7 +102,38 @@ export function normalizeSettings(input: unknown): CollectionSettings {
     }
     out[key] = v;
   }
+  if (s.lexical !== undefined && s.lexical !== false) {
+    if (s.lexical !== true && !isPlainObject(s.lexical)) {
+      throw new ValidationError("settings.lexical must be true, false or an object {k1?, b?}");
+    }
+    const lx = (s.lexical === true ? {} : s.lexical) as Record<string, unknown>;
+    checkKeys(lx, ["k1", "b"], "settings.lexical.");
+    const k1 = lx.k1 === undefined ? DEFAULT_K1 : lx.k1;
+    const b = lx.b === undefined ? DEFAULT_B : lx.b;
+    if (typeof k1 !== "number" || !Number.isFinite(k1) || k1 < 0 || k1 > 100) {
+      throw new ValidationError(`settings.lexical.k1 must be a number in [0, 100], got ${JSON.stringify(lx.k1)}`);
+    }
+    if (typeof b !== "number" || !Number.isFinite(b) || b < 0 || b > 1) {
+      throw new ValidationError(`settings.lexical.b must be a number in [0, 1], got ${JSON.stringify(lx.b)}`);
+    }
+    out.lexical = { k1, b };
+  }
+  if (s.index_dimensions !== undefined) {
+    out.index_dimensions = checkInt(s.index_dimensions, "settings.index_dimensions", 1, dimensions);
+    const storage = s.storage ?? "float32";
+    if (!STORAGE.includes(storage)) {
+      throw new ValidationError(`settings.storage must be one of ${STORAGE.join(", ")}, got ${JSON.stringify(s.storage)}`);
+    }
+    out.storage = storage;
+  } else if (s.storage !== undefined) {
+    throw new ValidationError("settings.storage applies only with settings.index_dimensions (the full vectors kept beside a prefix graph)");
+  }
   return out;
+}
+
+/** Dimensions of the HNSW graph: the Matryoshka prefix for funnel collections, else all. */
+export function graphDimensions(s: CollectionSettings): number {
+  return s.index_dimensions ?? s.dimensions;
 }
 
 export function settingsEqual(a: CollectionSettings, b: CollectionSettings): boolean {
@@ -102,7 +144,11 @@ export function settingsEqual(a: CollectionSettings, b: CollectionSettings): boo
     a.document_prompt_name === b.document_prompt_name &&
     a.query_prompt_name === b.query_prompt_name &&
     a.hnsw.m === b.hnsw.m &&
-    a.hnsw.ef_construction === b.hnsw.ef_construction
+    a.hnsw.ef_construction === b.hnsw.ef_construction &&
+    a.lexical?.k1 === b.lexical?.k1 &&
+    a.lexical?.b === b.lexical?.b &&
+    a.index_dimensions === b.index_dimensions &&
+    a.storage === b.storage
   );
 }
 
@@ -205,17 +251,49 @@ export function validateId(id: unknown): string {
 
 export interface ValidSearchOptions {
   k: number;
+  offset: number;
   ef: number | undefined;
   include: ReadonlySet<IncludeField>;
+  mode: SearchMode;
+  text: string | undefined;
+  fusion: Required<{ method: "rrf"; k: number }> | Required<{ method: "weighted"; alpha: number }>;
+  scoreThreshold: number | undefined;
+  rescore: number | undefined;
 }
 
 const DEFAULT_INCLUDE: ReadonlySet<IncludeField> = new Set(["text", "metadata"]);
+export const MAX_OFFSET = 1_000_000;
 
+function validateFusion(f: unknown): ValidSearchOptions["fusion"] {
+  if (f === undefined) return { method: "rrf", k: DEFAULT_RRF_K };
+  if (!isPlainObject(f)) throw new ValidationError('fusion must be {"method": "rrf", "k"?} or {"method": "weighted", "alpha"?}');
+  const o = f as Partial<Fusion> & Record<string, unknown>;
+  if (o.method === "rrf") {
+    checkKeys(o, ["method", "k"], "fusion.");
+    const k = o.k ?? DEFAULT_RRF_K;
+    if (typeof k !== "number" || !Number.isFinite(k) || k < 0 || k > 1_000_000) {
+      throw new ValidationError(`fusion.k must be a number in [0, 1000000], got ${JSON.stringify(o.k)}`);
+    }
+    return { method: "rrf", k };
+  }
+  if (o.method === "weighted") {
+    checkKeys(o, ["method", "alpha"], "fusion.");
+    const alpha = o.alpha ?? DEFAULT_ALPHA;
+    if (typeof alpha !== "number" || !Number.isFinite(alpha) || alpha < 0 || alpha > 1) {
+      throw new ValidationError(`fusion.alpha must be a number in [0, 1], got ${JSON.stringify(o.alpha)}`);
+    }
+    return { method: "weighted", alpha };
+  }
+  throw new ValidationError(`fusion.method must be "rrf" or "weighted", got ${JSON.stringify(o.method)}`);
+}
+
+/** Collection-independent checks; the collection then checks what its settings allow (lexical, rescore). */
 export function validateSearchOptions(opts: unknown): ValidSearchOptions {
   if (!isPlainObject(opts)) throw new ValidationError("search options must be an object");
   const o = opts as Partial<SearchOptions> & Record<string, unknown>;
-  checkKeys(o, ["k", "ef", "filter", "include"], "search.");
+  checkKeys(o, ["k", "ef", "filter", "include", "offset", "mode", "text", "fusion", "score_threshold", "rescore"], "search.");
   const k = checkInt(o.k, "k", 1, 1_000_000);
+  const offset = o.offset === undefined ? 0 : checkInt(o.offset, "offset", 0, MAX_OFFSET);
   const ef = o.ef === undefined ? undefined : checkInt(o.ef, "ef", 1, 1_000_000);
   let include = DEFAULT_INCLUDE;
   if (o.include !== undefined) {
@@ -227,7 +305,24 @@ export function validateSearchOptions(opts: unknown): ValidSearchOptions {
     }
     include = new Set(o.include);
   }
-  return { k, ef, include };
+  const mode = o.mode ?? "dense";
+  if (!MODES.includes(mode)) throw new ValidationError(`mode must be one of ${MODES.join(", ")}, got ${JSON.stringify(o.mode)}`);
+  if (o.text !== undefined && (typeof o.text !== "string" || o.text.length === 0)) {
+    throw new ValidationError("text must be a non-empty string");
+  }
+  if (mode !== "dense" && o.text === undefined) throw new ValidationError(`mode "${mode}" needs the query text`);
+  if (o.fusion !== undefined && mode !== "hybrid") throw new ValidationError('fusion applies to mode "hybrid" only');
+  const fusion = validateFusion(o.fusion);
+  let scoreThreshold: number | undefined;
+  if (o.score_threshold !== undefined) {
+    if (typeof o.score_threshold !== "number" || !Number.isFinite(o.score_threshold)) {
+      throw new ValidationError(`score_threshold must be a finite number, got ${JSON.stringify(o.score_threshold)}`);
+    }
+    scoreThreshold = o.score_threshold;
+  }
+  const rescore = o.rescore === undefined ? undefined : checkInt(o.rescore, "rescore", 1, 100_000);
+  if (rescore !== undefined && mode === "lexical") throw new ValidationError('rescore applies to the dense side (modes "dense" and "hybrid")');
+  return { k, offset, ef, include, mode, text: o.text, fusion, scoreThreshold, rescore };
 }
 
 /** Makes stored metadata immutable so handing it out without copying cannot corrupt the store. */

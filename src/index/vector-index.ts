@@ -3,6 +3,7 @@ import hnswlib from "hnswlib-node";
 import { crc32 } from "./crc32.js";
 import { StorageError } from "./errors.js";
 import type { CollectionSettings, Metric } from "./types.js";
+import { graphDimensions } from "./validate.js";
 
 const { HierarchicalNSW } = hnswlib;
 type Hnsw = InstanceType<typeof HierarchicalNSW>;
@@ -62,7 +63,7 @@ export class VectorIndex {
   }
 
   static create(settings: CollectionSettings, capacity = INITIAL_CAPACITY): VectorIndex {
-    const hnsw = new HierarchicalNSW(spaceFor(settings.metric), settings.dimensions);
+    const hnsw = new HierarchicalNSW(spaceFor(settings.metric), graphDimensions(settings));
     // allowReplaceDeleted stays off: every upsert gets a fresh label, and
     // deleted slots are reclaimed by rebuilding (compaction), not in place.
     hnsw.initIndex(Math.max(1, capacity), settings.hnsw.m, settings.hnsw.ef_construction, RANDOM_SEED, false);
@@ -71,7 +72,7 @@ export class VectorIndex {
 
   /** Loads a file written by `writeTo` and already checked against its manifest CRC. */
   static async load(settings: CollectionSettings, file: string, liveCount: number): Promise<VectorIndex> {
-    const hnsw = new HierarchicalNSW(spaceFor(settings.metric), settings.dimensions);
+    const hnsw = new HierarchicalNSW(spaceFor(settings.metric), graphDimensions(settings));
     await hnsw.readIndex(file, false);
     const total = hnsw.getCurrentCount();
     if (total < liveCount) {
@@ -237,7 +238,7 @@ export async function inspectIndexFile(file: string, settings: CollectionSetting
         elementCount = Number(chunk.readBigUInt64LE(16));
         const sizePer = Number(chunk.readBigUInt64LE(24));
         const maxM0 = Number(chunk.readBigUInt64LE(64));
-        const expectPer = maxM0 * 4 + 4 + settings.dimensions * 4 + 8;
+        const expectPer = maxM0 * 4 + 4 + graphDimensions(settings) * 4 + 8;
         if (maxM0 !== settings.hnsw.m * 2 || sizePer !== expectPer) {
           throw new StorageError(`index file ${file} does not match the collection settings`);
         }

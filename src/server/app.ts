@@ -9,7 +9,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import type { CollectionStore } from '../index/index.js';
+import type { StoreBackend } from '../index/index.js';
 import type { Engine } from '../runtime/engine.js';
 import { registerAuth } from './auth.js';
 import { ApiError, sendError } from './errors.js';
@@ -31,7 +31,7 @@ export interface ServerLimits {
 export interface AppOptions {
   engine: Engine;
   /** Durable collections; without it the collection routes are absent (candidates search still works). */
-  store?: CollectionStore;
+  store?: StoreBackend;
   limits?: Partial<ServerLimits>;
   logger?: FastifyServerOptions['logger'];
   version?: string;

@@ -68,7 +68,7 @@ async function main(): Promise<void> {
     logger.fatal(`could not open the collections in ${resolve(config.dataDir)}: ${(err as Error).message}`);
     process.exit(1);
   }
-  logger.info(`collections: ${store.list().length} loaded from ${resolve(config.dataDir)}`);
+  logger.info(`collections: ${(await store.list()).length} loaded from ${resolve(config.dataDir)}`);
 
   let apiKeys: string[];
   try {

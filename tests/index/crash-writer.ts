@@ -34,7 +34,7 @@ const store = await CollectionStore.open(dataDir, {
     },
   },
 });
-await store.create(CRASH_COLLECTION, { dimensions: CRASH_DIMS, metric: "l2" });
+await store.create(CRASH_COLLECTION, { dimensions: CRASH_DIMS, metric: "l2", lexical: true });
 
 const rng = new Rng(Number(seqBaseArg) + 1);
 const busy = new Set<string>();

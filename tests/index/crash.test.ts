@@ -3,11 +3,12 @@ import { appendFile, readdir } from "node:fs/promises";
 import * as path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CollectionStore } from "../../src/index/index.js";
-import { crashDoc, CRASH_COLLECTION, CRASH_IDS } from "./crash-model.js";
+import { crashDoc, crashWord, CRASH_COLLECTION, CRASH_IDS } from "./crash-model.js";
 import { makeTempDir, recordingLogger } from "./helpers.js";
 
 /*
- * kill -9 tests: a child process (crash-writer.ts) writes with 4 concurrent
+ * kill -9 tests (the collection has a lexical index too, which must agree with
+ * the documents after every recovery): a child process (crash-writer.ts) writes with 4 concurrent
  * callers and reports each call before issuing it and after it resolved; the
  * test SIGKILLs it at chosen moments, reopens the store and checks that every
  * acknowledged write is there, exactly. Kills repeat on the same directory,
@@ -134,9 +135,15 @@ describe("SIGKILL during writes", () => {
         // The graph agrees with the doc table: the exact vector finds this doc at distance 0.
         const [hit] = store.search(CRASH_COLLECTION, want.vector, { k: 1, include: [] });
         expect(hit!.score).toBeCloseTo(0, 5);
+        // So does the lexical index: this version's own word finds exactly this doc.
+        const lexical = store.search(CRASH_COLLECTION, undefined, { k: 5, mode: "lexical", text: crashWord(id, seq), include: [] });
+        expect(lexical.map((h) => h.id)).toEqual([id]);
         model.set(id, seq);
       }
       expect(store.info(CRASH_COLLECTION).count).toBe(present);
+      // Every stored document, and nothing else (no replaced or deleted version), is in the lexical index.
+      const all = store.search(CRASH_COLLECTION, undefined, { k: 1000, mode: "lexical", text: "text", include: [] });
+      expect(all.map((h) => h.id).sort()).toEqual(CRASH_IDS.filter((id) => model.get(id) !== null).sort());
       expect(logger.entries.filter((e) => e.level === "error")).toEqual([]);
     } finally {
       await store.close({ snapshot: false });
@@ -172,6 +179,8 @@ describe("SIGKILL during writes", () => {
     for (const [id, seq] of model) {
       if (seq === null) expect(store.get(CRASH_COLLECTION, id)).toBeUndefined();
       else expect(store.get(CRASH_COLLECTION, id)!.metadata!.seq).toBe(seq);
+      const words = store.search(CRASH_COLLECTION, undefined, { k: 5, mode: "lexical", text: `text ${id}`, include: [] });
+      expect(words.some((h) => h.id === id)).toBe(seq !== null);
     }
     await store.close();
   }, 90_000);

@@ -4,7 +4,7 @@
  * sides always live in the same space.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { CollectionSettings, CollectionStore, DocumentInput, Filter, IncludeField, Metric } from '../../index/index.js';
+import type { CollectionSettings, DocumentInput, Filter, Fusion, IncludeField, Metric, SearchMode, StoragePrecision, StoreBackend } from '../../index/index.js';
 import { scoreCandidates } from '../../index/index.js';
 import type { EmbedOptions, Engine } from '../../runtime/engine.js';
 import { ApiError, errorResponses } from '../errors.js';
@@ -27,6 +27,12 @@ const settingsSchema = {
     document_prompt_name: { type: 'string' },
     query_prompt_name: { type: 'string' },
     hnsw: { type: 'object', properties: { m: { type: 'integer' }, ef_construction: { type: 'integer' } } },
+    lexical: {
+      description: 'BM25 index over the documents\' text: true (k1 0.9, b 0.4) or {k1, b}; absent/false: none',
+      oneOf: [{ type: 'boolean' }, { type: 'object', properties: { k1: { type: 'number' }, b: { type: 'number' } } }],
+    },
+    index_dimensions: { type: 'integer', description: 'Matryoshka prefix the HNSW graph is built on; the full vectors are kept in `storage` for rescoring' },
+    storage: { type: 'string', enum: ['float32', 'float16', 'int8'], description: 'Precision of the full vectors kept beside a prefix graph (default float32)' },
   },
 } as const;
 
@@ -40,7 +46,9 @@ const hitSchema = {
   required: ['id', 'score'],
   properties: {
     id: { type: 'string' },
-    score: { type: 'number', description: 'Higher is better: cosine similarity, dot product, or negative Euclidean distance' },
+    score: { type: 'number', description: 'Higher is better: cosine similarity, dot product, or negative Euclidean distance (dense); BM25 (lexical); the fused score (hybrid)' },
+    dense_score: { type: 'number', description: 'lexical/hybrid: the dense score of a hit the dense side returned' },
+    lexical_score: { type: 'number', description: 'lexical/hybrid: the BM25 score of a hit the lexical side returned' },
     text: { type: 'string' },
     metadata: { type: 'object', additionalProperties: true },
     vector: { type: 'array', items: { type: 'number' } },
@@ -64,6 +72,9 @@ interface CreateBody {
   document_prompt_name?: string;
   query_prompt_name?: string;
   hnsw?: { m?: number; ef_construction?: number };
+  lexical?: boolean | { k1?: number; b?: number };
+  index_dimensions?: number;
+  storage?: StoragePrecision;
 }
 
 interface DocumentsBody {
@@ -76,8 +87,13 @@ interface SearchBody extends KnobBody {
   vector?: number[];
   candidates?: string[];
   k?: number;
+  offset?: number;
   ef?: number;
   filter?: Filter;
+  mode?: SearchMode;
+  fusion?: Fusion;
+  score_threshold?: number;
+  rescore?: number;
   include?: IncludeField[];
   query_prompt_name?: string;
   document_prompt_name?: string;
@@ -88,7 +104,7 @@ function embeddingOptions(settings: CollectionSettings, promptName: string | und
   return { dimensions: settings.dimensions, layer: settings.layer, promptName, normalize: true };
 }
 
-export function collectionRoutes(app: FastifyInstance, engine: Engine, store: CollectionStore, limits: ServerLimits, metrics: Metrics): void {
+export function collectionRoutes(app: FastifyInstance, engine: Engine, store: StoreBackend, limits: ServerLimits, metrics: Metrics): void {
   /** Vectors for texts, under the request's one deadline and disconnect signal. */
   const embedderFor = (request: FastifyRequest, reply: FastifyReply) => {
     const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
@@ -112,13 +128,18 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
       // The model must be able to embed the way this collection says, for its whole life.
       engine.validate({ dimensions, layer: body.layer, promptName: body.document_prompt_name });
       engine.validate({ dimensions, layer: body.layer, promptName: body.query_prompt_name });
+      // The graph's prefix must itself be a truncation the model supports (Matryoshka).
+      if (body.index_dimensions !== undefined && body.index_dimensions !== dimensions) {
+        if (body.index_dimensions > dimensions) throw new ApiError('validation', `index_dimensions (${body.index_dimensions}) must not exceed dimensions (${dimensions})`);
+        engine.validate({ dimensions: body.index_dimensions, layer: body.layer });
+      }
       const { created, settings } = await store.create(request.params.name, { ...body, dimensions });
-      return { name: request.params.name, settings, count: store.info(request.params.name).count, created };
+      return { name: request.params.name, settings, count: (await store.info(request.params.name)).count, created };
     },
   );
 
   app.get('/collections', { schema: { summary: 'List collections', tags: ['collections'], response: { 200: { type: 'object', properties: { collections: { type: 'array', items: collectionSchema } } } } } }, async () => ({
-    collections: store.list(),
+    collections: await store.list(),
   }));
 
   app.get<{ Params: { name: string } }>(
@@ -172,7 +193,7 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
       if (documents.length > limits.maxInputs) {
         throw new ApiError('payload_too_large', `documents has ${documents.length} items; at most ${limits.maxInputs} are allowed per request`);
       }
-      const settings = store.info(name).settings;
+      const settings = (await store.info(name)).settings;
       documents.forEach((d, i) => {
         if (d.text === undefined && d.vector === undefined) throw new ApiError('validation', `documents[${i}] needs text or vector`);
         if (d.vector !== undefined && d.vector.length !== settings.dimensions) {
@@ -205,7 +226,7 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
       },
     },
     async (request) => {
-      const doc = store.get(request.params.name, request.params.id);
+      const doc = await store.get(request.params.name, request.params.id);
       if (!doc) throw new ApiError('not_found', `no document ${JSON.stringify(request.params.id)} in collection ${request.params.name}`);
       return doc;
     },
@@ -235,7 +256,17 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
             vector: { type: 'array', items: { type: 'number' }, minItems: 1 },
             candidates: { type: 'array', items: { type: 'string' }, minItems: 1 },
             k: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
+            offset: { type: 'integer', minimum: 0, maximum: 10000, description: 'Results to skip (pagination)' },
             ef: { type: 'integer', minimum: 1, maximum: 10000 },
+            mode: { type: 'string', enum: ['dense', 'lexical', 'hybrid'], description: 'dense (default), lexical (BM25) or hybrid (both, fused); lexical/hybrid need a collection created with lexical and a text query' },
+            fusion: {
+              type: 'object',
+              required: ['method'],
+              description: 'hybrid only: {"method": "rrf", "k": 60} (reciprocal rank fusion) or {"method": "weighted", "alpha": 0.5} (min-max normalized scores, alpha weighs the dense side)',
+              properties: { method: { type: 'string', enum: ['rrf', 'weighted'] }, k: { type: 'number', minimum: 0 }, alpha: { type: 'number', minimum: 0, maximum: 1 } },
+            },
+            score_threshold: { type: 'number', description: 'Only results whose score is at least this' },
+            rescore: { type: 'integer', minimum: 1, maximum: 10000, description: 'Collections with index_dimensions: graph candidates rescored with the full vectors (default max(4 × (offset + k), 40))' },
             filter: { type: 'object', properties: { must: { type: 'array', items: condition }, must_not: { type: 'array', items: condition } } },
             include: { type: 'array', items: { type: 'string', enum: ['metadata', 'text', 'vector'] } },
             query_prompt_name: { type: 'string' },
@@ -252,19 +283,34 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
       if (b.collection !== undefined) {
         if (b.candidates !== undefined) throw new ApiError('validation', 'give either collection or candidates, not both');
         if ((b.query === undefined) === (b.vector === undefined)) throw new ApiError('validation', 'give exactly one of query (text) or vector');
-        const settings = store.info(b.collection).settings;
-        let vector: number[] | Float32Array;
-        if (b.query !== undefined) {
-          rejectContradictions(b, settings);
-          vector = (await embedderFor(request, reply)([b.query], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
-        } else {
-          vector = b.vector!;
+        const settings = (await store.info(b.collection)).settings;
+        const mode = b.mode ?? 'dense';
+        if (mode !== 'dense' && b.query === undefined) throw new ApiError('validation', `mode "${mode}" needs query (text): the lexical side searches words`);
+        if (mode !== 'dense' && !settings.lexical) throw new ApiError('validation', `mode "${mode}" needs a lexical index; collection ${b.collection} was created without "lexical"`);
+        let vector: number[] | Float32Array | undefined;
+        if (b.query !== undefined) rejectContradictions(b, settings);
+        if (b.vector !== undefined) {
+          vector = b.vector;
+        } else if (mode !== 'lexical') {
+          vector = (await embedderFor(request, reply)([b.query!], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
         }
-        return { results: store.search(b.collection, vector, { k, ef: b.ef, filter: b.filter, include: b.include }) };
+        const options = {
+          k,
+          ef: b.ef,
+          filter: b.filter,
+          include: b.include,
+          ...(b.offset !== undefined && { offset: b.offset }),
+          ...(b.mode !== undefined && { mode: b.mode }),
+          ...(b.query !== undefined && mode !== 'dense' && { text: b.query }),
+          ...(b.fusion !== undefined && { fusion: b.fusion }),
+          ...(b.score_threshold !== undefined && { score_threshold: b.score_threshold }),
+          ...(b.rescore !== undefined && { rescore: b.rescore }),
+        };
+        return { results: await store.search(b.collection, vector, options) };
       }
       if (b.candidates === undefined) throw new ApiError('validation', 'give collection (to search an index) or candidates (to rank a list)');
       if (b.query === undefined) throw new ApiError('validation', 'candidates mode needs query (text)');
-      for (const field of ['vector', 'filter', 'ef'] as const) {
+      for (const field of ['vector', 'filter', 'ef', 'mode', 'fusion', 'rescore'] as const) {
         if (b[field] !== undefined) throw new ApiError('validation', `${field} applies to collection search only`);
       }
       checkTexts(b.candidates, limits, 'candidates');
@@ -274,13 +320,17 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: Co
       const [query] = await embed([b.query], { ...knobs, promptName: b.query_prompt_name ?? knobs.promptName, normalize: true });
       const docs = await embed(b.candidates, { ...knobs, promptName: b.document_prompt_name ?? knobs.promptName, normalize: true });
       const include = new Set(b.include ?? ['text', 'metadata']);
+      const offset = b.offset ?? 0;
       return {
-        results: scoreCandidates(query!, docs, 'cosine', k).map(({ index, score }) => ({
-          id: String(index),
-          score,
-          ...(include.has('text') && { text: b.candidates![index] }),
-          ...(include.has('vector') && { vector: Array.from(docs[index]!) }),
-        })),
+        results: scoreCandidates(query!, docs, 'cosine', offset + k)
+          .slice(offset)
+          .filter(({ score }) => b.score_threshold === undefined || score >= b.score_threshold)
+          .map(({ index, score }) => ({
+            id: String(index),
+            score,
+            ...(include.has('text') && { text: b.candidates![index] }),
+            ...(include.has('vector') && { vector: Array.from(docs[index]!) }),
+          })),
       };
     },
   );

@@ -1,11 +1,11 @@
 /** Operational routes: liveness, readiness, model and engine facts. */
 import type { FastifyInstance } from 'fastify';
-import type { CollectionStore } from '../../index/index.js';
+import type { StoreBackend } from '../../index/index.js';
 import type { Engine } from '../../runtime/engine.js';
 import { ApiError, errorResponses } from '../errors.js';
 import type { ServerLimits } from '../app.js';
 
-export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string, store?: CollectionStore): void {
+export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string, store?: StoreBackend): void {
   // Collections damaged on disk do not make the instance unready (everything else serves), but
   // operators must see them: they are listed in /ready's body and /info.
   const collectionHealth = () =>
