@@ -153,9 +153,19 @@ export function settingsEqual(a: CollectionSettings, b: CollectionSettings): boo
 }
 
 /**
+ * The largest vector norm the index accepts. hnswlib computes scores in
+ * float32: a dot product is bounded by the product of the norms and a squared
+ * L2 distance by (|a| + |b|)² ≤ 4·max|v|², so keeping 4·|v|² below the float32
+ * maximum means no score can overflow to ±Infinity (which JSON would print as
+ * null). √(3.4028234663852886e38 / 4) ≈ 9.2e18.
+ */
+export const MAX_VECTOR_NORM = Math.sqrt(3.4028234663852886e38 / 4);
+
+/**
  * Copies a vector into float32 (the precision the index keeps), checking
- * length and finiteness; for cosine it is also normalized, because the index
- * compares unit vectors by inner product.
+ * length, finiteness and that its norm keeps every score representable; for
+ * cosine it is also normalized, because the index compares unit vectors by
+ * inner product.
  */
 export function toIndexVector(vector: unknown, dimensions: number, metric: Metric, field: string): Float32Array {
   if (!(Array.isArray(vector) || vector instanceof Float32Array)) {
@@ -174,6 +184,11 @@ export function toIndexVector(vector: unknown, dimensions: number, metric: Metri
     out[i] = x;
     if (!Number.isFinite(out[i]!)) throw new ValidationError(`${field}[${i}] overflows float32`);
     norm2 += out[i]! * out[i]!;
+  }
+  if (metric !== "cosine" && !(Math.sqrt(norm2) <= MAX_VECTOR_NORM)) {
+    throw new ValidationError(
+      `${field} has norm ${Math.sqrt(norm2).toExponential(3)}; above ${MAX_VECTOR_NORM.toExponential(3)} its ${metric} scores cannot be represented in float32`,
+    );
   }
   if (metric === "cosine") {
     if (!(norm2 > 0) || !Number.isFinite(norm2)) {

@@ -257,7 +257,7 @@ export class Engine {
         throw new RuntimeError('validation', `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`);
       }
     }
-    if (opts.promptName !== undefined && !(opts.promptName in s.prompts)) {
+    if (opts.promptName !== undefined && !Object.hasOwn(s.prompts, opts.promptName)) {
       const known = Object.keys(s.prompts);
       throw new RuntimeError(
         'validation',

@@ -198,7 +198,8 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
 
   const paddingSide = tokCfg.padding_side === 'left' ? 'left' : 'right';
 
-  const prompts: Record<string, string> = {};
+  // No prototype: a prompt name is looked up as an own property only (`constructor` is no prompt).
+  const prompts: Record<string, string> = Object.create(null) as Record<string, string>;
   if (stCfg.prompts !== undefined) {
     if (stCfg.prompts === null || typeof stCfg.prompts !== 'object' || Array.isArray(stCfg.prompts)) {
       throw new ModelDirError('config_sentence_transformers.json: prompts must be an object of name → prefix');
@@ -211,7 +212,7 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
     }
   }
   const defaultPromptName = typeof stCfg.default_prompt_name === 'string' ? stCfg.default_prompt_name : null;
-  if (defaultPromptName !== null && !(defaultPromptName in prompts)) {
+  if (defaultPromptName !== null && !Object.hasOwn(prompts, defaultPromptName)) {
     throw new ModelDirError(`config_sentence_transformers.json: default_prompt_name ${defaultPromptName} is not in prompts`);
   }
 

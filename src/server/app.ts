@@ -4,15 +4,27 @@
  * behind `Engine`.
  */
 import { randomUUID } from 'node:crypto';
+import type { Server as NetServer } from 'node:net';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { StoreBackend } from '../index/index.js';
 import type { Engine } from '../runtime/engine.js';
 import { registerAuth } from './auth.js';
 import { ApiError, sendError } from './errors.js';
+import {
+  MAX_JSON_DEPTH,
+  clientErrorHandler,
+  defaultMaxConnections,
+  frameworkErrors,
+  limitConnections,
+  logSerializers,
+  parseJsonBody,
+  refuseWhileClosing,
+  serverTimeouts,
+  shedOnEventLoopDelay,
+} from './http-guard.js';
 import { Metrics } from './metrics.js';
 import { collectionRoutes } from './routes/collections.js';
 import { embedRoutes } from './routes/embed.js';
@@ -26,6 +38,16 @@ export interface ServerLimits {
   requestTimeoutMs: number;
   /** Event-loop delay beyond which requests are shed with 503 (0 = never). */
   maxEventLoopDelayMs: number;
+  /** Most open client connections (kept below the open-file limit); beyond it 503 and close. */
+  maxConnections: number;
+  /** Longest a client may take to send its request headers. */
+  headersTimeoutMs: number;
+  /** Longest a client may take to send a whole request, headers and body. */
+  requestReadTimeoutMs: number;
+  /** How often the two timeouts above are checked. */
+  timeoutCheckIntervalMs: number;
+  /** Deepest JSON nesting accepted in a body. */
+  maxJsonDepth: number;
 }
 
 export interface AppOptions {
@@ -49,6 +71,11 @@ export const DEFAULT_LIMITS: ServerLimits = {
   bodyLimit: 4 * 1024 * 1024,
   requestTimeoutMs: 30_000,
   maxEventLoopDelayMs: 1000,
+  maxConnections: defaultMaxConnections(),
+  headersTimeoutMs: 10_000,
+  requestReadTimeoutMs: 30_000,
+  timeoutCheckIntervalMs: 1000,
+  maxJsonDepth: MAX_JSON_DEPTH,
 };
 
 export const DEFAULT_PUBLIC_ROUTES = ['/health', '/ready', '/metrics'];
@@ -57,10 +84,21 @@ const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const limits: ServerLimits = { ...DEFAULT_LIMITS, ...options.limits };
-  const logger = options.logger === undefined || options.logger === false ? false : { redact: ['req.headers.authorization'], ...(typeof options.logger === 'object' ? options.logger : {}) };
+  const logger =
+    options.logger === undefined || options.logger === false
+      ? false
+      : { redact: ['req.headers.authorization'], serializers: logSerializers, ...(typeof options.logger === 'object' ? options.logger : {}) };
   const app = Fastify({
     logger,
     bodyLimit: limits.bodyLimit,
+    ...serverTimeouts({
+      maxConnections: limits.maxConnections,
+      headersTimeoutMs: limits.headersTimeoutMs,
+      requestReadTimeoutMs: limits.requestReadTimeoutMs,
+      checkIntervalMs: limits.timeoutCheckIntervalMs,
+    }),
+    clientErrorHandler,
+    frameworkErrors,
     requestIdHeader: false,
     // Echo a caller's request id when it is safe to log and repeat; otherwise make one.
     genReqId: (req) => {
@@ -68,13 +106,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
     },
     ajv: { customOptions: { coerceTypes: false, allErrors: false, removeAdditional: true, useDefaults: true, allowUnionTypes: true } },
-    return503OnClosing: true,
+    // Our own 503 (contract shape, Retry-After) answers requests that arrive while closing.
+    return503OnClosing: false,
   });
+  limitConnections(app.server as unknown as NetServer, limits.maxConnections, app.log);
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody(limits.maxJsonDepth));
   const metrics = new Metrics(options.engine);
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  refuseWhileClosing(app);
   app.addHook('onResponse', async (request, reply) => {
     metrics.observeResponse(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
   });
@@ -87,14 +130,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await app.register(cors, { origin: options.corsOrigins.includes('*') ? true : options.corsOrigins, exposedHeaders: ['x-request-id', 'x-compute-tokens', 'x-total-time', 'x-queue-time', 'x-inference-time', 'retry-after'] });
   }
   registerAuth(app, options.apiKeys ?? [], options.publicRoutes ?? DEFAULT_PUBLIC_ROUTES);
-  if (limits.maxEventLoopDelayMs > 0) {
-    await app.register(underPressure, {
-      maxEventLoopDelay: limits.maxEventLoopDelayMs,
-      pressureHandler: (request, reply) => {
-        sendError(request, reply, new ApiError('unavailable', 'the server is overloaded (event loop lagging); retry later', 1));
-      },
-    });
-  }
+  // Liveness is never shed: a load balancer must not kill a busy but healthy instance.
+  if (limits.maxEventLoopDelayMs > 0) shedOnEventLoopDelay(app, limits.maxEventLoopDelayMs, (request) => request.routeOptions.url === '/health');
 
   await app.register(swagger, {
     openapi: {

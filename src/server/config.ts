@@ -35,6 +35,10 @@ export interface Config {
   publicRoutes: string[];
   corsOrigins: string[] | undefined;
   maxEventLoopDelayMs: number;
+  maxConnections: number | undefined;
+  headersTimeoutMs: number;
+  requestReadTimeoutMs: number;
+  maxJsonDepth: number;
 }
 
 const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/default', import.meta.url));
@@ -77,6 +81,10 @@ export const SETTINGS: Setting[] = [
   { key: 'publicRoutes', env: 'AUTH_PUBLIC_ROUTES', flag: 'auth-public-routes', kind: 'list', default: '/health,/ready,/metrics', help: 'Routes reachable without a key' },
   { key: 'corsOrigins', env: 'CORS_ORIGINS', flag: 'cors-origins', kind: 'list', default: undefined, help: 'Allowed CORS origins, comma-separated, or `*`; CORS is off when unset' },
   { key: 'maxEventLoopDelayMs', env: 'MAX_EVENT_LOOP_DELAY_MS', flag: 'max-event-loop-delay-ms', kind: 'int', default: '1000', help: 'Event-loop lag beyond which requests are shed with 503 (0 = never); /health is never shed' },
+  { key: 'maxConnections', env: 'MAX_CONNECTIONS', flag: 'max-connections', kind: 'int', default: undefined, help: 'Most open client connections; beyond it a new connection gets 503 and is closed. Default ¾ of the open-file limit (`ulimit -n`), at most 8192, so sockets can never exhaust file descriptors' },
+  { key: 'headersTimeoutMs', env: 'HEADERS_TIMEOUT_MS', flag: 'headers-timeout-ms', kind: 'int', default: '10000', help: 'Longest a client may take to send its request headers (then 422 and the connection is closed)' },
+  { key: 'requestReadTimeoutMs', env: 'REQUEST_READ_TIMEOUT_MS', flag: 'request-read-timeout-ms', kind: 'int', default: '30000', help: 'Longest a client may take to send a whole request, headers and body (then 422 and the connection is closed)' },
+  { key: 'maxJsonDepth', env: 'MAX_JSON_DEPTH', flag: 'max-json-depth', kind: 'int', default: '64', help: 'Deepest nesting of arrays and objects accepted in a JSON body (422 beyond), checked before parsing' },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', kind: 'string', default: 'info', help: 'pino log level' },
   { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', kind: 'string', default: 'data', help: 'Where collections are stored' },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', kind: 'int', default: '10000', help: 'How long SIGTERM waits for queued work' },

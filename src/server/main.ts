@@ -91,6 +91,10 @@ async function main(): Promise<void> {
       bodyLimit: config.bodyLimit,
       requestTimeoutMs: config.requestTimeoutMs,
       maxEventLoopDelayMs: config.maxEventLoopDelayMs,
+      ...(config.maxConnections !== undefined && { maxConnections: config.maxConnections }),
+      headersTimeoutMs: config.headersTimeoutMs,
+      requestReadTimeoutMs: config.requestReadTimeoutMs,
+      maxJsonDepth: config.maxJsonDepth,
     },
   });
   if (apiKeys.length) app.log.info(`API keys required (${apiKeys.length} configured); public routes: ${config.publicRoutes.join(', ')}`);
@@ -108,11 +112,16 @@ async function main(): Promise<void> {
       process.exit(1);
     }, config.shutdownTimeoutMs + 5000);
     force.unref();
+    const deadline = Date.now() + config.shutdownTimeoutMs;
     // Stop accepting first, then let what was accepted finish, then stop the workers. Keep-alive
     // connections become idle only once their last response is written: close them as they do.
     const closing = app.close();
     const reaper = setInterval(() => app.server.closeIdleConnections(), 50);
     await engine.close(config.shutdownTimeoutMs);
+    // Whatever is still open at the deadline (a client that never finishes its body, a response
+    // the client does not read) is cut, so the drain ends within SHUTDOWN_TIMEOUT_MS.
+    await Promise.race([closing, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);
+    app.server.closeAllConnections();
     await closing;
     clearInterval(reaper);
     // Acknowledged writes are already durable in the log; a final snapshot shortens the next start.

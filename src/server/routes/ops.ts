@@ -11,8 +11,8 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
   const collectionHealth = () =>
     store ? { unavailable_collections: store.unavailableCollections(), recovered_collections: store.recoveries() } : {};
 
-  // Liveness is never shed: a load balancer must not kill a busy but healthy instance.
-  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] }, config: { pressureHandler: () => undefined } }, async () => ({ status: 'ok' }));
+  // Liveness is never shed (see app.ts): a load balancer must not kill a busy but healthy instance.
+  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] } }, async () => ({ status: 'ok' }));
 
   app.get(
     '/ready',

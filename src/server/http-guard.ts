@@ -1,0 +1,286 @@
+/**
+ * The HTTP server's defences against hostile or careless clients, decided in one place: bounded
+ * connections, time limits on slow headers and slow bodies, a JSON parser with a nesting bound,
+ * event-loop shedding that cannot throw, credential redaction in logged URLs, and the contract's
+ * error shape on every response Node or Fastify would otherwise write in their own.
+ */
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { Server as NetServer, Socket } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { ApiError, STATUS, sendError, type ErrorType } from './errors.js';
+
+export interface ConnectionLimits {
+  /** Most open client connections; beyond it a new connection gets 503 and is closed. */
+  maxConnections: number;
+  /** Longest a client may take to send its request headers. */
+  headersTimeoutMs: number;
+  /** Longest a client may take to send a whole request, headers and body. */
+  requestReadTimeoutMs: number;
+  /** How often Node checks the two timeouts above (its own default is 30 s). */
+  checkIntervalMs: number;
+}
+
+/** The process's soft limit on open files (Linux: /proc/self/limits), when it can be read. */
+export function openFileLimit(): number | undefined {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m && m[1] !== 'unlimited' ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Default connection bound: three quarters of the open-file limit, at most 8192. The other
+ * quarter is left for what the process itself opens (model files, workers' pipes, one log per
+ * collection, snapshot files, /proc reads of the metrics), so sockets can never exhaust the
+ * descriptors; 8192 concurrent connections already far exceed what the batch queue can serve.
+ */
+export function defaultMaxConnections(limit = openFileLimit()): number {
+  return limit === undefined ? 4096 : Math.max(16, Math.min(8192, Math.floor(limit * 0.75)));
+}
+
+/** Options for http.createServer and Fastify's own timeouts. */
+export function serverTimeouts(limits: ConnectionLimits): {
+  http: { headersTimeout: number; requestTimeout: number; connectionsCheckingInterval: number };
+  requestTimeout: number;
+} {
+  return {
+    http: {
+      headersTimeout: Math.min(limits.headersTimeoutMs, limits.requestReadTimeoutMs),
+      requestTimeout: limits.requestReadTimeoutMs,
+      connectionsCheckingInterval: limits.checkIntervalMs,
+    },
+    requestTimeout: limits.requestReadTimeoutMs,
+  };
+}
+
+function errorJson(type: ErrorType, message: string, openAi: boolean): string {
+  return openAi
+    ? JSON.stringify({ error: { message, type: type === 'unavailable' ? 'server_error' : 'invalid_request_error', param: null, code: type } })
+    : JSON.stringify({ error: message, error_type: type });
+}
+
+function rawResponse(status: number, body: string, extra = ''): string {
+  return (
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+    `Content-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`
+  );
+}
+
+const STATUS_TEXT: Record<number, string> = { 413: 'Payload Too Large', 422: 'Unprocessable Entity', 503: 'Service Unavailable' };
+
+/** Whether raw request bytes (what Node's parser rejected) were addressed to the OpenAI routes. */
+function rawIsOpenAi(err: { rawPacket?: unknown }): boolean {
+  const head = Buffer.isBuffer(err.rawPacket) ? err.rawPacket.subarray(0, 64).toString('latin1') : '';
+  return /^[A-Z]+ \/v1\//.test(head);
+}
+
+/**
+ * Node's own rejections of a request (malformed, headers over the limit, too slow), answered in
+ * the contract's shape instead of Fastify's. Headers over the limit are a 413; everything else a
+ * client got wrong at the HTTP level, including taking too long to send it, is a 422.
+ */
+export function clientErrorHandler(this: FastifyInstance, error: Error, socket: Socket): void {
+  const err = error as NodeJS.ErrnoException & { rawPacket?: Buffer };
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  let type: ErrorType = 'validation';
+  let message = `malformed HTTP request (${err.code ?? err.message})`;
+  if (err.code === 'HPE_HEADER_OVERFLOW') {
+    type = 'payload_too_large';
+    message = 'the request headers are larger than the server accepts (16 KiB)';
+  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+    message = 'the request (headers and body) was not received in time; the connection is closed';
+  } else if (err.code === 'HPE_INVALID_CONTENT_LENGTH' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH') {
+    message = 'the content-length header is invalid';
+  }
+  this.log.debug({ code: err.code }, 'client error');
+  if (socket.writable) socket.write(rawResponse(STATUS[type], errorJson(type, message, rawIsOpenAi(err))));
+  socket.destroy();
+}
+
+/** Fastify's framework errors (a URL that does not decode) in the contract's shape. */
+export function frameworkErrors(err: Error, request: FastifyRequest, reply: FastifyReply): void {
+  const code = (err as { code?: string }).code;
+  const message = code === 'FST_ERR_BAD_URL' ? 'the URL is not valid (bad percent-encoding)' : err.message;
+  sendError(request, reply, new ApiError('validation', message));
+}
+
+/**
+ * Caps open connections below the file-descriptor limit: a connection past `max` is answered
+ * 503 (with Retry-After) and closed at once, so a flood of idle sockets cannot exhaust
+ * descriptors and bring the process down. Returns the live count, for tests and metrics.
+ */
+export function limitConnections(server: Server | NetServer, max: number, log: FastifyInstance['log']): { open: () => number } {
+  let open = 0;
+  let refusedSinceLog = 0;
+  const refusal = rawResponse(503, errorJson('unavailable', `the server has reached its connection limit (${max}); retry later`, false), 'Retry-After: 1\r\n');
+  server.on('connection', (socket: Socket) => {
+    if (open >= max) {
+      if (refusedSinceLog++ === 0) {
+        setTimeout(() => {
+          log.warn({ refused: refusedSinceLog, maxConnections: max }, 'connection limit reached; refusing new connections');
+          refusedSinceLog = 0;
+        }, 1000).unref();
+      }
+      socket.on('error', () => undefined);
+      socket.end(refusal);
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    open++;
+    socket.once('close', () => open--);
+  });
+  // accept() failing (EMFILE, ENFILE) is an event on the listening server, not a reason to exit.
+  server.on('error', (err) => log.error({ err }, 'server socket error'));
+  return { open: () => open };
+}
+
+/**
+ * Sheds requests with 503 while the event loop lags beyond `maxDelayMs`. Only the event-loop
+ * delay histogram is read: nothing here opens a file (process.memoryUsage() reads /proc and
+ * throws EMFILE when descriptors run out), so monitoring cannot take the process down.
+ */
+export function shedOnEventLoopDelay(app: FastifyInstance, maxDelayMs: number, exempt: (request: FastifyRequest) => boolean): void {
+  const histogram = monitorEventLoopDelay({ resolution: 10 });
+  histogram.enable();
+  let delayMs = 0;
+  const timer = setInterval(() => {
+    delayMs = Math.max(0, histogram.mean / 1e6 - 10);
+    if (Number.isNaN(delayMs)) delayMs = 0;
+    histogram.reset();
+  }, 1000);
+  timer.unref();
+  app.addHook('onClose', async () => {
+    clearInterval(timer);
+    histogram.disable();
+  });
+  app.addHook('onRequest', async (request) => {
+    if (delayMs > maxDelayMs && !exempt(request)) {
+      throw new ApiError('unavailable', 'the server is overloaded (event loop lagging); retry later', 1);
+    }
+  });
+}
+
+/** Answers every request arriving after shutdown began with 503, Retry-After and Connection: close. */
+export function refuseWhileClosing(app: FastifyInstance): void {
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onRequest', async (_request, reply) => {
+    if (closing) {
+      reply.header('connection', 'close');
+      throw new ApiError('unavailable', 'the server is shutting down; retry on another instance', 1);
+    }
+  });
+}
+
+// --- JSON bodies --------------------------------------------------------------------------------
+
+/**
+ * How deep a JSON body may nest before it is refused. The deepest legitimate body (metadata
+ * filters, nested metadata) is a few levels; the index bounds metadata itself more tightly.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Finds how deep `text` nests, stopping as soon as it passes `max`: one pass over the characters,
+ * skipping strings, with no allocation. Returns the offset of the bracket that went too deep, or -1.
+ */
+export function nestingBeyond(text: string, max: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return i;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return -1;
+}
+
+/** Where a parsed JSON value has an own `__proto__` key, if anywhere (depth is already bounded). */
+function protoKeyPath(v: unknown, path: string): string | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const el: unknown = v[i];
+      if (typeof el === 'object' && el !== null) {
+        const found = protoKeyPath(el, `${path}[${i}]`);
+        if (found) return found;
+      }
+    }
+    return undefined;
+  }
+  if (Object.hasOwn(v, '__proto__')) return `${path}.__proto__`;
+  for (const [k, el] of Object.entries(v)) {
+    const found = protoKeyPath(el, `${path}.${k}`);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+/**
+ * The JSON body parser of every route: the nesting bound is checked on the raw text before
+ * JSON.parse builds anything, and a `__proto__` key (which JSON.parse would make an own property
+ * that later object spreads or assignments may turn into a prototype) is refused by name rather
+ * than reported as unparsable.
+ */
+export function parseJsonBody(maxDepth: number) {
+  return (_request: FastifyRequest, body: string, done: (err: Error | null, value?: unknown) => void): void => {
+    if (body.length === 0) return done(new ApiError('validation', 'the request body is empty; send a JSON document'));
+    const at = nestingBeyond(body, maxDepth);
+    if (at >= 0) return done(new ApiError('validation', `the JSON body nests deeper than ${maxDepth} levels (at byte ${at})`));
+    let value: unknown;
+    try {
+      value = JSON.parse(body);
+    } catch (err) {
+      return done(new ApiError('validation', `the body is not valid JSON: ${(err as Error).message}`));
+    }
+    const proto = protoKeyPath(value, 'body');
+    if (proto !== undefined) return done(new ApiError('validation', `${proto} is a "__proto__" key, which is not accepted anywhere`));
+    done(null, value);
+  };
+}
+
+// --- Logging --------------------------------------------------------------------------------------
+
+const CREDENTIAL_PARAM = /^(api[-_]?key|key|token|access[-_]?token|auth|authorization|secret|password|passwd|pwd|sig|signature|session|bearer|credentials?)$/i;
+
+/** The URL with credential-looking query parameters replaced by `[REDACTED]`, for logs. */
+export function redactUrl(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const parts = url.slice(q + 1).split('&').map((pair) => {
+    const eq = pair.indexOf('=');
+    const rawName = eq < 0 ? pair : pair.slice(0, eq);
+    let name = rawName;
+    try {
+      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+    } catch {
+      // undecodable: judge the raw name
+    }
+    return CREDENTIAL_PARAM.test(name.trim()) || /key|token|secret|passw/i.test(name) ? `${rawName}=[REDACTED]` : pair;
+  });
+  return `${url.slice(0, q)}?${parts.join('&')}`;
+}
+
+/** pino serializer for Fastify's request logs (its own fields), with credentials redacted from the URL. */
+export const logSerializers = {
+  req(request: FastifyRequest) {
+    return {
+      method: request.method,
+      url: redactUrl(request.url),
+      host: request.host,
+      remoteAddress: request.ip,
+      remotePort: request.socket ? request.socket.remotePort : undefined,
+    };
+  },
+};
