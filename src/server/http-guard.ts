@@ -145,16 +145,27 @@ export function limitConnections(server: Server | NetServer, max: number, log: F
  */
 export function shedOnEventLoopDelay(app: FastifyInstance, maxDelayMs: number, exempt: (request: FastifyRequest) => boolean): void {
   const histogram = monitorEventLoopDelay({ resolution: 10 });
-  histogram.enable();
   let delayMs = 0;
-  const timer = setInterval(() => {
-    delayMs = Math.max(0, histogram.mean / 1e6 - 10);
-    if (Number.isNaN(delayMs)) delayMs = 0;
-    histogram.reset();
-  }, 1000);
-  timer.unref();
+  let timer: NodeJS.Timeout | undefined;
+  // Sampling starts once the app is ready: building it (schemas, routes) is one long synchronous
+  // stretch that says nothing about load and would shed the first requests.
+  app.addHook('onReady', async () => {
+    histogram.enable();
+    let last = performance.now();
+    timer = setInterval(() => {
+      // The histogram's own timer may not have recorded a stall that just ended when this one
+      // fires first, so this timer's lateness counts too.
+      const now = performance.now();
+      const late = now - last - 1000;
+      last = now;
+      const mean = histogram.mean / 1e6 - 10;
+      delayMs = Math.max(0, Number.isNaN(mean) ? 0 : mean, late);
+      histogram.reset();
+    }, 1000);
+    timer.unref();
+  });
   app.addHook('onClose', async () => {
-    clearInterval(timer);
+    if (timer) clearInterval(timer);
     histogram.disable();
   });
   app.addHook('onRequest', async (request) => {
