@@ -4,13 +4,14 @@
  * truncation, normalization). Data flows one way: engine → tokenizer → queue → pool → workers.
  */
 import os from 'node:os';
-import { finishVector } from '../pooling/index.js';
+import { finishVector, quantize, type EmbeddingType } from '../pooling/index.js';
+import { Calibration } from './calibration.js';
 import { RuntimeError } from './errors.js';
 import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
 import { WorkerPool } from './pool.js';
 import { choosePrecision, type PrecisionChoice, type Quantize } from './precision.js';
 import { BatchQueue, type BatchEvent, type QueueLimits, type QueueStats } from './queue.js';
-import { TextTokenizer, type TruncationDirection } from './tokenize.js';
+import { TextTokenizer, type TokenDetail, type TruncationDirection } from './tokenize.js';
 
 export interface EngineOptions extends LoadModelOptions {
   modelDir: string;
@@ -42,6 +43,8 @@ export interface EmbedOptions {
   normalize?: boolean;
   truncate?: boolean;
   truncationDirection?: TruncationDirection;
+  /** Quantized output besides the float vectors (after truncation and normalization); default float. */
+  embeddingType?: EmbeddingType;
   /** Absolute deadline on the performance.now() clock. */
   deadline?: number;
   signal?: AbortSignal;
@@ -49,6 +52,8 @@ export interface EmbedOptions {
 
 export interface EmbedResult {
   vectors: Float32Array[];
+  /** The vectors quantized, when `embeddingType` asked for int8, uint8, binary or ubinary. */
+  quantized?: Array<Int8Array | Uint8Array>;
   /** Tokens computed, per input (prompt and special tokens included). */
   tokenCounts: number[];
   totalTokens: number;
@@ -90,15 +95,19 @@ export function defaultLimits(spec: ModelSpec): QueueLimits {
     // lone client should not pay a delay (measured: p50 12 vs 16 ms sequential, same throughput
     // under 64 connections within noise).
     maxDelayMs: 0,
-    // A queue deeper than a few seconds of work only turns overload into timeouts: refuse early.
-    maxQueueInputs: 512,
-    maxQueueTokens: Math.max(spec.maxLength, 65536),
+    // Room for two maximum-size (2048-input) requests: the SDKs send a large call's chunks all at
+    // once (the AI SDK two 2048-value requests, LangChain several 512-text ones), and those should
+    // queue, not bounce. Deeper than that only turns overload into timeouts: refuse early.
+    maxQueueInputs: 4096,
+    maxQueueTokens: Math.max(spec.maxLength, 262_144),
     lookahead: maxBatchSize * 4,
   };
 }
 
 export class Engine {
   readonly spec: ModelSpec;
+  /** Ranges for int8/uint8 outputs, measured on the calibration sentences on first use. */
+  readonly calibration: Calibration;
   private ready = false;
 
   private constructor(
@@ -112,6 +121,10 @@ export class Engine {
     private readonly precision: PrecisionChoice,
   ) {
     this.spec = spec;
+    this.calibration = new Calibration(spec, async (texts, plan) => {
+      const r = await this.embed(texts, { layer: plan.layer, tokenPrepending: plan.tokenPrepending, normalize: false });
+      return r.vectors;
+    });
   }
 
   static async load(options: EngineOptions): Promise<Engine> {
@@ -297,12 +310,37 @@ export class Engine {
     const dims = opts.dimensions ?? this.spec.hiddenSize;
     const normalize = opts.normalize ?? true;
     const tokenCounts = tokenized.map((t) => t.ids.length);
+    const vectors = result.vectors.map((v) => finishVector(v, dims, normalize));
+    const type = opts.embeddingType ?? 'float';
+    let quantized: EmbedResult['quantized'];
+    if (type !== 'float') {
+      const ranges =
+        type === 'int8' || type === 'uint8'
+          ? await this.calibration.ranges({ layer: opts.layer ?? this.spec.numLayers, tokenPrepending: opts.tokenPrepending ?? false }, dims, normalize)
+          : undefined;
+      quantized = vectors.map((v) => quantize(v, type, ranges));
+    }
     return {
-      vectors: result.vectors.map((v) => finishVector(v, dims, normalize)),
+      vectors,
+      ...(quantized && { quantized }),
       tokenCounts,
       totalTokens: tokenCounts.reduce((a, b) => a + b, 0),
       timings: { tokenizeMs, queueMs: result.queueMs, inferenceMs: result.inferenceMs },
     };
+  }
+
+  /** Every token of each text (with `promptName`'s prompt when given), untruncated: TEI's `/tokenize`. */
+  async tokenDetails(texts: readonly string[], opts: { promptName?: string; addSpecialTokens?: boolean }): Promise<TokenDetail[][]> {
+    this.validate({ promptName: opts.promptName });
+    return this.tokenizer.details(texts, {
+      prefix: opts.promptName !== undefined ? this.spec.prompts[opts.promptName]! : null,
+      addSpecialTokens: opts.addSpecialTokens ?? true,
+    });
+  }
+
+  /** Token ids back to text, one string per sequence: TEI's `/decode`. */
+  async decode(sequences: readonly (readonly number[])[], skipSpecialTokens = true): Promise<string[]> {
+    return this.tokenizer.decode(sequences, skipSpecialTokens);
   }
 
   /** Failure drill: the worker that takes the next batch dies instead of answering. */

@@ -62,6 +62,8 @@ export interface ModelSpec {
   /** embedder.json `quantize`: serve int8 unless configured otherwise. */
   quantize: 'int8' | null;
   tokenPrepending: Omit<TokenPrependingSpec, 'placeholderId'> | null;
+  /** embedder.json `calibration`: sentences whose embeddings set the int8/uint8 output ranges (else the built-in set). */
+  calibration: { file: string; sentences: string[] } | null;
 }
 
 type Json = Record<string, unknown>;
@@ -94,6 +96,20 @@ function firstPositiveInt(obj: Json, keys: string[]): number | null {
     if (v !== null) return v;
   }
   return null;
+}
+
+/** The calibration sentences file named by embedder.json: one sentence a line, blank lines ignored. */
+function calibrationFile(dir: string, value: unknown): { file: string; sentences: string[] } | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value === '') throw new ModelDirError('embedder.json: calibration must be a file name');
+  const path = resolve(dir, value);
+  if (!existsSync(path)) throw new ModelDirError(`embedder.json: calibration file ${path} does not exist`);
+  const sentences = readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
+  if (sentences.length === 0) throw new ModelDirError(`embedder.json: calibration file ${path} has no sentences`);
+  return { file: value, sentences };
 }
 
 function intList(value: unknown, file: string, key: string, max: number): number[] | null {
@@ -257,5 +273,6 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
     untrained: embedder.untrained === true,
     quantize: quantizeSetting(embedder.quantize),
     tokenPrepending,
+    calibration: calibrationFile(dir, embedder.calibration),
   };
 }

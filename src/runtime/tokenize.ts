@@ -33,11 +33,24 @@ export interface TokenizedInput {
   promptTokens: number;
 }
 
+/** One token as TEI's `/tokenize` reports it. */
+export interface TokenDetail {
+  id: number;
+  /** The token's text: the covered part of the input, or the token itself for a special token. */
+  text: string;
+  special: boolean;
+  /** Character (code point) offsets into the text the model sees; null for special tokens. */
+  start: number | null;
+  stop: number | null;
+}
+
 export class TextTokenizer {
   /** One instance per truncation side: truncation is tokenizer state, and encodes run concurrently. */
   private readonly bySide: Record<TruncationDirection, Tokenizer>;
   private readonly promptLengths = new Map<string, number>();
   private readonly placeholderId: number | null;
+  /** For /tokenize and /decode: no truncation, so every token of the text is shown. Made on first use. */
+  private whole: Tokenizer | null = null;
 
   constructor(private readonly spec: ModelSpec) {
     const make = (direction: TruncationDirection): Tokenizer => {
@@ -107,6 +120,47 @@ export class TextTokenizer {
     while (n > 0 && special[n - 1] === 1) n--;
     if (this.promptLengths.size < 1024) this.promptLengths.set(leading, n);
     return n;
+  }
+
+  private get untruncated(): Tokenizer {
+    if (!this.whole) {
+      this.whole = Tokenizer.fromFile(this.spec.tokenizerPath);
+      this.whole.disablePadding();
+      this.whole.disableTruncation();
+    }
+    return this.whole;
+  }
+
+  /** Every token of each (formatted) text with its offsets, untruncated, as TEI's `/tokenize` shows them. */
+  async details(texts: readonly string[], opts: { prefix: string | null; addSpecialTokens: boolean }): Promise<TokenDetail[][]> {
+    const formatted = texts.map((t) => this.formatText(t, { prefix: opts.prefix, instruction: null }));
+    const encodings = await this.untruncated.encodeBatch(formatted, { addSpecialTokens: opts.addSpecialTokens });
+    return encodings.map((enc, i) => {
+      // Offsets count code points; index the text the same way.
+      const chars = Array.from(formatted[i]!);
+      const ids = enc.getIds();
+      const tokens = enc.getTokens();
+      const offsets = enc.getOffsets();
+      const special = enc.getSpecialTokensMask();
+      return ids.map((id, t) => {
+        if (special[t] === 1) return { id, text: tokens[t]!, special: true, start: null, stop: null };
+        const [start, stop] = offsets[t] as [number, number];
+        return { id, text: chars.slice(start, stop).join(''), special: false, start, stop };
+      });
+    });
+  }
+
+  /** Token ids back to text; an id outside the vocabulary is a validation error. */
+  async decode(sequences: readonly (readonly number[])[], skipSpecialTokens: boolean): Promise<string[]> {
+    const vocab = this.untruncated.getVocabSize(true);
+    sequences.forEach((ids, s) =>
+      ids.forEach((id, i) => {
+        if (!Number.isInteger(id) || id < 0 || id >= vocab) {
+          throw new RuntimeError('validation', `ids${sequences.length > 1 ? `[${s}]` : ''}[${i}] = ${id} is not a token id of this model (0..${vocab - 1})`);
+        }
+      }),
+    );
+    return this.untruncated.decodeBatch(sequences.map((ids) => [...ids]), skipSpecialTokens);
   }
 
   async tokenize(texts: readonly string[], opts: TokenizeOptions): Promise<TokenizedInput[]> {

@@ -28,6 +28,8 @@ import {
 import { Metrics } from './metrics.js';
 import { collectionRoutes } from './routes/collections.js';
 import { embedRoutes } from './routes/embed.js';
+import { ollamaRoutes } from './routes/ollama.js';
+import { teiRoutes } from './routes/tei.js';
 import { openAiRoutes } from './routes/openai.js';
 import { opsRoutes } from './routes/ops.js';
 
@@ -66,9 +68,9 @@ export interface AppOptions {
 }
 
 export const DEFAULT_LIMITS: ServerLimits = {
-  maxInputs: 1024,
+  maxInputs: 2048,
   maxInputChars: 100_000,
-  bodyLimit: 4 * 1024 * 1024,
+  bodyLimit: 8 * 1024 * 1024,
   requestTimeoutMs: 30_000,
   maxEventLoopDelayMs: 1000,
   maxConnections: defaultMaxConnections(),
@@ -160,6 +162,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   opsRoutes(app, options.engine, limits, options.version ?? '0.0.0', options.store);
   embedRoutes(app, options.engine, limits, metrics);
   openAiRoutes(app, options.engine, limits, metrics);
+  const deps = { engine: options.engine, limits, metrics };
+  await app.register(teiRoutes, deps);
+  await app.register(ollamaRoutes, deps);
   if (options.store) collectionRoutes(app, options.engine, options.store, limits, metrics);
   return app;
 }

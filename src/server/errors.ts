@@ -134,7 +134,7 @@ const OPENAI_TYPE: Record<ErrorType, string> = {
 
 /** Routes under /v1 speak OpenAI's error shape; every other route speaks the service's own. */
 export function isOpenAiRoute(request: FastifyRequest): boolean {
-  return request.url.startsWith('/v1/');
+  return request.url.startsWith('/v1/') || request.url.split('?')[0] === '/embeddings';
 }
 
 export function sendError(request: FastifyRequest, reply: FastifyReply, err: unknown): FastifyReply {

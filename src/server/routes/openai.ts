@@ -1,17 +1,18 @@
 /** POST /v1/embeddings and GET /v1/models: OpenAI-compatible, so the official clients work unchanged. */
 import { endianness } from 'node:os';
 import type { FastifyInstance } from 'fastify';
+import type { EmbeddingType } from '../../pooling/index.js';
 import type { Engine } from '../../runtime/engine.js';
 import { ApiError, openAiErrorResponses } from '../errors.js';
 import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
 import type { ServerLimits } from '../app.js';
 import type { Metrics } from '../metrics.js';
-import { checkTexts, timingHeaders, vectorJson } from './embed.js';
+import { checkTexts, EMBEDDING_TYPES, embeddingTypeDescription, timingHeaders, vectorJson } from './embed.js';
 
 interface EmbeddingsBody extends KnobBody {
   input: string | string[] | number[] | number[][];
   model?: string;
-  encoding_format?: 'float' | 'base64';
+  encoding_format?: 'base64' | EmbeddingType;
   user?: string;
 }
 
@@ -23,16 +24,18 @@ export function base64Vector(v: Float32Array): string {
   return (LITTLE_ENDIAN ? bytes : Buffer.from(bytes).swap32()).toString('base64');
 }
 
+// LangChain for JavaScript sends text; LangChain for Python sends tiktoken ids unless told not to.
 const TOKEN_IDS_MESSAGE =
   'input must be text: token-id arrays are ids of another tokenizer and cannot be embedded here. ' +
-  'Send the strings themselves (in LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))';
+  'Send the strings themselves (in Python LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))';
 
 export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, metrics: Metrics): void {
   const created = Math.floor(Date.now() / 1000);
   const modelId = engine.spec.id;
 
-  app.post<{ Body: EmbeddingsBody }>(
-    '/v1/embeddings',
+  // `/embeddings` is the same route for Infinity-style clients whose base URL has no /v1.
+  for (const url of ['/v1/embeddings', '/embeddings']) app.post<{ Body: EmbeddingsBody }>(
+    url,
     {
       onRequest: async () => engine.admit(),
       schema: {
@@ -52,7 +55,12 @@ export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: Serve
               description: 'One text or a list of texts (token-id arrays are rejected with a 422)',
             },
             model: { type: 'string', description: 'Accepted and ignored: the served model answers' },
-            encoding_format: { type: 'string', enum: ['float', 'base64'], default: 'float' },
+            encoding_format: {
+              type: 'string',
+              enum: ['base64', ...EMBEDDING_TYPES],
+              default: 'float',
+              description: `float, base64 (little-endian float32) or a quantized type: ${embeddingTypeDescription}`,
+            },
             user: { type: 'string' },
             ...knobProperties,
           },
@@ -88,13 +96,13 @@ export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: Serve
       const texts = typeof input === 'string' ? [input] : (input as string[]);
       checkTexts(texts, limits, 'input');
       const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
-      const result = await embed(texts, knobsFromBody(request.body));
+      const format = request.body.encoding_format ?? 'float';
+      const result = await embed(texts, { ...knobsFromBody(request.body), embeddingType: format === 'base64' ? 'float' : format });
       reply.headers(timingHeaders(result, performance.now() - started));
-      const base64 = request.body.encoding_format === 'base64';
       // Built as text: the generic serializer is slow on large float arrays.
-      const data = result.vectors.map(
+      const data = (result.quantized ?? result.vectors).map(
         (v, index) =>
-          `{"object":"embedding","index":${index},"embedding":${base64 ? `"${base64Vector(v)}"` : vectorJson(v)}}`,
+          `{"object":"embedding","index":${index},"embedding":${format === 'base64' ? `"${base64Vector(v as Float32Array)}"` : vectorJson(v)}}`,
       );
       const usage = `{"prompt_tokens":${result.totalTokens},"total_tokens":${result.totalTokens}}`;
       return reply

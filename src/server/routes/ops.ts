@@ -4,6 +4,7 @@ import type { StoreBackend } from '../../index/index.js';
 import type { Engine } from '../../runtime/engine.js';
 import { ApiError, errorResponses } from '../errors.js';
 import type { ServerLimits } from '../app.js';
+import { EMBEDDING_TYPES } from './embed.js';
 
 export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string, store?: StoreBackend): void {
   // Collections damaged on disk do not make the instance unready (everything else serves), but
@@ -49,6 +50,9 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
       execution_provider: provider,
       precision: precision.precision,
       quantization: { source: precision.source, agreement: precision.agreement, floor: precision.floor, fallback: precision.fallback },
+      embedding_types: EMBEDDING_TYPES,
+      // Where int8/uint8 outputs take their per-dimension ranges from.
+      embedding_calibration: { source: engine.calibration.source, sentences: engine.calibration.sentences.length },
       workers,
       intra_op_threads: intraOpThreads,
       batching: {

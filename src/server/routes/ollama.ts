@@ -1,0 +1,70 @@
+/** POST /api/embed: Ollama's embedding route, so the `ollama` client and `@langchain/ollama` work unchanged. */
+import type { FastifyPluginAsync } from 'fastify';
+import { errorResponses } from '../errors.js';
+import { knobProperties, knobsFromBody, requestEmbedder } from '../knobs.js';
+import type { RouteDeps } from './deps.js';
+import { checkTexts, timingHeaders, vectorsJson } from './embed.js';
+
+interface OllamaEmbedBody {
+  model?: string;
+  input: string | string[];
+  truncate?: boolean;
+  dimensions?: number | null;
+  keep_alive?: string | number;
+  options?: Record<string, unknown>;
+}
+
+export const ollamaRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine, limits, metrics }) => {
+  app.post<{ Body: OllamaEmbedBody }>(
+    '/api/embed',
+    {
+      onRequest: async () => engine.admit(),
+      schema: {
+        summary: 'Embed texts (Ollama-compatible)',
+        tags: ['embeddings'],
+        body: {
+          type: 'object',
+          required: ['input'],
+          properties: {
+            model: { type: 'string', description: 'Accepted; the served model answers' },
+            input: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }], description: 'One text or a list of texts' },
+            truncate: { type: 'boolean', default: true, description: "Cut inputs longer than the model's maximum; if false a too-long input is a 413" },
+            dimensions: knobProperties.dimensions,
+            keep_alive: { anyOf: [{ type: 'string' }, { type: 'number' }], description: 'Accepted and ignored (the model stays loaded)' },
+            options: { type: 'object', description: 'Accepted and ignored (Ollama runner options)' },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              model: { type: 'string' },
+              embeddings: { type: 'array', items: { type: 'array', items: { type: 'number' } } },
+              total_duration: { type: 'integer', description: 'Nanoseconds' },
+              load_duration: { type: 'integer', description: 'Nanoseconds (0: the model is always loaded)' },
+              prompt_eval_count: { type: 'integer', description: 'Tokens computed' },
+            },
+          },
+          ...errorResponses,
+        },
+      },
+    },
+    async (request, reply) => {
+      const started = performance.now();
+      const { input } = request.body;
+      const texts = typeof input === 'string' ? [input] : input;
+      checkTexts(texts, limits, 'input');
+      const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+      // Ollama's vectors are L2-normalized, as ours are by default.
+      const result = await embed(texts, knobsFromBody({ truncate: request.body.truncate, dimensions: request.body.dimensions }));
+      const totalMs = performance.now() - started;
+      reply.headers(timingHeaders(result, totalMs));
+      const totalNs = Math.round(totalMs * 1e6);
+      return reply
+        .type('application/json')
+        .send(
+          `{"model":${JSON.stringify(engine.spec.id)},"embeddings":${vectorsJson(result.vectors)},"total_duration":${totalNs},"load_duration":0,"prompt_eval_count":${result.totalTokens}}`,
+        );
+    },
+  );
+};

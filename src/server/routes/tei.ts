@@ -1,0 +1,150 @@
+/**
+ * text-embeddings-inference's other routes, in TEI's shapes, so TEI clients work unchanged:
+ * `POST /` (TEI's root route, which clients posting to the endpoint URL itself use), `/tokenize`,
+ * `/decode` and `/similarity`.
+ */
+import type { FastifyPluginAsync } from 'fastify';
+import { ApiError, errorResponses } from '../errors.js';
+import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import type { RouteDeps } from './deps.js';
+import { checkTexts, embedRoute, timingHeaders } from './embed.js';
+
+interface TokenizeBody {
+  inputs: string | string[];
+  add_special_tokens?: boolean;
+  prompt_name?: string | null;
+}
+
+interface DecodeBody {
+  ids: number[] | number[][];
+  skip_special_tokens?: boolean;
+}
+
+interface SimilarityBody extends KnobBody {
+  inputs: { source_sentence: string; sentences: string[] };
+}
+
+const textOrTexts = { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }], description: 'One text or a list of texts' };
+
+const tokenSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'integer' },
+    text: { type: 'string', description: 'The text the token covers (the token itself for a special token)' },
+    special: { type: 'boolean' },
+    start: { type: ['integer', 'null'], description: 'Character (code point) offset of the first covered character; null for special tokens' },
+    stop: { type: ['integer', 'null'], description: 'Character offset just past the last covered character; null for special tokens' },
+  },
+} as const;
+
+function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
+}
+
+export const teiRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine, limits, metrics }) => {
+  embedRoute(app, '/', engine, limits, metrics, "Embed texts (TEI's root route, same as /embed)");
+
+  app.post<{ Body: TokenizeBody }>(
+    '/tokenize',
+    {
+      schema: {
+        summary: 'Tokenize texts (TEI-compatible): every token with its offsets, untruncated',
+        tags: ['embeddings'],
+        body: {
+          type: 'object',
+          required: ['inputs'],
+          properties: {
+            inputs: textOrTexts,
+            add_special_tokens: { type: 'boolean', default: true },
+            prompt_name: knobProperties.prompt_name,
+          },
+        },
+        response: { 200: { description: 'Per input, its tokens', type: 'array', items: { type: 'array', items: tokenSchema } }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const texts = typeof request.body.inputs === 'string' ? [request.body.inputs] : request.body.inputs;
+      checkTexts(texts, limits, 'inputs');
+      return engine.tokenDetails(texts, {
+        promptName: request.body.prompt_name ?? undefined,
+        addSpecialTokens: request.body.add_special_tokens,
+      });
+    },
+  );
+
+  app.post<{ Body: DecodeBody }>(
+    '/decode',
+    {
+      schema: {
+        summary: 'Token ids back to text (TEI-compatible)',
+        tags: ['embeddings'],
+        body: {
+          type: 'object',
+          required: ['ids'],
+          properties: {
+            ids: {
+              anyOf: [
+                { type: 'array', items: { type: 'integer' } },
+                { type: 'array', items: { type: 'array', items: { type: 'integer' } } },
+              ],
+              description: 'One sequence of token ids, or a list of them',
+            },
+            skip_special_tokens: { type: 'boolean', default: true },
+          },
+        },
+        response: { 200: { description: 'One text per sequence', type: 'array', items: { type: 'string' } }, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { ids } = request.body;
+      const sequences = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
+      if (sequences.length > limits.maxInputs) {
+        throw new ApiError('payload_too_large', `ids has ${sequences.length} sequences; at most ${limits.maxInputs} are allowed per request`);
+      }
+      return engine.decode(sequences, request.body.skip_special_tokens);
+    },
+  );
+
+  app.post<{ Body: SimilarityBody }>(
+    '/similarity',
+    {
+      onRequest: async () => engine.admit(),
+      schema: {
+        summary: 'Cosine similarity of a source sentence to each of several sentences (TEI-compatible)',
+        tags: ['embeddings'],
+        body: {
+          type: 'object',
+          required: ['inputs'],
+          properties: {
+            inputs: {
+              type: 'object',
+              required: ['source_sentence', 'sentences'],
+              properties: { source_sentence: { type: 'string' }, sentences: { type: 'array', items: { type: 'string' } } },
+            },
+            ...knobProperties,
+          },
+        },
+        response: { 200: { description: 'One score per sentence, in order', type: 'array', items: { type: 'number' } }, ...errorResponses },
+      },
+    },
+    async (request, reply) => {
+      const started = performance.now();
+      const { source_sentence: source, sentences } = request.body.inputs;
+      checkTexts(sentences, limits, 'inputs.sentences');
+      checkTexts([source, ...sentences], { ...limits, maxInputs: limits.maxInputs + 1 }, 'inputs');
+      const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+      const result = await embed([source, ...sentences], knobsFromBody(request.body));
+      reply.headers(timingHeaders(result, performance.now() - started));
+      const [first, ...rest] = result.vectors;
+      return rest.map((v) => cosine(first!, v));
+    },
+  );
+};
