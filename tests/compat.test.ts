@@ -140,10 +140,11 @@ describe('quantized outputs (int8, uint8, binary, ubinary)', () => {
   });
 
   it('/info names where the int8/uint8 ranges come from', async () => {
-    const info = await (await fetch(`${s.url}/info`)).json();
+    type Info = { embedding_calibration: { source: string; sentences: number }; embedding_types: string[] };
+    const info = (await (await fetch(`${s.url}/info`)).json()) as Info;
     expect(info.embedding_calibration).toEqual({ source: 'embedder.json: calibration.txt', sentences: 5 });
     expect(info.embedding_types).toEqual(['float', 'int8', 'uint8', 'binary', 'ubinary']);
-    const builtInInfo = await (await fetch(`${builtIn.url}/info`)).json();
+    const builtInInfo = (await (await fetch(`${builtIn.url}/info`)).json()) as Info;
     expect(builtInInfo.embedding_calibration.source).toBe('built-in');
     expect(builtInInfo.embedding_calibration.sentences).toBeGreaterThanOrEqual(100);
   });
