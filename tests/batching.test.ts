@@ -2,7 +2,7 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine, type EngineOptions } from '../src/runtime/engine.js';
-import type { BatchEvent } from '../src/runtime/queue.js';
+import { subscribe, type BatchDoneEvent } from '../src/runtime/events.js';
 import { cosine, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
@@ -13,17 +13,21 @@ const varied = Array.from({ length: 60 }, (_, i) => `${sentences[i % sentences.l
 
 let engines: Engine[] = [];
 let servers: TestServer[] = [];
+let unsubscribes: Array<() => void> = [];
 afterEach(async () => {
   await Promise.all([...engines.map((e) => e.close()), ...servers.map((s) => s.close())]);
+  for (const u of unsubscribes) u();
   engines = [];
   servers = [];
+  unsubscribes = [];
 });
 
-async function engine(limits: EngineOptions['limits'], extra: Partial<EngineOptions> = {}): Promise<{ e: Engine; batches: BatchEvent[] }> {
+async function engine(limits: EngineOptions['limits'], extra: Partial<EngineOptions> = {}): Promise<{ e: Engine; batches: BatchDoneEvent[] }> {
   const e = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1, limits, ...extra });
   engines.push(e);
-  const batches: BatchEvent[] = [];
-  e.onBatch = (b) => batches.push(b);
+  // The runtime publishes each finished batch; the tests subscribe as the metrics module does.
+  const batches: BatchDoneEvent[] = [];
+  unsubscribes.push(subscribe('batchDone', (b) => batches.push(b)));
   return { e, batches };
 }
 
@@ -90,7 +94,7 @@ describe('dynamic batching', () => {
     await new Promise((r) => setTimeout(r, 150));
     const second = await postJson(`${s.url}/embed`, { inputs: ['d', 'e'] });
     expect(second.status).toBe(429);
-    expect(second.json.error_type).toBe('overloaded');
+    expect(second.json).toMatchObject({ error_type: 'overloaded', error_code: 'QUEUE_FULL' });
     expect(Number(second.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect((await first).status).toBe(200);
     expect(s.engine.stats.rejectedOverloaded).toBe(1);
@@ -101,7 +105,7 @@ describe('dynamic batching', () => {
     const started = performance.now();
     const res = await postJson(`${s.url}/embed`, { inputs: 'waiting' }, { 'x-request-timeout-ms': '50' });
     expect(res.status).toBe(504);
-    expect(res.json.error_type).toBe('timeout');
+    expect(res.json).toMatchObject({ error_type: 'timeout', error_code: 'DEADLINE_EXCEEDED' });
     expect(performance.now() - started).toBeLessThan(900);
     expect(s.engine.stats.rejectedDeadline).toBe(1);
     expect(s.engine.stats.queuedInputs).toBe(0);
@@ -127,7 +131,7 @@ describe('dynamic batching', () => {
   it('replaces a worker that dies mid-batch; its request fails with unavailable, later ones succeed', async () => {
     const { e } = await engine({ maxBatchSize: 2, maxDelayMs: 0 });
     e.crashNextBatch();
-    await expect(e.embed(Array.from({ length: 20 }, () => ref.long_sentence.sentence), {})).rejects.toMatchObject({ kind: 'unavailable' });
+    await expect(e.embed(Array.from({ length: 20 }, () => ref.long_sentence.sentence), {})).rejects.toMatchObject({ code: 'WORKER_FAILED' });
     // The replacement starts in the background; a request made meanwhile waits in the queue for it.
     const after = await e.embed(['still serving'], {});
     expect(after.vectors).toHaveLength(1);

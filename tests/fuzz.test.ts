@@ -40,7 +40,7 @@ describe('fuzzing every route', () => {
   beforeAll(async () => {
     engine = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1 });
     await engine.warmUp();
-    app = await buildApp({ engine, limits: { maxEventLoopDelayMs: 0 } });
+    app = await buildApp({ embedder: engine, limits: { maxEventLoopDelayMs: 0 } });
     await app.ready();
   });
   afterAll(async () => {

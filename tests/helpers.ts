@@ -75,13 +75,13 @@ export interface TestServer {
 export async function startServer(
   engineOptions: Partial<EngineOptions> & { modelDir: string },
   limits: Partial<ServerLimits> = {},
-  appOptions: Omit<AppOptions, 'engine' | 'limits' | 'store'> & { store?: boolean } = {},
+  appOptions: Omit<AppOptions, 'embedder' | 'limits' | 'store'> & { store?: boolean } = {},
 ): Promise<TestServer> {
   const engine = await Engine.load({ workers: 1, intraOpThreads: 1, ...engineOptions });
   await engine.warmUp();
   const { store: withStore, ...rest } = appOptions;
   const store = withStore ? await CollectionStore.open(mkdtempSync(join(tmpdir(), 'collections-'))) : undefined;
-  const app = await buildApp({ ...rest, engine, limits, store });
+  const app = await buildApp({ ...rest, embedder: engine, limits, store });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : 0;

@@ -104,7 +104,7 @@ describe('Token Prepending', () => {
   it('is a 422 on an encoder', async () => {
     const res = await postJson(`${bertMean.url}/embed`, { inputs: 'x', token_prepending: true });
     expect(res.status).toBe(422);
-    expect(res.json.error).toMatch(/token_prepending/);
+    expect(res.json.error_code).toBe('TOKEN_PREPENDING_UNSUPPORTED');
   });
 });
 
@@ -171,7 +171,7 @@ describe('a graph that cannot be split', () => {
     full.forEach((v, i) => expect(cosine(v, bert.pooled.mean[i]!)).toBeGreaterThanOrEqual(0.9999));
     const res = await postJson(`${s.url}/embed`, { inputs: 'x', layer: 2 });
     expect(res.status).toBe(422);
-    expect(res.json.error).toMatch(/cannot exit early/);
+    expect(res.json.error_code).toBe('LAYER_EXIT_UNAVAILABLE');
     const info = (await (await fetch(`${s.url}/info`)).json()) as { layer_exit: { available: boolean; reason: string } };
     expect(info.layer_exit.available).toBe(false);
     expect(info.layer_exit.reason).toBeTruthy();

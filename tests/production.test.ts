@@ -21,8 +21,8 @@ afterAll(async () => {
   await engine?.close();
 });
 
-async function serve(options: Omit<AppOptions, 'engine'> = {}): Promise<string> {
-  const app = await buildApp({ engine, ...options });
+async function serve(options: Omit<AppOptions, 'embedder'> = {}): Promise<string> {
+  const app = await buildApp({ embedder: engine, ...options });
   apps.push(app);
   await app.listen({ host: '127.0.0.1', port: 0 });
   const addr = app.server.address();
@@ -69,9 +69,10 @@ describe('API keys', () => {
     const url = await serve({ apiKeys: ['k1', 'second-key'] });
     const none = await postJson(`${url}/embed`, { inputs: 'x' });
     expect(none.status).toBe(401);
-    expect(none.json).toEqual({ error: expect.stringMatching(/missing API key/), error_type: 'unauthorized' });
+    expect(none.json).toEqual({ error: expect.any(String), error_type: 'unauthorized', error_code: 'API_KEY_MISSING' });
     expect(none.headers.get('www-authenticate')).toBe('Bearer');
-    expect((await postJson(`${url}/embed`, { inputs: 'x' }, { authorization: 'Bearer k2' })).status).toBe(401);
+    const wrong = await postJson(`${url}/embed`, { inputs: 'x' }, { authorization: 'Bearer k2' });
+    expect([wrong.status, wrong.json.error_code]).toEqual([401, 'API_KEY_INVALID']);
     expect((await postJson(`${url}/embed`, { inputs: 'x' }, { authorization: 'Bearer k1x' })).status).toBe(401);
     expect((await postJson(`${url}/embed`, { inputs: 'x' }, { authorization: 'Basic k1' })).status).toBe(401);
     expect((await postJson(`${url}/embed`, { inputs: 'x' }, { authorization: 'Bearer second-key' })).status).toBe(200);
@@ -110,7 +111,7 @@ describe('load shedding', () => {
     }
     const [shed, health] = await Promise.all([postJson(`${url}/embed`, { inputs: 'x' }), fetch(`${url}/health`)]);
     expect(shed.status).toBe(503);
-    expect(shed.json.error_type).toBe('unavailable');
+    expect(shed.json).toMatchObject({ error_type: 'unavailable', error_code: 'EVENT_LOOP_LAGGING' });
     expect(shed.headers.get('retry-after')).toBeTruthy();
     expect(health.status).toBe(200);
   });

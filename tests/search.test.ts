@@ -20,20 +20,20 @@ describe('collections', () => {
   it('create is idempotent with the same settings and a conflict with others', async () => {
     const settings = { metric: 'cosine', document_prompt_name: 'passage', query_prompt_name: 'query' };
     const first = await put('/collections/docs', settings);
-    expect(first.status).toBe(200);
+    expect(first.status, JSON.stringify(first.json)).toBe(200);
     expect(first.json).toMatchObject({ name: 'docs', created: true, count: 0, settings: { metric: 'cosine', dimensions: 64, hnsw: { m: 16, ef_construction: 200 } } });
     const again = await put('/collections/docs', settings);
     expect(again.status).toBe(200);
     expect(again.json.created).toBe(false);
     const other = await put('/collections/docs', { ...settings, metric: 'ip' });
     expect(other.status).toBe(409);
-    expect(other.json.error_type).toBe('conflict');
+    expect(other.json).toMatchObject({ error_type: 'conflict', error_code: 'COLLECTION_CONFLICT' });
   });
 
   it('refuses bad names and settings the model cannot honour', async () => {
     for (const name of ['..%2Fx', 'a'.repeat(65), 'sp%20ace']) expect((await put(`/collections/${name}`, {})).status).toBe(422);
     expect((await put('/collections/bad', { dimensions: 65 })).status).toBe(422);
-    expect((await put('/collections/bad', { query_prompt_name: 'nope' })).json.error).toMatch(/prompt_name/);
+    expect((await put('/collections/bad', { query_prompt_name: 'nope' })).json.error_code).toBe('UNKNOWN_PROMPT');
     expect((await put('/collections/bad', { layer: 9 })).status).toBe(422);
     expect((await get('/collections/bad')).status).toBe(404);
   });
@@ -51,12 +51,12 @@ describe('collections', () => {
     expect(cosine(one.json.vector, direct.json[0])).toBeGreaterThan(0.9999);
 
     const bad = await postJson(`${url}/collections/docs/documents`, { documents: [{ id: 'new1', text: 'fine' }, { id: 'new2' }] });
-    expect(bad.status).toBe(422);
+    expect([bad.status, bad.json.error_code]).toEqual([422, 'DOCUMENT_NEEDS_TEXT_OR_VECTOR']);
     const badVec = await postJson(`${url}/collections/docs/documents`, { documents: [{ id: 'new3', text: 'fine' }, { id: 'new4', vector: [1, 2, 3] }] });
     expect(badVec.status).toBe(422);
-    expect(badVec.json.error).toMatch(/length 3/);
+    expect(badVec.json.error_code).toBe('VECTOR_LENGTH_MISMATCH');
     expect((await get('/collections/docs')).json.count).toBe(docs.length);
-    expect((await get('/collections/docs/documents/new1')).status).toBe(404);
+    expect((await get('/collections/docs/documents/new1')).json).toMatchObject({ error_type: 'not_found', error_code: 'DOCUMENT_NOT_FOUND' });
   });
 
   it('searches by text with the query prompt, best first, and by vector', async () => {
@@ -98,7 +98,8 @@ describe('collections', () => {
       expect(res.status, JSON.stringify(body)).toBe(422);
       expect(res.json.error_type).toBe('validation');
     }
-    expect((await postJson(`${url}/search`, { collection: 'nope', query: 'x' })).status).toBe(404);
+    const missing = await postJson(`${url}/search`, { collection: 'nope', query: 'x' });
+    expect([missing.status, missing.json.error_code]).toEqual([404, 'COLLECTION_NOT_FOUND']);
   });
 
   it('deletes documents and collections', async () => {

@@ -26,7 +26,7 @@ describe('tokenization', () => {
     expect(left!.ids[47]).toBe(ref.long_sentence.token_ids[47]); // [SEP] kept
     expect(Array.from(left!.ids)).not.toEqual(ref.long_sentence.token_ids);
     await expect(tok.tokenize([ref.long_sentence.sentence], { ...plain, truncate: false })).rejects.toThrow(RuntimeError);
-    await expect(tok.tokenize([ref.long_sentence.sentence], { ...plain, truncate: false })).rejects.toMatchObject({ kind: 'payload_too_large' });
+    await expect(tok.tokenize([ref.long_sentence.sentence], { ...plain, truncate: false })).rejects.toMatchObject({ code: 'INPUT_TOO_LONG' });
   });
 
   it('counts prompt tokens for include_prompt: false the way sentence-transformers does', async () => {

@@ -10,8 +10,10 @@ import { RuntimeError } from './errors.js';
 import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
 import { WorkerPool } from './pool.js';
 import { choosePrecision, type PrecisionChoice, type Quantize } from './precision.js';
-import { BatchQueue, type BatchEvent, type QueueLimits, type QueueStats } from './queue.js';
-import { TextTokenizer, type TokenDetail, type TruncationDirection } from './tokenize.js';
+import type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats } from './embedder.js';
+import { probeBudget } from './budget-probe.js';
+import { BatchQueue, type QueueLimits } from './queue.js';
+import { TextTokenizer, type TokenDetail } from './tokenize.js';
 
 export interface EngineOptions extends LoadModelOptions {
   modelDir: string;
@@ -33,45 +35,7 @@ export interface EngineOptions extends LoadModelOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
-/** Per-request knobs, as the public API names them. */
-export interface EmbedOptions {
-  dimensions?: number;
-  layer?: number;
-  promptName?: string;
-  instruction?: string;
-  tokenPrepending?: boolean;
-  normalize?: boolean;
-  truncate?: boolean;
-  truncationDirection?: TruncationDirection;
-  /** Quantized output besides the float vectors (after truncation and normalization); default float. */
-  embeddingType?: EmbeddingType;
-  /** Absolute deadline on the performance.now() clock. */
-  deadline?: number;
-  signal?: AbortSignal;
-}
-
-export interface EmbedResult {
-  vectors: Float32Array[];
-  /** The vectors quantized, when `embeddingType` asked for int8, uint8, binary or ubinary. */
-  quantized?: Array<Int8Array | Uint8Array>;
-  /** Tokens computed, per input (prompt and special tokens included). */
-  tokenCounts: number[];
-  totalTokens: number;
-  timings: { tokenizeMs: number; queueMs: number; inferenceMs: number };
-}
-
-export interface EngineInfo {
-  model: ModelSpec;
-  provider: string;
-  workers: number;
-  intraOpThreads: number;
-  limits: QueueLimits;
-  inputNames: string[];
-  pooledOutput: boolean;
-  precision: PrecisionChoice;
-  /** Per-layer stages (layer exit, Token Prepending): available, or why not. */
-  stages: { ok: true; count: number } | { ok: false; reason: string };
-}
+export type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats } from './embedder.js';
 
 /**
  * Default threading, chosen by measurement (benchmarks/RESULTS.md): on 2 cores, two workers of one
@@ -104,7 +68,7 @@ export function defaultLimits(spec: ModelSpec): QueueLimits {
   };
 }
 
-export class Engine {
+export class Engine implements Embedder {
   readonly spec: ModelSpec;
   /** Ranges for int8/uint8 outputs, measured on the calibration sentences on first use. */
   readonly calibration: Calibration;
@@ -114,7 +78,7 @@ export class Engine {
     spec: ModelSpec,
     private readonly tokenizer: TextTokenizer,
     private readonly pool: WorkerPool,
-    private readonly queue: BatchQueue,
+    private queue: BatchQueue,
     private readonly threading: { workers: number; intraOpThreads: number },
     private readonly budgetConfigured: boolean,
     private readonly log: EngineOptions['log'],
@@ -138,6 +102,7 @@ export class Engine {
     const defaults = defaultThreading(os.availableParallelism(), options.workers);
     const threading = { workers: defaults.workers, intraOpThreads: options.intraOpThreads ?? defaults.intraOpThreads };
     const pool = await WorkerPool.start({
+      model: spec.id,
       workers: threading.workers,
       worker: {
         onnxPath: precision.onnxPath,
@@ -155,7 +120,7 @@ export class Engine {
       log: options.log,
     });
     const limits = { ...defaultLimits(spec), ...options.limits };
-    const queue = new BatchQueue(limits, pool, spec.hiddenSize);
+    const queue = new BatchQueue(limits, pool, { id: spec.id, hiddenSize: spec.hiddenSize });
     const engine = new Engine(spec, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log, precision);
     options.log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s))`);
     return engine;
@@ -163,19 +128,20 @@ export class Engine {
 
   /**
    * Runs one inference end to end so the first client does not pay for lazy initialization, and,
-   * unless a token budget was configured, sizes the budget by measurement (see `probeBudget`).
+   * unless a token budget was configured, sizes the budget by measurement (`budget-probe.ts`): the
+   * queue is then rebuilt with it, since a queue's limits are fixed when it is made.
    */
   async warmUp(): Promise<void> {
     await this.embed(['warm-up'], {});
-    if (!this.budgetConfigured) this.queue.limits.maxBatchTokens = await this.probeBudget();
+    if (!this.budgetConfigured) {
+      const budget = await this.probeBudget();
+      const previous = this.queue;
+      this.queue = new BatchQueue({ ...previous.limits, maxBatchTokens: budget }, this.pool, { id: this.spec.id, hiddenSize: this.spec.hiddenSize });
+      await previous.close(30_000);
+    }
     this.ready = true;
   }
 
-  /**
-   * Chooses the batch token budget on this hardware: runs batches of growing padded size and keeps
-   * the smallest one that reaches within 10% of the best throughput seen. Beyond that point bigger
-   * batches only add latency (a GPU saturates much later than a CPU, hence a probe, not a constant).
-   */
   private async probeBudget(): Promise<number> {
     const seq = Math.min(this.spec.maxLength, 128);
     const [warm] = await this.tokenizer.tokenize(['the quick brown fox jumps over the lazy dog'], {
@@ -186,32 +152,15 @@ export class Engine {
       tokenPrepending: false,
     });
     const ids = new Int32Array(seq).map((_, i) => warm!.ids[i % warm!.ids.length]!);
-    const limits = this.queue.limits;
-    const saved = { maxBatchSize: limits.maxBatchSize, maxDelayMs: limits.maxDelayMs };
-    const candidates = [512, 1024, 2048, 4096, 8192, 16384].filter((b) => b >= seq && b / seq <= saved.maxBatchSize);
-    const measured: Array<{ budget: number; rate: number }> = [];
-    try {
-      for (const budget of candidates) {
-        const batch = Math.floor(budget / seq);
-        Object.assign(limits, { maxBatchTokens: budget, maxBatchSize: batch, maxDelayMs: 0 });
-        const inputs = Array.from({ length: batch }, () => ({ ids, promptTokens: 0 }));
-        let best = Infinity;
-        for (let rep = 0; rep < 3; rep++) {
-          const r = await this.queue.submit({ inputs, plan: { layer: this.spec.numLayers, tokenPrepending: false } });
-          best = Math.min(best, r.inferenceMs);
-        }
-        measured.push({ budget, rate: (batch * seq) / best });
-        // Stop once doubling the batch stopped paying.
-        const prev = measured.at(-2);
-        if (prev && measured.at(-1)!.rate < prev.rate * 1.1) break;
-      }
-    } finally {
-      Object.assign(limits, saved);
-    }
-    const top = Math.max(...measured.map((m) => m.rate));
-    const chosen = measured.find((m) => m.rate >= 0.9 * top)?.budget ?? DEFAULT_BUDGET;
-    this.log?.('info', `batch token budget ${chosen} (probe, tokens/ms: ${measured.map((m) => `${m.budget}→${m.rate.toFixed(1)}`).join(', ')})`);
-    return Math.max(chosen, this.spec.maxLength);
+    const { budget, measured } = await probeBudget({
+      runner: this.pool,
+      model: { id: this.spec.id, hiddenSize: this.spec.hiddenSize, numLayers: this.spec.numLayers },
+      ids,
+      maxBatchSize: this.queue.limits.maxBatchSize,
+      fallback: DEFAULT_BUDGET,
+    });
+    this.log?.('info', `batch token budget ${budget} (probe, tokens/ms: ${measured.map((m) => `${m.budget}→${m.rate.toFixed(1)}`).join(', ')})`);
+    return Math.max(budget, this.spec.maxLength);
   }
 
   get isReady(): boolean {
@@ -224,7 +173,7 @@ export class Engine {
       provider: this.pool.info.provider,
       workers: this.threading.workers,
       intraOpThreads: this.threading.intraOpThreads,
-      limits: this.queue.limits,
+      limits: { ...this.queue.limits },
       inputNames: this.pool.info.inputNames,
       pooledOutput: this.pool.info.pooledOutput,
       stages: this.pool.info.stages,
@@ -232,12 +181,8 @@ export class Engine {
     };
   }
 
-  get stats(): QueueStats & { workerRestarts: number; workersAlive: number } {
+  get stats(): EngineStats {
     return { ...this.queue.stats, workerRestarts: this.pool.restarts, workersAlive: this.pool.alive };
-  }
-
-  set onBatch(fn: (e: BatchEvent) => void) {
-    this.queue.onBatch = fn;
   }
 
   /** Throws `overloaded` at once when the queue is full (call before doing any work for a request). */
@@ -251,40 +196,40 @@ export class Engine {
     if (opts.dimensions !== undefined) {
       const d = opts.dimensions;
       if (!Number.isInteger(d) || d < 1 || d > s.hiddenSize) {
-        throw new RuntimeError('validation', `dimensions must be an integer in 1..${s.hiddenSize}`);
+        throw new RuntimeError('DIMENSIONS_OUT_OF_RANGE', `dimensions must be an integer in 1..${s.hiddenSize}`);
       }
       if (s.matryoshkaDimensions && !s.matryoshkaDimensions.includes(d)) {
-        throw new RuntimeError('validation', `dimensions must be one of ${s.matryoshkaDimensions.join(', ')} for this model`);
+        throw new RuntimeError('DIMENSIONS_NOT_ALLOWED', `dimensions must be one of ${s.matryoshkaDimensions.join(', ')} for this model`);
       }
     }
     if (opts.layer !== undefined) {
       const l = opts.layer;
       if (!Number.isInteger(l) || l < 1 || l > s.numLayers) {
-        throw new RuntimeError('validation', `layer must be an integer in 1..${s.numLayers}`);
+        throw new RuntimeError('LAYER_OUT_OF_RANGE', `layer must be an integer in 1..${s.numLayers}`);
       }
       if (s.exitLayers && !s.exitLayers.includes(l)) {
-        throw new RuntimeError('validation', `layer must be one of ${s.exitLayers.join(', ')} for this model`);
+        throw new RuntimeError('LAYER_NOT_ALLOWED', `layer must be one of ${s.exitLayers.join(', ')} for this model`);
       }
       const stages = this.pool.info.stages;
       if (l !== s.numLayers && !stages.ok) {
-        throw new RuntimeError('validation', `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`);
+        throw new RuntimeError('LAYER_EXIT_UNAVAILABLE', `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`);
       }
     }
     if (opts.promptName !== undefined && !Object.hasOwn(s.prompts, opts.promptName)) {
       const known = Object.keys(s.prompts);
       throw new RuntimeError(
-        'validation',
+        'UNKNOWN_PROMPT',
         `unknown prompt_name ${JSON.stringify(opts.promptName)}; ${known.length ? `this model has ${known.join(', ')}` : 'this model defines no prompts'}`,
       );
     }
     if (opts.promptName !== undefined && opts.instruction !== undefined) {
-      throw new RuntimeError('validation', 'give prompt_name or instruction, not both');
+      throw new RuntimeError('PROMPT_AND_INSTRUCTION', 'give prompt_name or instruction, not both');
     }
     if (opts.tokenPrepending && !s.tokenPrepending) {
-      throw new RuntimeError('validation', 'token_prepending is not supported by this model (it has no token_prepending entry in embedder.json)');
+      throw new RuntimeError('TOKEN_PREPENDING_UNSUPPORTED', 'token_prepending is not supported by this model (it has no token_prepending entry in embedder.json)');
     }
     if (opts.tokenPrepending && !this.pool.info.stages.ok) {
-      throw new RuntimeError('validation', `token_prepending needs the model split by layer, which failed: ${this.pool.info.stages.reason}`);
+      throw new RuntimeError('TOKEN_PREPENDING_UNAVAILABLE', `token_prepending needs the model split by layer, which failed: ${this.pool.info.stages.reason}`);
     }
   }
 

@@ -1,27 +1,57 @@
 /**
- * Failures the runtime reports to its callers. The kinds mirror what a client can act on; the
- * server maps each kind to a status code, the runtime itself knows nothing of HTTP.
+ * Failures the runtime reports to its callers, in runtime terms: each has a stable code that says
+ * what went wrong. The runtime knows nothing of HTTP; the server maps each code to a status in one
+ * table (src/server/errors/catalogue.ts).
  */
-export type RuntimeErrorKind =
-  /** The request asks for something this model cannot do (bad layer, dimensions, prompt...). */
-  | 'validation'
-  /** An input is longer than the model accepts and truncation was refused. */
-  | 'payload_too_large'
-  /** The queue is full; retry later. */
-  | 'overloaded'
+export const RUNTIME_ERRORS = {
+  /** `dimensions` is outside 1..hidden size. */
+  DIMENSIONS_OUT_OF_RANGE: 'the requested dimensions are outside the model size',
+  /** `dimensions` is not one of the model's declared Matryoshka sizes. */
+  DIMENSIONS_NOT_ALLOWED: 'the model does not serve these dimensions',
+  /** `layer` is outside 1..number of layers. */
+  LAYER_OUT_OF_RANGE: 'the requested layer is outside the model',
+  /** `layer` is not one of the model's declared exit layers. */
+  LAYER_NOT_ALLOWED: 'the model does not serve this layer',
+  /** The graph could not be split by layer, so only the last layer is served. */
+  LAYER_EXIT_UNAVAILABLE: 'the model cannot exit early',
+  /** The named prompt is not among the model's prompts. */
+  UNKNOWN_PROMPT: 'the model has no prompt of this name',
+  /** Both a named prompt and a free instruction were given. */
+  PROMPT_AND_INSTRUCTION: 'a prompt name and an instruction were both given',
+  /** Token Prepending was asked of a model that does not declare it. */
+  TOKEN_PREPENDING_UNSUPPORTED: 'the model does not support Token Prepending',
+  /** Token Prepending needs the per-layer graph, which could not be built. */
+  TOKEN_PREPENDING_UNAVAILABLE: 'Token Prepending needs the per-layer graph',
+  /** A token id to decode is outside the model's vocabulary. */
+  UNKNOWN_TOKEN_ID: 'a token id is outside the vocabulary',
+  /** An input has more tokens than the model accepts and truncation was refused. */
+  INPUT_TOO_LONG: 'an input is longer than the model accepts',
+  /** The queue holds as much waiting work as it may. */
+  QUEUE_FULL: 'the queue is full',
   /** The request's deadline passed before its work started. */
-  | 'timeout'
-  /** The engine cannot serve right now (not ready, a worker died, shutting down). */
-  | 'unavailable'
+  DEADLINE_EXCEEDED: 'the deadline passed before the work started',
   /** The caller went away; nobody is waiting for the answer. */
-  | 'cancelled';
+  CANCELLED: 'the caller went away',
+  /** The engine is closing and takes no more work. */
+  SHUTTING_DOWN: 'the engine is shutting down',
+  /** A worker failed while running a batch (it is being replaced). */
+  WORKER_FAILED: 'an inference worker failed',
+  /** ONNX Runtime refused a batch. */
+  INFERENCE_FAILED: 'inference failed',
+} as const;
+
+export type RuntimeErrorCode = keyof typeof RUNTIME_ERRORS;
+
+export interface RuntimeErrorDetails {
+  /** QUEUE_FULL: how long the waiting work should take to drain at the recent throughput. */
+  drainMs?: number;
+}
 
 export class RuntimeError extends Error {
   constructor(
-    readonly kind: RuntimeErrorKind,
-    message: string,
-    /** Seconds after which a retry is sensible (overloaded / unavailable). */
-    readonly retryAfterSeconds?: number,
+    readonly code: RuntimeErrorCode,
+    message: string = RUNTIME_ERRORS[code],
+    readonly details: RuntimeErrorDetails = {},
   ) {
     super(message);
     this.name = 'RuntimeError';

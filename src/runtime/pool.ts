@@ -10,9 +10,12 @@
  */
 import { Worker } from 'node:worker_threads';
 import { RuntimeError } from './errors.js';
+import { publish } from './events.js';
 import type { BatchPlan, FromWorker, ReadyMessage, ResultMessage, RunMessage, WorkerConfig } from './protocol.js';
 
 export interface PoolOptions {
+  /** The model's id, for the events the pool publishes. */
+  model: string;
   workers: number;
   worker: WorkerConfig;
   /** Called with a line when a worker is replaced or a provider was skipped. */
@@ -51,8 +54,8 @@ export class WorkerPool {
   private closed = false;
   /** What the first worker reported about the graph. */
   info!: ReadyMessage;
-  /** Called whenever a worker becomes free to take a batch. */
-  onIdle: () => void = () => {};
+  /** Subscribers told whenever a worker becomes free to take a batch. */
+  private readonly idleListeners = new Set<() => void>();
   /** Workers replaced after a failure, since start. */
   restarts = 0;
   /** Set by `crashNextBatch`: the next batch tells its worker to die instead of answering. */
@@ -71,6 +74,15 @@ export class WorkerPool {
       throw err;
     }
     return pool;
+  }
+
+  onIdle(listener: () => void): () => void {
+    this.idleListeners.add(listener);
+    return () => this.idleListeners.delete(listener);
+  }
+
+  private notifyIdle(): void {
+    for (const listener of this.idleListeners) listener();
   }
 
   /** Workers ready and not running a batch. */
@@ -97,7 +109,7 @@ export class WorkerPool {
             slot.ready = true;
             for (const line of msg.providerErrors) this.options.log?.('warn', `execution provider skipped: ${line}`);
             resolveReady(msg);
-            this.onIdle();
+            this.notifyIdle();
             break;
           case 'init-error':
             rejectReady(new Error(msg.message));
@@ -109,8 +121,8 @@ export class WorkerPool {
             if (!job || job.batchId !== msg.batchId) break;
             slot.inflight = null;
             if (msg.type === 'result') job.resolve(msg);
-            else job.reject(new RuntimeError('unavailable', `inference failed: ${msg.message}`, 1));
-            this.onIdle();
+            else job.reject(new RuntimeError('INFERENCE_FAILED', `inference failed: ${msg.message}`));
+            this.notifyIdle();
             break;
           }
         }
@@ -135,11 +147,12 @@ export class WorkerPool {
     slot.ready = false;
     void slot.worker.terminate();
     if (slot.inflight) {
-      slot.inflight.reject(new RuntimeError('unavailable', `inference worker failed: ${cause?.message ?? 'exited'}`, 1));
+      slot.inflight.reject(new RuntimeError('WORKER_FAILED', `inference worker failed: ${cause?.message ?? 'exited'}`));
       slot.inflight = null;
     }
     if (this.closed || !wasReady) return;
     this.restarts++;
+    publish('workerRestarted', { model: this.options.model, cause: cause?.message ?? 'exited' });
     this.options.log?.('error', `inference worker failed (${cause?.message ?? 'exited'}); starting a replacement`);
     this.spawn().catch((err: Error) => this.options.log?.('error', `replacement worker failed to start: ${err.message}`));
   }
@@ -147,7 +160,7 @@ export class WorkerPool {
   /** Runs a batch on an idle worker. The caller checks `idle > 0` first. */
   run(batch: BatchInput): Promise<ResultMessage> {
     const slot = this.slots.find((s) => s.ready && !s.inflight);
-    if (!slot) return Promise.reject(new RuntimeError('unavailable', 'no inference worker is free', 1));
+    if (!slot) return Promise.reject(new RuntimeError('WORKER_FAILED', 'no inference worker is free'));
     const batchId = this.nextBatchId++;
     return new Promise<ResultMessage>((resolve, reject) => {
       slot.inflight = { batchId, resolve, reject };
@@ -173,7 +186,7 @@ export class WorkerPool {
     const slots = this.slots.splice(0);
     const deadline = performance.now() + waitMs;
     while (slots.some((s) => s.inflight) && performance.now() < deadline) await new Promise((r) => setTimeout(r, 10));
-    for (const s of slots) s.inflight?.reject(new RuntimeError('unavailable', 'the engine is shutting down', 1));
+    for (const s of slots) s.inflight?.reject(new RuntimeError('SHUTTING_DOWN'));
     await Promise.all(slots.map((s) => s.worker.terminate()));
   }
 }

@@ -9,6 +9,7 @@
  * different plans (exit layer, Token Prepending) never share a batch.
  */
 import { RuntimeError } from './errors.js';
+import { publish, type RejectedEvent } from './events.js';
 import type { BatchInput } from './pool.js';
 import type { BatchPlan, ResultMessage } from './protocol.js';
 
@@ -31,7 +32,8 @@ export interface QueueLimits {
 export interface BatchRunner {
   readonly idle: number;
   run(batch: BatchInput): Promise<ResultMessage>;
-  onIdle: () => void;
+  /** Calls `listener` whenever a worker becomes free; returns the unsubscribe function. */
+  onIdle(listener: () => void): () => void;
 }
 
 export interface QueueInput {
@@ -68,18 +70,13 @@ export interface QueueStats {
   dropped: number;
 }
 
-export interface BatchEvent {
-  size: number;
-  paddedTokens: number;
-  realTokens: number;
-  inferenceMs: number;
-}
-
 class Job {
   readonly vectors: Float32Array[];
   remaining: number;
   /** Inputs still waiting in the queue (not yet dispatched). */
   queued: number;
+  /** Tokens of the inputs still waiting. */
+  queuedTokens = 0;
   settled = false;
   firstStart = -1;
   lastEnd = -1;
@@ -109,30 +106,44 @@ interface Item {
 }
 
 export class BatchQueue {
+  /** Waiting inputs, oldest first; those of settled jobs are skipped when a batch forms. */
   private items: Item[] = [];
+  /** Items in `items` whose job has settled. */
+  private skipped = 0;
   private delayTimer: NodeJS.Timeout | null = null;
   private closed = false;
   /** Batches handed to workers and not yet answered. */
   private running = 0;
-  /** Recent throughput in tokens/ms, to estimate Retry-After. */
+  /** Recent throughput in tokens/ms, to estimate how long the queue takes to drain. */
   private tokensPerMs = 0;
   readonly stats: QueueStats = { queuedInputs: 0, queuedTokens: 0, batches: 0, rejectedOverloaded: 0, rejectedDeadline: 0, dropped: 0 };
-  /** Observer for each finished batch (metrics). */
-  onBatch: (e: BatchEvent) => void = () => {};
+  readonly limits: Readonly<QueueLimits>;
+  private readonly unsubscribe: () => void;
 
   constructor(
-    readonly limits: QueueLimits,
+    limits: QueueLimits,
     private readonly runner: BatchRunner,
-    private readonly hiddenSize: number,
+    private readonly model: { id: string; hiddenSize: number },
   ) {
-    runner.onIdle = () => this.pump();
+    this.limits = Object.freeze({ ...limits });
+    this.unsubscribe = runner.onIdle(() => this.pump());
+  }
+
+  private reject(reason: RejectedEvent['reason'], inputs: number): void {
+    publish('rejected', { model: this.model.id, reason, inputs });
   }
 
   submit(request: QueueRequest): Promise<QueueResult> {
-    if (this.closed) return Promise.reject(new RuntimeError('unavailable', 'the engine is shutting down', 1));
-    if (request.signal?.aborted) return Promise.reject(new RuntimeError('cancelled', 'the client went away'));
+    if (this.closed) {
+      this.reject('shutting_down', request.inputs.length);
+      return Promise.reject(new RuntimeError('SHUTTING_DOWN'));
+    }
+    if (request.signal?.aborted) {
+      this.reject('cancelled', request.inputs.length);
+      return Promise.reject(new RuntimeError('CANCELLED'));
+    }
     const tokens = request.inputs.reduce((n, x) => n + x.ids.length, 0);
-    const queueEmpty = this.items.length === 0;
+    const queueEmpty = this.stats.queuedInputs === 0;
     // An empty queue admits any request, so one larger than the bounds is still served.
     if (
       !queueEmpty &&
@@ -140,7 +151,8 @@ export class BatchQueue {
         this.stats.queuedTokens + tokens > this.limits.maxQueueTokens)
     ) {
       this.stats.rejectedOverloaded++;
-      return Promise.reject(new RuntimeError('overloaded', 'the server is at capacity; retry later', this.retryAfter()));
+      this.reject('queue_full', request.inputs.length);
+      return Promise.reject(new RuntimeError('QUEUE_FULL', 'the queue is at capacity; retry later', { drainMs: this.drainMs() }));
     }
     if (request.inputs.length === 0) return Promise.resolve({ vectors: [], queueMs: 0, inferenceMs: 0 });
     return new Promise<QueueResult>((resolve, reject) => {
@@ -150,6 +162,7 @@ export class BatchQueue {
       request.inputs.forEach((input, index) => {
         this.items.push({ job, index, ids: input.ids, skip: input.promptTokens, plan: request.plan, key });
       });
+      job.queuedTokens = tokens;
       this.stats.queuedInputs += request.inputs.length;
       this.stats.queuedTokens += tokens;
       if (request.deadline !== undefined) {
@@ -157,7 +170,7 @@ export class BatchQueue {
         job.timer = setTimeout(() => this.expire(job), wait);
       }
       if (request.signal) {
-        job.onAbort = () => this.cancel(job, new RuntimeError('cancelled', 'the client went away'), 'dropped');
+        job.onAbort = () => this.cancel(job, new RuntimeError('CANCELLED'), 'dropped');
         request.signal.addEventListener('abort', job.onAbort, { once: true });
       }
       this.pump();
@@ -170,17 +183,17 @@ export class BatchQueue {
    * CPU the queued work needs.
    */
   admit(): void {
-    if (this.closed) throw new RuntimeError('unavailable', 'the engine is shutting down', 1);
+    if (this.closed) throw new RuntimeError('SHUTTING_DOWN');
     if (this.stats.queuedInputs >= this.limits.maxQueueInputs || this.stats.queuedTokens >= this.limits.maxQueueTokens) {
       this.stats.rejectedOverloaded++;
-      throw new RuntimeError('overloaded', 'the server is at capacity; retry later', this.retryAfter());
+      this.reject('queue_full', 0);
+      throw new RuntimeError('QUEUE_FULL', 'the queue is at capacity; retry later', { drainMs: this.drainMs() });
     }
   }
 
-  /** Seconds a refused client should wait: the time to drain what is queued, at least 1. */
-  private retryAfter(): number {
-    if (this.tokensPerMs <= 0) return 1;
-    return Math.max(1, Math.ceil(this.stats.queuedTokens / this.tokensPerMs / 1000));
+  /** How long what is queued should take to drain at the recent throughput (0 before any batch ran). */
+  private drainMs(): number {
+    return this.tokensPerMs > 0 ? this.stats.queuedTokens / this.tokensPerMs : 0;
   }
 
   private expire(job: Job): void {
@@ -188,23 +201,35 @@ export class BatchQueue {
     // Work already running finishes; only a request with inputs still waiting is timed out.
     if (job.settled || job.queued === 0) return;
     this.stats.rejectedDeadline++;
-    this.cancel(job, new RuntimeError('timeout', 'the request deadline passed before its work could start'), null);
+    this.reject('deadline', job.queued);
+    this.cancel(job, new RuntimeError('DEADLINE_EXCEEDED', 'the request deadline passed before its work could start'), null);
   }
 
-  /** Settles a job with an error and removes its waiting inputs from the queue. */
+  /**
+   * Settles a job with an error. Its waiting inputs stop counting against the queue's bounds at
+   * once; they leave `items` when the next batch forms (see `skipSettled`).
+   */
   private cancel(job: Job, err: Error, counter: 'dropped' | null): void {
     if (job.settled) return;
-    if (counter && job.queued > 0) this.stats[counter]++;
-    this.settle(job, err);
-    if (job.queued > 0) {
-      this.items = this.items.filter((item) => {
-        if (item.job !== job) return true;
-        this.stats.queuedInputs--;
-        this.stats.queuedTokens -= item.ids.length;
-        return false;
-      });
-      job.queued = 0;
+    if (counter && job.queued > 0) {
+      this.stats[counter]++;
+      this.reject('cancelled', job.queued);
     }
+    this.settle(job, err);
+    this.stats.queuedInputs -= job.queued;
+    this.stats.queuedTokens -= job.queuedTokens;
+    this.skipped += job.queued;
+    job.queued = 0;
+    job.queuedTokens = 0;
+    // Under a flood of cancellations with every worker busy, do not let dead entries pile up.
+    if (this.skipped > 1024 && this.skipped > this.items.length / 2) this.skipSettled();
+  }
+
+  /** The one place that decides what a batch may take: inputs whose request has settled are dropped. */
+  private skipSettled(): void {
+    if (this.skipped === 0) return;
+    this.items = this.items.filter((item) => !item.job.settled);
+    this.skipped = 0;
   }
 
   private settle(job: Job, outcome: Error | QueueResult): void {
@@ -217,6 +242,7 @@ export class BatchQueue {
 
   /** Starts batches while workers are free and work is waiting. */
   private pump(): void {
+    this.skipSettled();
     while (this.runner.idle > 0 && this.items.length > 0) {
       const picked = this.pick();
       if (picked.underFull && this.limits.maxDelayMs > 0) {
@@ -280,11 +306,14 @@ export class BatchQueue {
       total += item.ids.length;
       longest = Math.max(longest, item.ids.length);
       item.job.queued--;
+      item.job.queuedTokens -= item.ids.length;
       if (item.job.firstStart < 0) item.job.firstStart = started;
     }
     this.stats.queuedInputs -= batch.length;
     this.stats.queuedTokens -= total;
     this.stats.batches++;
+    const shape = { model: this.model.id, size: batch.length, paddedTokens: batch.length * longest, realTokens: total };
+    publish('batchFormed', shape);
     const ids = new Int32Array(total);
     const lengths = new Int32Array(batch.length);
     const skips = new Int32Array(batch.length);
@@ -302,8 +331,8 @@ export class BatchQueue {
         const elapsed = Math.max(ended - started, 1e-3);
         const rate = total / elapsed;
         this.tokensPerMs = this.tokensPerMs === 0 ? rate : 0.8 * this.tokensPerMs + 0.2 * rate;
-        this.onBatch({ size: batch.length, paddedTokens: batch.length * longest, realTokens: total, inferenceMs: result.inferenceMs });
-        const h = this.hiddenSize;
+        publish('batchDone', { ...shape, inferenceMs: result.inferenceMs });
+        const h = this.model.hiddenSize;
         batch.forEach((item, b) => {
           const job = item.job;
           if (job.settled) return;
@@ -328,11 +357,16 @@ export class BatchQueue {
   async close(drainMs = 0): Promise<void> {
     this.closed = true;
     const deadline = performance.now() + drainMs;
-    while ((this.items.length > 0 || this.running > 0) && performance.now() < deadline) {
+    while ((this.stats.queuedInputs > 0 || this.running > 0) && performance.now() < deadline) {
       await new Promise((r) => setTimeout(r, 10));
     }
     if (this.delayTimer) clearTimeout(this.delayTimer);
-    const left = new Set(this.items.map((i) => i.job));
-    for (const job of left) this.cancel(job, new RuntimeError('unavailable', 'the engine is shutting down', 1), null);
+    this.unsubscribe();
+    const left = new Set(this.items.map((i) => i.job).filter((job) => !job.settled));
+    for (const job of left) {
+      this.reject('shutting_down', job.queued);
+      this.cancel(job, new RuntimeError('SHUTTING_DOWN'), null);
+    }
+    this.skipSettled();
   }
 }

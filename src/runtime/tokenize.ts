@@ -156,7 +156,7 @@ export class TextTokenizer {
     sequences.forEach((ids, s) =>
       ids.forEach((id, i) => {
         if (!Number.isInteger(id) || id < 0 || id >= vocab) {
-          throw new RuntimeError('validation', `ids${sequences.length > 1 ? `[${s}]` : ''}[${i}] = ${id} is not a token id of this model (0..${vocab - 1})`);
+          throw new RuntimeError('UNKNOWN_TOKEN_ID', `ids${sequences.length > 1 ? `[${s}]` : ''}[${i}] = ${id} is not a token id of this model (0..${vocab - 1})`);
         }
       }),
     );
@@ -165,7 +165,7 @@ export class TextTokenizer {
 
   async tokenize(texts: readonly string[], opts: TokenizeOptions): Promise<TokenizedInput[]> {
     if (opts.tokenPrepending && this.placeholderId === null) {
-      throw new RuntimeError('validation', 'token_prepending is not supported by this model (no token_prepending in embedder.json)');
+      throw new RuntimeError('TOKEN_PREPENDING_UNSUPPORTED', 'token_prepending is not supported by this model (no token_prepending in embedder.json)');
     }
     const formatted = texts.map((t) => this.formatText(t, opts));
     const encodings = await this.bySide[opts.direction].encodeBatch(formatted);
@@ -173,7 +173,7 @@ export class TextTokenizer {
     return encodings.map((enc, i) => {
       if (!opts.truncate && enc.getOverflowing().length > 0) {
         throw new RuntimeError(
-          'payload_too_large',
+          'INPUT_TOO_LONG',
           `input ${i} is longer than the model's maximum of ${this.spec.maxLength} tokens and truncate is false`,
         );
       }

@@ -1,7 +1,7 @@
 /**
- * Builds the HTTP application around a loaded engine. HTTP concerns only: validation, error
- * mapping, request ids, auth, metrics, load shedding. Everything about models and inference is
- * behind `Engine`.
+ * Builds the HTTP application around an embedder. HTTP concerns only: validation, error mapping,
+ * request ids, auth, metrics, load shedding. Everything about models and inference is behind the
+ * `Embedder` interface; each group of routes is an encapsulated plugin in ./plugins.
  */
 import { randomUUID } from 'node:crypto';
 import type { Server as NetServer } from 'node:net';
@@ -10,9 +10,10 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { StoreBackend } from '../index/index.js';
-import type { Engine } from '../runtime/engine.js';
+import type { Embedder } from '../runtime/embedder.js';
 import { registerAuth } from './auth.js';
-import { ApiError, sendError } from './errors.js';
+import { ApiError } from './errors/catalogue.js';
+import { sendError } from './errors/reply.js';
 import {
   MAX_JSON_DEPTH,
   clientErrorHandler,
@@ -26,12 +27,14 @@ import {
   shedOnEventLoopDelay,
 } from './http-guard.js';
 import { Metrics } from './metrics.js';
-import { collectionRoutes } from './routes/collections.js';
-import { embedRoutes } from './routes/embed.js';
-import { ollamaRoutes } from './routes/ollama.js';
-import { teiRoutes } from './routes/tei.js';
-import { openAiRoutes } from './routes/openai.js';
-import { opsRoutes } from './routes/ops.js';
+import { collectionsPlugin } from './plugins/collections.js';
+import type { RouteDeps } from './plugins/deps.js';
+import { embedPlugin } from './plugins/embed.js';
+import { ollamaPlugin } from './plugins/ollama.js';
+import { openAiPlugin } from './plugins/openai.js';
+import { opsPlugin } from './plugins/ops.js';
+import { teiPlugin } from './plugins/tei.js';
+import { EXPOSED_HEADERS } from './timing.js';
 
 export interface ServerLimits {
   maxInputs: number;
@@ -53,7 +56,7 @@ export interface ServerLimits {
 }
 
 export interface AppOptions {
-  engine: Engine;
+  embedder: Embedder;
   /** Durable collections; without it the collection routes are absent (candidates search still works). */
   store?: StoreBackend;
   limits?: Partial<ServerLimits>;
@@ -61,7 +64,7 @@ export interface AppOptions {
   version?: string;
   /** Bearer keys; none means no authentication. */
   apiKeys?: string[];
-  /** Routes reachable without a key when keys are set. */
+  /** Route patterns reachable without a key when keys are set (default: the routes marked public). */
   publicRoutes?: string[];
   /** Allowed CORS origins (`*` for any); none means CORS is off. */
   corsOrigins?: string[];
@@ -79,8 +82,6 @@ export const DEFAULT_LIMITS: ServerLimits = {
   timeoutCheckIntervalMs: 1000,
   maxJsonDepth: MAX_JSON_DEPTH,
 };
-
-export const DEFAULT_PUBLIC_ROUTES = ['/health', '/ready', '/metrics'];
 
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -114,7 +115,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   limitConnections(app.server as unknown as NetServer, limits.maxConnections, app.log);
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody(limits.maxJsonDepth));
-  const metrics = new Metrics(options.engine);
+  const metrics = new Metrics(options.embedder);
+  app.addHook('onClose', async () => metrics.close());
 
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
@@ -124,16 +126,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     metrics.observeResponse(request.routeOptions.url ?? 'unmatched', request.method, reply.statusCode, reply.elapsedTime / 1000);
   });
   app.setErrorHandler((err, request, reply) => sendError(request, reply, err));
-  app.setNotFoundHandler((request, reply) =>
-    sendError(request, reply, new ApiError('not_found', `no route ${request.method} ${request.url.split('?')[0]}`)),
-  );
+  app.setNotFoundHandler((request) => {
+    throw new ApiError('ROUTE_NOT_FOUND', request.method, request.url.split('?')[0]!);
+  });
 
   if (options.corsOrigins?.length) {
-    await app.register(cors, { origin: options.corsOrigins.includes('*') ? true : options.corsOrigins, exposedHeaders: ['x-request-id', 'x-compute-tokens', 'x-total-time', 'x-queue-time', 'x-inference-time', 'retry-after'] });
+    await app.register(cors, { origin: options.corsOrigins.includes('*') ? true : options.corsOrigins, exposedHeaders: [...EXPOSED_HEADERS] });
   }
-  registerAuth(app, options.apiKeys ?? [], options.publicRoutes ?? DEFAULT_PUBLIC_ROUTES);
+  registerAuth(app, options.apiKeys ?? [], options.publicRoutes);
   // Liveness is never shed: a load balancer must not kill a busy but healthy instance.
-  if (limits.maxEventLoopDelayMs > 0) shedOnEventLoopDelay(app, limits.maxEventLoopDelayMs, (request) => request.routeOptions.url === '/health');
+  if (limits.maxEventLoopDelayMs > 0) shedOnEventLoopDelay(app, limits.maxEventLoopDelayMs, (request) => request.routeOptions.config.shed === false);
 
   await app.register(swagger, {
     openapi: {
@@ -155,16 +157,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] } }, async (_request, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-  );
 
-  opsRoutes(app, options.engine, limits, options.version ?? '0.0.0', options.store);
-  embedRoutes(app, options.engine, limits, metrics);
-  openAiRoutes(app, options.engine, limits, metrics);
-  const deps = { engine: options.engine, limits, metrics };
-  await app.register(teiRoutes, deps);
-  await app.register(ollamaRoutes, deps);
-  if (options.store) collectionRoutes(app, options.engine, options.store, limits, metrics);
+  const deps: RouteDeps = { embedder: options.embedder, limits, metrics };
+  await app.register(opsPlugin, { ...deps, version: options.version ?? '0.0.0', ...(options.store && { store: options.store }) });
+  await app.register(embedPlugin, deps);
+  await app.register(openAiPlugin, deps);
+  await app.register(teiPlugin, deps);
+  await app.register(ollamaPlugin, deps);
+  if (options.store) await app.register(collectionsPlugin, { ...deps, store: options.store });
   return app;
 }

@@ -6,7 +6,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
-import { ApiError } from './errors.js';
+import { ApiError } from './errors/catalogue.js';
 
 const digest = (key: string): Buffer => createHash('sha256').update(key).digest();
 
@@ -18,19 +18,28 @@ export function loadApiKeys(list: string | undefined, file: string | undefined):
   return [...new Set(keys.map((k) => k.trim()).filter(Boolean))];
 }
 
-export function registerAuth(app: FastifyInstance, keys: readonly string[], publicRoutes: readonly string[]): void {
+/**
+ * Requires a key on every route not marked `config.public`. Routes mark themselves (health,
+ * readiness, metrics); `publicRoutes`, when given, replaces those marks by route pattern, decided
+ * once as each route is registered.
+ */
+export function registerAuth(app: FastifyInstance, keys: readonly string[], publicRoutes?: readonly string[]): void {
+  if (publicRoutes) {
+    const listed = new Set(publicRoutes);
+    app.addHook('onRoute', (route) => {
+      route.config = { ...route.config, public: listed.has(route.url) };
+    });
+  }
   if (keys.length === 0) return;
   const digests = keys.map(digest);
-  const open = new Set(publicRoutes);
   app.addHook('onRequest', async (request) => {
-    const path = request.url.split('?')[0]!;
-    if (open.has(path)) return;
+    if (request.routeOptions.config.public) return;
     const header = request.headers.authorization ?? '';
     const match = /^Bearer\s+(.+)$/i.exec(header);
-    if (!match) throw new ApiError('unauthorized', 'missing API key: send "Authorization: Bearer <key>"');
+    if (!match) throw new ApiError('API_KEY_MISSING');
     const given = digest(match[1]!.trim());
     let ok = false;
     for (const d of digests) ok = timingSafeEqual(d, given) || ok;
-    if (!ok) throw new ApiError('unauthorized', 'invalid API key');
+    if (!ok) throw new ApiError('API_KEY_INVALID');
   });
 }

@@ -9,7 +9,8 @@ import type { Server } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, STATUS, sendError, type ErrorType } from './errors.js';
+import { ApiError, SERVER_ERRORS, STATUS, type ServerErrorCode } from './errors/catalogue.js';
+import { sendError } from './errors/reply.js';
 
 export interface ConnectionLimits {
   /** Most open client connections; beyond it a new connection gets 503 and is closed. */
@@ -57,10 +58,12 @@ export function serverTimeouts(limits: ConnectionLimits): {
   };
 }
 
-function errorJson(type: ErrorType, message: string, openAi: boolean): string {
+/** The contract's error body for a response written on the raw socket, outside Fastify. */
+function errorJson(code: ServerErrorCode, message: string, openAi: boolean): string {
+  const type = SERVER_ERRORS[code].type;
   return openAi
     ? JSON.stringify({ error: { message, type: type === 'unavailable' ? 'server_error' : 'invalid_request_error', param: null, code: type } })
-    : JSON.stringify({ error: message, error_type: type });
+    : JSON.stringify({ error: message, error_type: type, error_code: code });
 }
 
 function rawResponse(status: number, body: string, extra = ''): string {
@@ -86,26 +89,23 @@ function rawIsOpenAi(err: { rawPacket?: unknown }): boolean {
 export function clientErrorHandler(this: FastifyInstance, error: Error, socket: Socket): void {
   const err = error as NodeJS.ErrnoException & { rawPacket?: Buffer };
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  let type: ErrorType = 'validation';
-  let message = `malformed HTTP request (${err.code ?? err.message})`;
-  if (err.code === 'HPE_HEADER_OVERFLOW') {
-    type = 'payload_too_large';
-    message = 'the request headers are larger than the server accepts (16 KiB)';
-  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    message = 'the request (headers and body) was not received in time; the connection is closed';
-  } else if (err.code === 'HPE_INVALID_CONTENT_LENGTH' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH') {
-    message = 'the content-length header is invalid';
-  }
+  const e =
+    err.code === 'HPE_HEADER_OVERFLOW'
+      ? new ApiError('HEADERS_TOO_LARGE')
+      : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+        ? new ApiError('REQUEST_READ_TIMEOUT')
+        : err.code === 'HPE_INVALID_CONTENT_LENGTH' || err.code === 'HPE_UNEXPECTED_CONTENT_LENGTH'
+          ? new ApiError('INVALID_CONTENT_LENGTH')
+          : new ApiError('MALFORMED_HTTP', err.code ?? err.message);
   this.log.debug({ code: err.code }, 'client error');
-  if (socket.writable) socket.write(rawResponse(STATUS[type], errorJson(type, message, rawIsOpenAi(err))));
+  if (socket.writable) socket.write(rawResponse(STATUS[SERVER_ERRORS[e.code].type], errorJson(e.code, e.message, rawIsOpenAi(err))));
   socket.destroy();
 }
 
 /** Fastify's framework errors (a URL that does not decode) in the contract's shape. */
 export function frameworkErrors(err: Error, request: FastifyRequest, reply: FastifyReply): void {
   const code = (err as { code?: string }).code;
-  const message = code === 'FST_ERR_BAD_URL' ? 'the URL is not valid (bad percent-encoding)' : err.message;
-  sendError(request, reply, new ApiError('validation', message));
+  sendError(request, reply, code === 'FST_ERR_BAD_URL' ? new ApiError('BAD_URL') : new ApiError('FRAMEWORK_REJECTED', err.message));
 }
 
 /**
@@ -116,7 +116,7 @@ export function frameworkErrors(err: Error, request: FastifyRequest, reply: Fast
 export function limitConnections(server: Server | NetServer, max: number, log: FastifyInstance['log']): { open: () => number } {
   let open = 0;
   let refusedSinceLog = 0;
-  const refusal = rawResponse(503, errorJson('unavailable', `the server has reached its connection limit (${max}); retry later`, false), 'Retry-After: 1\r\n');
+  const refusal = rawResponse(503, errorJson('CONNECTION_LIMIT', new ApiError('CONNECTION_LIMIT', max).message, false), 'Retry-After: 1\r\n');
   server.on('connection', (socket: Socket) => {
     if (open >= max) {
       if (refusedSinceLog++ === 0) {
@@ -170,7 +170,7 @@ export function shedOnEventLoopDelay(app: FastifyInstance, maxDelayMs: number, e
   });
   app.addHook('onRequest', async (request) => {
     if (delayMs > maxDelayMs && !exempt(request)) {
-      throw new ApiError('unavailable', 'the server is overloaded (event loop lagging); retry later', 1);
+      throw new ApiError('EVENT_LOOP_LAGGING');
     }
   });
 }
@@ -184,7 +184,7 @@ export function refuseWhileClosing(app: FastifyInstance): void {
   app.addHook('onRequest', async (_request, reply) => {
     if (closing) {
       reply.header('connection', 'close');
-      throw new ApiError('unavailable', 'the server is shutting down; retry on another instance', 1);
+      throw new ApiError('SERVER_CLOSING');
     }
   });
 }
@@ -246,17 +246,17 @@ function protoKeyPath(v: unknown, path: string): string | undefined {
  */
 export function parseJsonBody(maxDepth: number) {
   return (_request: FastifyRequest, body: string, done: (err: Error | null, value?: unknown) => void): void => {
-    if (body.length === 0) return done(new ApiError('validation', 'the request body is empty; send a JSON document'));
+    if (body.length === 0) return done(new ApiError('EMPTY_JSON_BODY'));
     const at = nestingBeyond(body, maxDepth);
-    if (at >= 0) return done(new ApiError('validation', `the JSON body nests deeper than ${maxDepth} levels (at byte ${at})`));
+    if (at >= 0) return done(new ApiError('JSON_TOO_DEEP', maxDepth, at));
     let value: unknown;
     try {
       value = JSON.parse(body);
     } catch (err) {
-      return done(new ApiError('validation', `the body is not valid JSON: ${(err as Error).message}`));
+      return done(new ApiError('INVALID_JSON', (err as Error).message));
     }
     const proto = protoKeyPath(value, 'body');
-    if (proto !== undefined) return done(new ApiError('validation', `${proto} is a "__proto__" key, which is not accepted anywhere`));
+    if (proto !== undefined) return done(new ApiError('PROTO_KEY', proto));
     done(null, value);
   };
 }

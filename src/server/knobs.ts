@@ -3,9 +3,9 @@
  * translation (plus the request's deadline and disconnect signal) into engine options.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { EmbedOptions, EmbedResult, Engine } from '../runtime/engine.js';
+import type { EmbedOptions, EmbedResult, Embedder } from '../runtime/embedder.js';
+import { ApiError } from './errors/catalogue.js';
 import type { Metrics } from './metrics.js';
-import { ApiError } from './errors.js';
 
 const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ ...schema, type: [schema.type as string, 'null'] });
 
@@ -65,7 +65,7 @@ function requestLifetime(
   if (header !== undefined) {
     const raw = Array.isArray(header) ? header[0]! : header;
     if (!/^\d{1,9}$/.test(raw.trim()) || Number(raw) < 1) {
-      throw new ApiError('validation', 'x-request-timeout-ms must be a positive integer number of milliseconds');
+      throw new ApiError('INVALID_REQUEST_TIMEOUT');
     }
     timeoutMs = Number(raw);
   }
@@ -85,13 +85,13 @@ function requestLifetime(
 export function requestEmbedder(
   request: FastifyRequest,
   reply: FastifyReply,
-  engine: Engine,
+  embedder: Embedder,
   metrics: Metrics,
   defaultTimeoutMs: number,
 ): (texts: readonly string[], opts: EmbedOptions) => Promise<EmbedResult> {
   const { deadline, signal } = requestLifetime(request, reply, defaultTimeoutMs);
   return async (texts, opts) => {
-    const result = await engine.embed(texts, { ...opts, deadline, signal });
+    const result = await embedder.embed(texts, { ...opts, deadline, signal });
     metrics.observeEmbed(result);
     return result;
   };

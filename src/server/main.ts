@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const app = await buildApp({
-    engine,
+    embedder: engine,
     store,
     logger: { level: config.logLevel },
     version,

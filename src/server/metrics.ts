@@ -1,9 +1,11 @@
 /**
  * Prometheus metrics. HTTP outcomes are counted here from responses; batch shapes come from the
- * engine's batch observer; queue depth and worker health are read from the engine when scraped.
+ * runtime's published events (src/runtime/events.ts); queue depth and worker health are read from
+ * the embedder when scraped.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Engine, EmbedResult } from '../runtime/engine.js';
+import type { EmbedResult, Embedder } from '../runtime/embedder.js';
+import { subscribe } from '../runtime/events.js';
 
 const PREFIX = 'embed_';
 const LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -20,8 +22,9 @@ export class Metrics {
   private readonly batchSize: Histogram;
   private readonly batchTokens: Histogram;
   private readonly batchInference: Histogram;
+  private readonly unsubscribe: () => void;
 
-  constructor(engine: Engine) {
+  constructor(engine: Embedder) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: PREFIX });
     this.requests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers: [r] });
@@ -45,11 +48,16 @@ export class Metrics {
       labelNames: ['model', 'provider', 'dimensions', 'layers', 'max_input_length'],
       registers: [r],
     }).set({ model: info.model.id, provider: info.provider, dimensions: String(info.model.hiddenSize), layers: String(info.model.numLayers), max_input_length: String(info.model.maxLength) }, 1);
-    engine.onBatch = (b) => {
+    this.unsubscribe = subscribe('batchDone', (b) => {
+      if (b.model !== info.model.id) return;
       this.batchSize.observe(b.size);
       this.batchTokens.observe(b.paddedTokens);
       this.batchInference.observe(b.inferenceMs / 1000);
-    };
+    });
+  }
+
+  close(): void {
+    this.unsubscribe();
   }
 
   observeEmbed(result: EmbedResult): void {

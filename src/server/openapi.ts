@@ -17,7 +17,7 @@ export async function generateOpenApi(): Promise<unknown> {
   const dataDir = mkdtempSync(join(tmpdir(), 'openapi-'));
   const store = await CollectionStore.open(dataDir);
   try {
-    const app = await buildApp({ engine, store, version });
+    const app = await buildApp({ embedder: engine, store, version });
     await app.ready();
     const doc = app.swagger();
     await app.close();

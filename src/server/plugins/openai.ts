@@ -1,13 +1,18 @@
-/** POST /v1/embeddings and GET /v1/models: OpenAI-compatible, so the official clients work unchanged. */
-import { endianness } from 'node:os';
-import type { FastifyInstance } from 'fastify';
+/**
+ * POST /v1/embeddings (also /embeddings) and GET /v1/models: OpenAI-compatible, so the official
+ * clients work unchanged. Everything this plugin registers answers errors in OpenAI's shape (its
+ * own error handler, and a not-found handler for the rest of /v1).
+ */
+import type { FastifyPluginAsync } from 'fastify';
 import type { EmbeddingType } from '../../pooling/index.js';
-import type { Engine } from '../../runtime/engine.js';
-import { ApiError, openAiErrorResponses } from '../errors.js';
+import { ApiError } from '../errors/catalogue.js';
+import { openAiErrorResponses, sendOpenAiError } from '../errors/reply.js';
+import { checkTexts } from '../inputs.js';
 import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
-import type { ServerLimits } from '../app.js';
-import type { Metrics } from '../metrics.js';
-import { checkTexts, EMBEDDING_TYPES, embeddingTypeDescription, timingHeaders, vectorJson } from './embed.js';
+import { timingHeaders } from '../timing.js';
+import { base64Vector, vectorJson } from '../vector-json.js';
+import type { RouteDeps } from './deps.js';
+import { EMBEDDING_TYPES, embeddingTypeDescription } from './embed.js';
 
 interface EmbeddingsBody extends KnobBody {
   input: string | string[] | number[] | number[][];
@@ -16,28 +21,24 @@ interface EmbeddingsBody extends KnobBody {
   user?: string;
 }
 
-const LITTLE_ENDIAN = endianness() === 'LE';
-
-/** OpenAI's base64 encoding: the vector's float32 values, little-endian. */
-export function base64Vector(v: Float32Array): string {
-  const bytes = Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  return (LITTLE_ENDIAN ? bytes : Buffer.from(bytes).swap32()).toString('base64');
-}
-
-// LangChain for JavaScript sends text; LangChain for Python sends tiktoken ids unless told not to.
-const TOKEN_IDS_MESSAGE =
-  'input must be text: token-id arrays are ids of another tokenizer and cannot be embedded here. ' +
-  'Send the strings themselves (in Python LangChain: OpenAIEmbeddings(check_embedding_ctx_length=False))';
-
-export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, metrics: Metrics): void {
+export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedder, limits, metrics }) => {
+  app.setErrorHandler((err, request, reply) => sendOpenAiError(request, reply, err));
+  await app.register(
+    async (v1) => {
+      v1.setNotFoundHandler((request) => {
+        throw new ApiError('ROUTE_NOT_FOUND', request.method, request.url.split('?')[0]!);
+      });
+    },
+    { prefix: '/v1' },
+  );
   const created = Math.floor(Date.now() / 1000);
-  const modelId = engine.spec.id;
+  const modelId = embedder.spec.id;
 
   // `/embeddings` is the same route for Infinity-style clients whose base URL has no /v1.
   for (const url of ['/v1/embeddings', '/embeddings']) app.post<{ Body: EmbeddingsBody }>(
     url,
     {
-      onRequest: async () => engine.admit(),
+      onRequest: async () => embedder.admit(),
       schema: {
         summary: 'Embed texts (OpenAI-compatible)',
         tags: ['openai'],
@@ -92,10 +93,10 @@ export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: Serve
     async (request, reply) => {
       const started = performance.now();
       const { input } = request.body;
-      if (typeof input !== 'string' && input.some((x) => typeof x !== 'string')) throw new ApiError('validation', TOKEN_IDS_MESSAGE);
+      if (typeof input !== 'string' && input.some((x) => typeof x !== 'string')) throw new ApiError('TOKEN_IDS_NOT_SUPPORTED');
       const texts = typeof input === 'string' ? [input] : (input as string[]);
       checkTexts(texts, limits, 'input');
-      const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+      const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       const format = request.body.encoding_format ?? 'float';
       const result = await embed(texts, { ...knobsFromBody(request.body), embeddingType: format === 'base64' ? 'float' : format });
       reply.headers(timingHeaders(result, performance.now() - started));
@@ -133,4 +134,4 @@ export function openAiRoutes(app: FastifyInstance, engine: Engine, limits: Serve
     },
     async () => ({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'embedding-service' }] }),
   );
-}
+};

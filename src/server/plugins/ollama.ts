@@ -1,9 +1,11 @@
 /** POST /api/embed: Ollama's embedding route, so the `ollama` client and `@langchain/ollama` work unchanged. */
 import type { FastifyPluginAsync } from 'fastify';
-import { errorResponses } from '../errors.js';
+import { errorResponses } from '../errors/reply.js';
+import { checkTexts } from '../inputs.js';
 import { knobProperties, knobsFromBody, requestEmbedder } from '../knobs.js';
+import { timingHeaders } from '../timing.js';
+import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
-import { checkTexts, timingHeaders, vectorsJson } from './embed.js';
 
 interface OllamaEmbedBody {
   model?: string;
@@ -14,11 +16,11 @@ interface OllamaEmbedBody {
   options?: Record<string, unknown>;
 }
 
-export const ollamaRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine, limits, metrics }) => {
+export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedder, limits, metrics }) => {
   app.post<{ Body: OllamaEmbedBody }>(
     '/api/embed',
     {
-      onRequest: async () => engine.admit(),
+      onRequest: async () => embedder.admit(),
       schema: {
         summary: 'Embed texts (Ollama-compatible)',
         tags: ['embeddings'],
@@ -54,7 +56,7 @@ export const ollamaRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine,
       const { input } = request.body;
       const texts = typeof input === 'string' ? [input] : input;
       checkTexts(texts, limits, 'input');
-      const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+      const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       // Ollama's vectors are L2-normalized, as ours are by default.
       const result = await embed(texts, knobsFromBody({ truncate: request.body.truncate, dimensions: request.body.dimensions }));
       const totalMs = performance.now() - started;
@@ -63,7 +65,7 @@ export const ollamaRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine,
       return reply
         .type('application/json')
         .send(
-          `{"model":${JSON.stringify(engine.spec.id)},"embeddings":${vectorsJson(result.vectors)},"total_duration":${totalNs},"load_duration":0,"prompt_eval_count":${result.totalTokens}}`,
+          `{"model":${JSON.stringify(embedder.spec.id)},"embeddings":${vectorsJson(result.vectors)},"total_duration":${totalNs},"load_duration":0,"prompt_eval_count":${result.totalTokens}}`,
         );
     },
   );

@@ -4,10 +4,13 @@
  * `/decode` and `/similarity`.
  */
 import type { FastifyPluginAsync } from 'fastify';
-import { ApiError, errorResponses } from '../errors.js';
+import { ApiError } from '../errors/catalogue.js';
+import { errorResponses } from '../errors/reply.js';
+import { checkTexts } from '../inputs.js';
 import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { timingHeaders } from '../timing.js';
 import type { RouteDeps } from './deps.js';
-import { checkTexts, embedRoute, timingHeaders } from './embed.js';
+import { embedRoute } from './embed.js';
 
 interface TokenizeBody {
   inputs: string | string[];
@@ -49,8 +52,9 @@ function cosine(a: Float32Array, b: Float32Array): number {
   return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
 }
 
-export const teiRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine, limits, metrics }) => {
-  embedRoute(app, '/', engine, limits, metrics, "Embed texts (TEI's root route, same as /embed)");
+export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
+  const { embedder, limits, metrics } = deps;
+  embedRoute(app, '/', deps, "Embed texts (TEI's root route, same as /embed)");
 
   app.post<{ Body: TokenizeBody }>(
     '/tokenize',
@@ -73,7 +77,7 @@ export const teiRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine, li
     async (request) => {
       const texts = typeof request.body.inputs === 'string' ? [request.body.inputs] : request.body.inputs;
       checkTexts(texts, limits, 'inputs');
-      return engine.tokenDetails(texts, {
+      return embedder.tokenDetails(texts, {
         promptName: request.body.prompt_name ?? undefined,
         addSpecialTokens: request.body.add_special_tokens,
       });
@@ -107,16 +111,16 @@ export const teiRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine, li
       const { ids } = request.body;
       const sequences = ids.length > 0 && Array.isArray(ids[0]) ? (ids as number[][]) : [ids as number[]];
       if (sequences.length > limits.maxInputs) {
-        throw new ApiError('payload_too_large', `ids has ${sequences.length} sequences; at most ${limits.maxInputs} are allowed per request`);
+        throw new ApiError('TOO_MANY_INPUTS', 'ids', sequences.length, limits.maxInputs);
       }
-      return engine.decode(sequences, request.body.skip_special_tokens);
+      return embedder.decode(sequences, request.body.skip_special_tokens);
     },
   );
 
   app.post<{ Body: SimilarityBody }>(
     '/similarity',
     {
-      onRequest: async () => engine.admit(),
+      onRequest: async () => embedder.admit(),
       schema: {
         summary: 'Cosine similarity of a source sentence to each of several sentences (TEI-compatible)',
         tags: ['embeddings'],
@@ -140,7 +144,7 @@ export const teiRoutes: FastifyPluginAsync<RouteDeps> = async (app, { engine, li
       const { source_sentence: source, sentences } = request.body.inputs;
       checkTexts(sentences, limits, 'inputs.sentences');
       checkTexts([source, ...sentences], { ...limits, maxInputs: limits.maxInputs + 1 }, 'inputs');
-      const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+      const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       const result = await embed([source, ...sentences], knobsFromBody(request.body));
       reply.headers(timingHeaders(result, performance.now() - started));
       const [first, ...rest] = result.vectors;

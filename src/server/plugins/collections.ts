@@ -3,15 +3,15 @@
  * durably by the index, and queries are embedded with the collection's query settings, so both
  * sides always live in the same space.
  */
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { CollectionSettings, DocumentInput, Filter, Fusion, IncludeField, Metric, SearchMode, StoragePrecision, StoreBackend } from '../../index/index.js';
 import { scoreCandidates } from '../../index/index.js';
-import type { EmbedOptions, Engine } from '../../runtime/engine.js';
-import { ApiError, errorResponses } from '../errors.js';
+import type { EmbedOptions } from '../../runtime/embedder.js';
+import { ApiError } from '../errors/catalogue.js';
+import { errorResponses } from '../errors/reply.js';
+import { checkTexts } from '../inputs.js';
 import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
-import type { ServerLimits } from '../app.js';
-import type { Metrics } from '../metrics.js';
-import { checkTexts } from './embed.js';
+import type { RouteDeps } from './deps.js';
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', description: '1–64 of [A-Za-z0-9_-]' } as const;
 const ID = { type: 'string', minLength: 1, maxLength: 256 } as const;
@@ -104,10 +104,10 @@ function embeddingOptions(settings: CollectionSettings, promptName: string | und
   return { dimensions: settings.dimensions, layer: settings.layer, promptName, normalize: true };
 }
 
-export function collectionRoutes(app: FastifyInstance, engine: Engine, store: StoreBackend, limits: ServerLimits, metrics: Metrics): void {
+export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBackend }> = async (app, { embedder, store, limits, metrics }) => {
   /** Vectors for texts, under the request's one deadline and disconnect signal. */
   const embedderFor = (request: FastifyRequest, reply: FastifyReply) => {
-    const embed = requestEmbedder(request, reply, engine, metrics, limits.requestTimeoutMs);
+    const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
     return async (texts: string[], opts: EmbedOptions): Promise<Float32Array[]> => (await embed(texts, opts)).vectors;
   };
 
@@ -124,14 +124,14 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: St
     },
     async (request) => {
       const body = request.body ?? {};
-      const dimensions = body.dimensions ?? engine.spec.hiddenSize;
+      const dimensions = body.dimensions ?? embedder.spec.hiddenSize;
       // The model must be able to embed the way this collection says, for its whole life.
-      engine.validate({ dimensions, layer: body.layer, promptName: body.document_prompt_name });
-      engine.validate({ dimensions, layer: body.layer, promptName: body.query_prompt_name });
+      embedder.validate({ dimensions, layer: body.layer, promptName: body.document_prompt_name });
+      embedder.validate({ dimensions, layer: body.layer, promptName: body.query_prompt_name });
       // The graph's prefix must itself be a truncation the model supports (Matryoshka).
       if (body.index_dimensions !== undefined && body.index_dimensions !== dimensions) {
-        if (body.index_dimensions > dimensions) throw new ApiError('validation', `index_dimensions (${body.index_dimensions}) must not exceed dimensions (${dimensions})`);
-        engine.validate({ dimensions: body.index_dimensions, layer: body.layer });
+        if (body.index_dimensions > dimensions) throw new ApiError('INDEX_DIMENSIONS_TOO_LARGE', body.index_dimensions, dimensions);
+        embedder.validate({ dimensions: body.index_dimensions, layer: body.layer });
       }
       const { created, settings } = await store.create(request.params.name, { ...body, dimensions });
       return { name: request.params.name, settings, count: (await store.info(request.params.name)).count, created };
@@ -191,13 +191,13 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: St
       const { name } = request.params;
       const { documents } = request.body;
       if (documents.length > limits.maxInputs) {
-        throw new ApiError('payload_too_large', `documents has ${documents.length} items; at most ${limits.maxInputs} are allowed per request`);
+        throw new ApiError('TOO_MANY_INPUTS', 'documents', documents.length, limits.maxInputs);
       }
       const settings = (await store.info(name)).settings;
       documents.forEach((d, i) => {
-        if (d.text === undefined && d.vector === undefined) throw new ApiError('validation', `documents[${i}] needs text or vector`);
+        if (d.text === undefined && d.vector === undefined) throw new ApiError('DOCUMENT_NEEDS_TEXT_OR_VECTOR', i);
         if (d.vector !== undefined && d.vector.length !== settings.dimensions) {
-          throw new ApiError('validation', `documents[${i}].vector has length ${d.vector.length}; this collection stores ${settings.dimensions} dimensions`);
+          throw new ApiError('VECTOR_LENGTH_MISMATCH', i, d.vector.length, settings.dimensions);
         }
       });
       const toEmbed = documents.map((d, i) => ({ d, i })).filter(({ d }) => d.vector === undefined);
@@ -227,7 +227,7 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: St
     },
     async (request) => {
       const doc = await store.get(request.params.name, request.params.id);
-      if (!doc) throw new ApiError('not_found', `no document ${JSON.stringify(request.params.id)} in collection ${request.params.name}`);
+      if (!doc) throw new ApiError('DOCUMENT_NOT_FOUND', request.params.id, request.params.name);
       return doc;
     },
   );
@@ -237,7 +237,7 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: St
     { schema: { summary: 'Delete a document', tags: ['collections'], params: docParams, response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses } } },
     async (request) => {
       const existed = await store.delete(request.params.name, request.params.id);
-      if (!existed) throw new ApiError('not_found', `no document ${JSON.stringify(request.params.id)} in collection ${request.params.name}`);
+      if (!existed) throw new ApiError('DOCUMENT_NOT_FOUND', request.params.id, request.params.name);
       return { deleted: true };
     },
   );
@@ -281,12 +281,12 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: St
       const b = request.body;
       const k = b.k ?? 10;
       if (b.collection !== undefined) {
-        if (b.candidates !== undefined) throw new ApiError('validation', 'give either collection or candidates, not both');
-        if ((b.query === undefined) === (b.vector === undefined)) throw new ApiError('validation', 'give exactly one of query (text) or vector');
+        if (b.candidates !== undefined) throw new ApiError('SEARCH_TARGET_CONFLICT');
+        if ((b.query === undefined) === (b.vector === undefined)) throw new ApiError('QUERY_XOR_VECTOR');
         const settings = (await store.info(b.collection)).settings;
         const mode = b.mode ?? 'dense';
-        if (mode !== 'dense' && b.query === undefined) throw new ApiError('validation', `mode "${mode}" needs query (text): the lexical side searches words`);
-        if (mode !== 'dense' && !settings.lexical) throw new ApiError('validation', `mode "${mode}" needs a lexical index; collection ${b.collection} was created without "lexical"`);
+        if (mode !== 'dense' && b.query === undefined) throw new ApiError('MODE_NEEDS_QUERY', mode);
+        if (mode !== 'dense' && !settings.lexical) throw new ApiError('MODE_NEEDS_LEXICAL', mode, b.collection);
         let vector: number[] | Float32Array | undefined;
         if (b.query !== undefined) rejectContradictions(b, settings);
         if (b.vector !== undefined) {
@@ -308,10 +308,10 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: St
         };
         return { results: await store.search(b.collection, vector, options) };
       }
-      if (b.candidates === undefined) throw new ApiError('validation', 'give collection (to search an index) or candidates (to rank a list)');
-      if (b.query === undefined) throw new ApiError('validation', 'candidates mode needs query (text)');
+      if (b.candidates === undefined) throw new ApiError('SEARCH_TARGET_MISSING');
+      if (b.query === undefined) throw new ApiError('CANDIDATES_NEED_QUERY');
       for (const field of ['vector', 'filter', 'ef', 'mode', 'fusion', 'rescore'] as const) {
-        if (b[field] !== undefined) throw new ApiError('validation', `${field} applies to collection search only`);
+        if (b[field] !== undefined) throw new ApiError('COLLECTION_ONLY_FIELD', field);
       }
       checkTexts(b.candidates, limits, 'candidates');
       const knobs = knobsFromBody(b);
@@ -334,20 +334,20 @@ export function collectionRoutes(app: FastifyInstance, engine: Engine, store: St
       };
     },
   );
-}
+};
 
 /** A query in a collection is embedded the collection's way; knobs that say otherwise are an error. */
 function rejectContradictions(b: SearchBody, s: CollectionSettings): void {
   const clash = (field: string, given: unknown, fixed: unknown): void => {
     if (given !== undefined && given !== null && given !== fixed) {
-      throw new ApiError('validation', `${field}=${JSON.stringify(given)} contradicts the collection's ${field} (${JSON.stringify(fixed ?? null)}); queries are embedded with the collection's settings`);
+      throw new ApiError('CONTRADICTS_COLLECTION', `${field}=${JSON.stringify(given)} contradicts the collection's ${field} (${JSON.stringify(fixed ?? null)}); queries are embedded with the collection's settings`);
     }
   };
   clash('dimensions', b.dimensions, s.dimensions);
   clash('layer', b.layer, s.layer);
   clash('prompt_name', b.prompt_name, s.query_prompt_name);
   clash('query_prompt_name', b.query_prompt_name, s.query_prompt_name);
-  if (b.instruction != null) throw new ApiError('validation', "instruction contradicts the collection's settings: queries use its query_prompt_name");
-  if (b.normalize === false) throw new ApiError('validation', 'normalize: false contradicts the collection: stored vectors are normalized');
-  if (b.token_prepending) throw new ApiError('validation', "token_prepending contradicts the collection's settings");
+  if (b.instruction != null) throw new ApiError('CONTRADICTS_COLLECTION', "instruction contradicts the collection's settings: queries use its query_prompt_name");
+  if (b.normalize === false) throw new ApiError('CONTRADICTS_COLLECTION', 'normalize: false contradicts the collection: stored vectors are normalized');
+  if (b.token_prepending) throw new ApiError('CONTRADICTS_COLLECTION', "token_prepending contradicts the collection's settings");
 }

@@ -1,31 +1,35 @@
-/** Operational routes: liveness, readiness, model and engine facts. */
-import type { FastifyInstance } from 'fastify';
+/** Operational routes: liveness, readiness, metrics, model and engine facts. */
+import type { FastifyPluginAsync } from 'fastify';
 import type { StoreBackend } from '../../index/index.js';
-import type { Engine } from '../../runtime/engine.js';
-import { ApiError, errorResponses } from '../errors.js';
-import type { ServerLimits } from '../app.js';
+import { ApiError } from '../errors/catalogue.js';
+import { errorResponses } from '../errors/reply.js';
+import type { RouteDeps } from './deps.js';
 import { EMBEDDING_TYPES } from './embed.js';
 
-export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLimits, version: string, store?: StoreBackend): void {
+export const opsPlugin: FastifyPluginAsync<RouteDeps & { version: string; store?: StoreBackend }> = async (app, { embedder, limits, metrics, version, store }) => {
   // Collections damaged on disk do not make the instance unready (everything else serves), but
   // operators must see them: they are listed in /ready's body and /info.
   const collectionHealth = () =>
     store ? { unavailable_collections: store.unavailableCollections(), recovered_collections: store.recoveries() } : {};
 
   // Liveness is never shed (see app.ts): a load balancer must not kill a busy but healthy instance.
-  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] } }, async () => ({ status: 'ok' }));
+  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] }, config: { public: true, shed: false } }, async () => ({ status: 'ok' }));
 
   app.get(
     '/ready',
-    { schema: { summary: 'Readiness: model loaded and warmed up', tags: ['operations'], response: { 503: errorResponses[503] } } },
+    { schema: { summary: 'Readiness: model loaded and warmed up', tags: ['operations'], response: { 503: errorResponses[503] } }, config: { public: true } },
     async () => {
-      if (!engine.isReady) throw new ApiError('unavailable', 'the model is not ready yet', 1);
+      if (!embedder.isReady) throw new ApiError('NOT_READY');
       return { status: 'ready', ...collectionHealth() };
     },
   );
 
+  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] }, config: { public: true } }, async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  );
+
   app.get('/info', { schema: { summary: 'Model, knobs and batching limits in effect', tags: ['operations'] } }, async () => {
-    const { model, provider, workers, intraOpThreads, limits: batching, inputNames, stages, precision } = engine.info;
+    const { model, provider, workers, intraOpThreads, limits: batching, inputNames, stages, precision } = embedder.info;
     return {
       version,
       model_id: model.id,
@@ -52,7 +56,7 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
       quantization: { source: precision.source, agreement: precision.agreement, floor: precision.floor, fallback: precision.fallback },
       embedding_types: EMBEDDING_TYPES,
       // Where int8/uint8 outputs take their per-dimension ranges from.
-      embedding_calibration: { source: engine.calibration.source, sentences: engine.calibration.sentences.length },
+      embedding_calibration: { source: embedder.calibration.source, sentences: embedder.calibration.sentences.length },
       workers,
       intra_op_threads: intraOpThreads,
       batching: {
@@ -71,4 +75,4 @@ export function opsRoutes(app: FastifyInstance, engine: Engine, limits: ServerLi
       ...collectionHealth(),
     };
   });
-}
+};

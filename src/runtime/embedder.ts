@@ -1,0 +1,72 @@
+/**
+ * What the HTTP layer sees of a model: its description, its state, and `embed`. The server is
+ * written against this interface, not against `Engine`, so it can be built (and its OpenAPI
+ * document generated) without loading a model or starting workers.
+ */
+import type { EmbeddingType } from '../pooling/index.js';
+import type { ModelSpec } from './model-dir.js';
+import type { PrecisionChoice } from './precision.js';
+import type { QueueLimits, QueueStats } from './queue.js';
+import type { TokenDetail, TruncationDirection } from './tokenize.js';
+
+/** Per-request knobs, as the public API names them. */
+export interface EmbedOptions {
+  dimensions?: number;
+  layer?: number;
+  promptName?: string;
+  instruction?: string;
+  tokenPrepending?: boolean;
+  normalize?: boolean;
+  truncate?: boolean;
+  truncationDirection?: TruncationDirection;
+  /** Quantized output besides the float vectors (after truncation and normalization); default float. */
+  embeddingType?: EmbeddingType;
+  /** Absolute deadline on the performance.now() clock. */
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+export interface EmbedResult {
+  vectors: Float32Array[];
+  /** The vectors quantized, when `embeddingType` asked for int8, uint8, binary or ubinary. */
+  quantized?: Array<Int8Array | Uint8Array>;
+  /** Tokens computed, per input (prompt and special tokens included). */
+  tokenCounts: number[];
+  totalTokens: number;
+  timings: { tokenizeMs: number; queueMs: number; inferenceMs: number };
+}
+
+export interface EngineInfo {
+  model: ModelSpec;
+  provider: string;
+  workers: number;
+  intraOpThreads: number;
+  limits: Readonly<QueueLimits>;
+  inputNames: string[];
+  pooledOutput: boolean;
+  precision: PrecisionChoice;
+  /** Per-layer stages (layer exit, Token Prepending): available, or why not. */
+  stages: { ok: true; count: number } | { ok: false; reason: string };
+}
+
+export type EngineStats = QueueStats & { workerRestarts: number; workersAlive: number };
+
+export interface Embedder {
+  readonly spec: ModelSpec;
+  readonly info: EngineInfo;
+  readonly stats: EngineStats;
+  /** Loaded, warmed up, and with a live worker. */
+  readonly isReady: boolean;
+  /** Throws QUEUE_FULL at once when the queue is full (call before doing any work for a request). */
+  admit(): void;
+  /** Checks a request's knobs against the model; throws a RuntimeError naming the problem. */
+  validate(opts: EmbedOptions): void;
+  /** One finished vector per text, in order, with token counts and timings. */
+  embed(texts: readonly string[], opts: EmbedOptions): Promise<EmbedResult>;
+  /** Every token of each text (with `promptName`'s prompt when given), untruncated. */
+  tokenDetails(texts: readonly string[], opts: { promptName?: string; addSpecialTokens?: boolean }): Promise<TokenDetail[][]>;
+  /** Token ids back to text, one string per sequence. */
+  decode(sequences: readonly (readonly number[])[], skipSpecialTokens?: boolean): Promise<string[]>;
+  /** Where int8/uint8 outputs take their per-dimension ranges from. */
+  readonly calibration: { readonly source: string; readonly sentences: readonly string[] };
+}
