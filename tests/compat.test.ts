@@ -63,6 +63,7 @@ describe('TEI, Ollama and Infinity routes', () => {
     expect(both.json).toEqual(['[CLS] hello [SEP]', '[CLS] hello [SEP]']);
     const bad = await postJson(`${s.url}/decode`, { ids: [5, 999999] });
     expect(bad.status).toBe(422);
+    expect(bad.json).toMatchObject({ error_type: 'validation', error_code: 'UNKNOWN_TOKEN_ID' });
     expect(bad.json.error).toMatch(/ids\[1\] = 999999/);
   });
 
@@ -88,7 +89,7 @@ describe('TEI, Ollama and Infinity routes', () => {
     expect(short.json.embeddings).toEqual(await embed(['hello'], { dimensions: 16 }));
     const tooLong = await postJson(`${s.url}/api/embed`, { model: 'm', input: ref.long_sentence.sentence, truncate: false });
     expect(tooLong.status).toBe(413);
-    expect(tooLong.json.error).toMatch(/maximum/);
+    expect(tooLong.json).toMatchObject({ error_type: 'payload_too_large', error_code: 'INPUT_TOO_LONG' });
   });
 
   it('POST /embeddings (Infinity-style) is /v1/embeddings, errors in OpenAI shape', async () => {
@@ -120,6 +121,7 @@ describe("OpenAI's request limits by default", () => {
     expect(ok.json.data).toHaveLength(2048);
     const many = await postJson(`${s.url}/v1/embeddings`, { input: Array(2049).fill('x'), model: 'm' });
     expect(many.status, JSON.stringify(many.json).slice(0, 300)).toBe(413);
+    expect(many.json.error).toMatchObject({ type: 'invalid_request_error', code: 'payload_too_large' });
     const heavy = await postJson(`${s.url}/v1/embeddings`, { input: [...big, ...big.slice(0, 100)].map((t) => t.slice(0, 3900)), model: 'm' });
     expect(heavy.status, JSON.stringify(heavy.json).slice(0, 300)).toBe(413);
   }, 60_000);
