@@ -1,0 +1,335 @@
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import pg from "pg";
+import { from as copyFrom } from "pg-copy-streams";
+import { ConflictError, NotFoundError, StorageError } from "../index/errors.js";
+import type { CollectionInfo, CollectionSettings, Logger, SearchHit, SearchOptions, StoredDocument, UpsertResult } from "../index/types.js";
+import { normalizeSettings, settingsEqual, validateDocuments, validateId, validateName, type ValidDocument } from "../index/validate.js";
+import { asStoreError, StoreUnavailableError } from "./errors.js";
+import { CHANGES_CHANNEL, Follower } from "./follower.js";
+import { encodeVector, type ReplicaCollection } from "./memory.js";
+import { migrate } from "./migrations.js";
+
+/** Filled in by a write with the sequence number it committed at (the `x-store-seq` header). */
+export interface WriteReceipt {
+  seq?: number;
+}
+
+/** What a replica knows about how current it is (the `/metrics` gauges and the stale header). */
+export interface ReplicaStatus {
+  applied: number;
+  head: number;
+  caughtUp: boolean;
+  connected: boolean;
+  lagSeconds: number;
+}
+
+export interface PgStoreOptions {
+  /** `postgres://user:password@host:port/database` (libpq URL; `?options=-c search_path=…` picks a schema). */
+  url: string;
+  logger: Logger;
+  /** Pool size for writes and catch-up reads. Default 8. */
+  poolSize?: number;
+  /** Follower poll interval. Default 1000 ms. */
+  pollMs?: number;
+  /** How long a write waits for its own change to become visible locally after commit. Default 10 s. */
+  visibleWithinMs?: number;
+}
+
+/** Batches above this many documents go through COPY; smaller ones through one prepared INSERT. */
+const COPY_THRESHOLD = 16;
+
+const UPSERT_SQL = `
+WITH written AS (
+  INSERT INTO documents (collection, id, text, metadata, vector, seq)
+  SELECT $1, u.id, u.text, u.metadata, u.vector, $2
+  FROM %SOURCE%
+  ON CONFLICT (collection, id) DO UPDATE
+    SET text = EXCLUDED.text, metadata = EXCLUDED.metadata, vector = EXCLUDED.vector, seq = EXCLUDED.seq
+  RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*)::int AS total FROM written`;
+
+const UPSERT_ROWS_SQL = UPSERT_SQL.replace("%SOURCE%", "unnest($3::text[], $4::text[], $5::json[], $6::bytea[]) AS u(id, text, metadata, vector)");
+const UPSERT_COPIED_SQL = UPSERT_SQL.replace("%SOURCE%", "incoming AS u");
+
+/**
+ * Collections kept in PostgreSQL, served from this replica's memory.
+ *
+ * Writes go to PostgreSQL in one transaction each (documents, a `changes`
+ * row, a NOTIFY) and are acknowledged after COMMIT, once this replica's
+ * follower has applied them too (so a client reads its own writes on the
+ * replica it wrote through). Reads never touch PostgreSQL: they are answered
+ * from the in-memory graph the follower keeps current, and keep being
+ * answered while PostgreSQL is away (stale, and saying so).
+ */
+export class PgStore {
+  private closed = false;
+
+  private constructor(
+    private readonly pool: pg.Pool,
+    readonly follower: Follower,
+    private readonly opts: PgStoreOptions,
+  ) {}
+
+  /**
+   * Connects, migrates the schema (under an advisory lock) and starts the
+   * follower. Resolves once the schema is in place; `ready` resolves once the
+   * replica has loaded and caught up. Retries while PostgreSQL is unreachable.
+   */
+  static async open(opts: PgStoreOptions): Promise<{ store: PgStore; ready: Promise<void> }> {
+    const connection: pg.ClientConfig = { connectionString: opts.url, application_name: "embedding-service", connectionTimeoutMillis: 5000 };
+    const pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 8, idleTimeoutMillis: 30_000 });
+    // An idle pooled connection dying (PostgreSQL restarting) is expected; the pool drops it.
+    pool.on("error", (err) => opts.logger.warn({ err: err.message }, "store: idle PostgreSQL connection lost"));
+    // A checked-out connection has no listener of the pool's: its socket dying between two queries
+    // would be an uncaught 'error'. The query in flight (or the next one) fails and is handled there.
+    pool.on("connect", (client) => client.on("error", () => undefined));
+    let backoff = 200;
+    for (;;) {
+      try {
+        await migrate(pool, opts.logger);
+        break;
+      } catch (err) {
+        if (!(asStoreError(err) instanceof StoreUnavailableError)) {
+          await pool.end();
+          throw err;
+        }
+        opts.logger.warn({ err: (err as Error).message }, "store: PostgreSQL not reachable yet; retrying");
+        await new Promise((r) => setTimeout(r, backoff));
+        backoff = Math.min(backoff * 2, 2000);
+      }
+    }
+    const follower = new Follower({ pool, connection, logger: opts.logger, pollMs: opts.pollMs });
+    const store = new PgStore(pool, follower, opts);
+    return { store, ready: follower.start() };
+  }
+
+  status(): ReplicaStatus {
+    const f = this.follower;
+    return { applied: f.applied, head: f.head, caughtUp: f.caughtUp, connected: f.connected, lagSeconds: f.lagSeconds() };
+  }
+
+  /** Resolves true once this replica has applied `seq`, false at `deadline` (ms since epoch). */
+  waitForSeq(seq: number, deadline: number): Promise<boolean> {
+    return this.follower.waitFor(seq, deadline);
+  }
+
+  // -------------------------------------------------------------------------
+  // Reads: memory only
+
+  private checkServing(): void {
+    if (this.closed) throw new StorageError("store is closed");
+    if (!this.follower.caughtUp) throw new StoreUnavailableError("this replica is still loading its collections from PostgreSQL");
+  }
+
+  private local(name: unknown): ReplicaCollection {
+    this.checkServing();
+    const valid = validateName(name);
+    const c = this.follower.collections.get(valid);
+    if (!c) throw new NotFoundError(`collection ${valid} does not exist`);
+    return c;
+  }
+
+  /**
+   * For writes: a collection another replica created a moment ago may not be
+   * applied here yet, so a miss catches up once before answering 404.
+   */
+  private async localForWrite(name: unknown): Promise<ReplicaCollection> {
+    this.checkServing();
+    const valid = validateName(name);
+    if (!this.follower.collections.has(valid)) await this.follower.catchUpNow();
+    return this.local(valid);
+  }
+
+  list(): CollectionInfo[] {
+    this.checkServing();
+    return [...this.follower.collections.values()].map((c) => c.info()).sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  info(name: unknown): CollectionInfo {
+    return this.local(name).info();
+  }
+
+  get(name: unknown, id: unknown): StoredDocument | undefined {
+    return this.local(name).get(id);
+  }
+
+  search(name: unknown, vector: unknown, options: SearchOptions): SearchHit[] {
+    return this.local(name).search(vector, options);
+  }
+
+  // -------------------------------------------------------------------------
+  // Writes: one transaction each, acknowledged after commit
+
+  async create(name: unknown, settings: unknown, receipt: WriteReceipt = {}): Promise<{ created: boolean; settings: CollectionSettings }> {
+    this.checkServing();
+    const valid = validateName(name);
+    const normalized = normalizeSettings(settings);
+    const outcome = await this.transaction(async (client) => {
+      const inserted = await client.query({
+        name: "create-collection",
+        text: "INSERT INTO collections (name, settings, seq) VALUES ($1, $2, 0) ON CONFLICT (name) DO NOTHING",
+        values: [valid, JSON.stringify(normalized)],
+      });
+      if (inserted.rowCount === 0) {
+        const existing = await client.query<{ settings: unknown }>("SELECT settings FROM collections WHERE name = $1", [valid]);
+        const current = normalizeSettings(existing.rows[0]!.settings);
+        if (!settingsEqual(current, normalized)) throw new ConflictError(`collection ${valid} already exists with different settings`);
+        return { created: false, settings: current, seq: undefined };
+      }
+      const seq = await this.commitChange(client, valid, "create", normalized);
+      await client.query({ name: "stamp-collection", text: "UPDATE collections SET seq = $2 WHERE name = $1", values: [valid, seq] });
+      return { created: true, settings: normalized, seq };
+    });
+    if (outcome.seq !== undefined) {
+      receipt.seq = outcome.seq;
+      await this.visible(outcome.seq);
+      this.opts.logger.info({ collection: valid, settings: normalized, seq: outcome.seq }, "collection created");
+    }
+    const local = this.follower.collections.get(valid);
+    return { created: outcome.created, settings: local?.settings ?? outcome.settings };
+  }
+
+  async drop(name: unknown, receipt: WriteReceipt = {}): Promise<void> {
+    this.checkServing();
+    const valid = validateName(name);
+    const seq = await this.transaction(async (client) => {
+      const deleted = await client.query({ name: "drop-collection", text: "DELETE FROM collections WHERE name = $1", values: [valid] });
+      if (deleted.rowCount === 0) throw new NotFoundError(`collection ${valid} does not exist`);
+      return this.commitChange(client, valid, "drop", null);
+    });
+    receipt.seq = seq;
+    await this.visible(seq);
+    this.opts.logger.info({ collection: valid, seq }, "collection dropped");
+  }
+
+  async upsert(name: unknown, documents: unknown, receipt: WriteReceipt = {}): Promise<UpsertResult> {
+    const c = await this.localForWrite(name);
+    const docs = validateDocuments(documents, c.settings.dimensions, c.settings.metric);
+    if (docs.length === 0) return { inserted: 0, replaced: 0 };
+    const result = await this.transaction(async (client) => {
+      if (docs.length > COPY_THRESHOLD) await copyIncoming(client, docs);
+      await this.lockCollection(client, c);
+      const seq = await this.nextSeq(client);
+      const written = docs.length > COPY_THRESHOLD ? await client.query<{ inserted: number; total: number }>(UPSERT_COPIED_SQL, [c.name, seq]) : await client.query<{ inserted: number; total: number }>({ name: "upsert-rows", text: UPSERT_ROWS_SQL, values: [c.name, seq, ...columns(docs)] });
+      const { inserted, total } = written.rows[0]!;
+      await this.recordChange(client, seq, c.name, "upsert", { documents: total });
+      return { seq, inserted, replaced: total - inserted };
+    });
+    receipt.seq = result.seq;
+    await this.visible(result.seq);
+    return { inserted: result.inserted, replaced: result.replaced };
+  }
+
+  async delete(name: unknown, id: unknown, receipt: WriteReceipt = {}): Promise<boolean> {
+    const docId = validateId(id);
+    const c = await this.localForWrite(name);
+    const seq = await this.transaction(async (client) => {
+      await this.lockCollection(client, c);
+      const deleted = await client.query({ name: "delete-document", text: "DELETE FROM documents WHERE collection = $1 AND id = $2", values: [c.name, docId] });
+      if (deleted.rowCount === 0) return undefined;
+      return this.commitChange(client, c.name, "delete", [docId]);
+    });
+    if (seq === undefined) return false;
+    receipt.seq = seq;
+    await this.visible(seq);
+    return true;
+  }
+
+  // -------------------------------------------------------------------------
+
+  /**
+   * Holds the collection row (FOR SHARE: a concurrent drop waits) and checks
+   * it is the incarnation this replica validated against.
+   */
+  private async lockCollection(client: pg.PoolClient, c: ReplicaCollection): Promise<void> {
+    const { rows } = await client.query<{ seq: string }>({ name: "lock-collection", text: "SELECT seq FROM collections WHERE name = $1 FOR SHARE", values: [c.name] });
+    if (rows.length === 0) throw new NotFoundError(`collection ${c.name} does not exist`);
+    if (Number(rows[0]!.seq) !== c.createdSeq) throw new ConflictError(`collection ${c.name} was dropped and re-created meanwhile; retry`);
+  }
+
+  /** The next sequence number. Its row lock, held to COMMIT, makes sequence numbers commit in order. */
+  private async nextSeq(client: pg.PoolClient): Promise<number> {
+    const { rows } = await client.query<{ seq: string }>({ name: "next-seq", text: "UPDATE store_seq SET seq = seq + 1 RETURNING seq" });
+    return Number(rows[0]!.seq);
+  }
+
+  private async recordChange(client: pg.PoolClient, seq: number, collection: string, op: string, detail: unknown): Promise<void> {
+    await client.query({ name: "record-change", text: "INSERT INTO changes (seq, collection, op, detail) VALUES ($1, $2, $3, $4)", values: [seq, collection, op, JSON.stringify(detail)] });
+    await client.query({ name: "notify", text: "SELECT pg_notify($1, $2)", values: [CHANGES_CHANNEL, String(seq)] });
+  }
+
+  private async commitChange(client: pg.PoolClient, collection: string, op: string, detail: unknown): Promise<number> {
+    const seq = await this.nextSeq(client);
+    await this.recordChange(client, seq, collection, op, detail);
+    return seq;
+  }
+
+  /** Runs `body` in a transaction; connection failures become StoreUnavailableError (503 with Retry-After). */
+  private async transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    if (this.closed) throw new StorageError("store is closed");
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (err) {
+      throw asStoreError(err);
+    }
+    try {
+      await client.query("BEGIN");
+      const out = await body(client);
+      await client.query("COMMIT");
+      client.release();
+      return out;
+    } catch (err) {
+      const mapped = asStoreError(err);
+      if (mapped instanceof StoreUnavailableError) {
+        client.release(err as Error);
+      } else {
+        await client.query("ROLLBACK").catch(() => undefined);
+        client.release();
+      }
+      throw mapped;
+    }
+  }
+
+  /** After commit: waits (bounded) until this replica shows the write, so its writer reads it back here. */
+  private async visible(seq: number): Promise<void> {
+    const ok = await this.follower.waitFor(seq, Date.now() + (this.opts.visibleWithinMs ?? 10_000));
+    if (!ok) this.opts.logger.warn({ seq }, "store: write committed but not yet applied locally (PostgreSQL unreachable?)");
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.follower.stop();
+    await this.pool.end();
+  }
+}
+
+/** The batch as four parallel arrays for `unnest`. */
+function columns(docs: readonly ValidDocument[]): [string[], (string | null)[], (string | null)[], Buffer[]] {
+  return [
+    docs.map((d) => d.id),
+    docs.map((d) => d.text ?? null),
+    docs.map((d) => (d.metadata === undefined ? null : JSON.stringify(d.metadata))),
+    docs.map((d) => encodeVector(d.vector)),
+  ];
+}
+
+/** CSV field: NULL is an unquoted empty field, everything else is quoted. */
+function csv(value: string | null): string {
+  return value === null ? "" : `"${value.replaceAll('"', '""')}"`;
+}
+
+/** Streams the batch into the session's `incoming` temp table with COPY. */
+async function copyIncoming(client: pg.PoolClient, docs: readonly ValidDocument[]): Promise<void> {
+  await client.query("CREATE TEMP TABLE IF NOT EXISTS incoming (id text, text text, metadata json, vector bytea) ON COMMIT DELETE ROWS");
+  const rows = (function* () {
+    for (const d of docs) {
+      const meta = d.metadata === undefined ? null : JSON.stringify(d.metadata);
+      yield `${csv(d.id)},${csv(d.text ?? null)},${csv(meta)},"\\x${encodeVector(d.vector).toString("hex")}"\n`;
+    }
+  })();
+  await pipeline(Readable.from(rows), client.query(copyFrom("COPY incoming (id, text, metadata, vector) FROM STDIN WITH (FORMAT csv)")));
+}
