@@ -47,21 +47,30 @@ export interface CreateResult {
   settings: CollectionSettings;
 }
 
+/**
+ * Filled in by a write on a replicated backend (PostgreSQL) with the change
+ * sequence number it committed at; the HTTP layer answers it as `x-store-seq`.
+ * A single-process backend leaves it empty.
+ */
+export interface WriteReceipt {
+  seq?: number;
+}
+
 export interface StoreBackend {
   /** Creates a collection from `CollectionSettingsInput`-shaped settings (validated here). */
-  create(name: unknown, settings: unknown): Promise<CreateResult>;
+  create(name: unknown, settings: unknown, receipt?: WriteReceipt): Promise<CreateResult>;
   /** All collections, sorted by name. */
   list(): Awaitable<CollectionInfo[]>;
   /** NotFoundError when absent. */
   info(name: unknown): Awaitable<CollectionInfo>;
   /** Removes a collection and everything in it. */
-  drop(name: unknown): Promise<void>;
+  drop(name: unknown, receipt?: WriteReceipt): Promise<void>;
   /** All or nothing; resolves once durable. Documents carry full-width vectors (the backend quantizes/prefixes as its settings say). */
-  upsert(name: unknown, documents: DocumentInput[] | unknown): Promise<UpsertResult>;
+  upsert(name: unknown, documents: DocumentInput[] | unknown, receipt?: WriteReceipt): Promise<UpsertResult>;
   /** The document, vector at full width (dequantized for compact storage), or undefined. */
   get(name: unknown, id: unknown): Awaitable<StoredDocument | undefined>;
   /** Resolves whether the document existed; durable before it resolves. */
-  delete(name: unknown, id: unknown): Promise<boolean>;
+  delete(name: unknown, id: unknown, receipt?: WriteReceipt): Promise<boolean>;
   /**
    * `vector` (full width) serves the dense side and may be undefined in
    * lexical mode; `options.text` serves the lexical side.

@@ -6,7 +6,7 @@
  * StorageError → 500/503. Anything else escaping the store is a bug.
  */
 
-export type IndexErrorCode = "NOT_FOUND" | "CONFLICT" | "VALIDATION" | "STORAGE" | "UNAVAILABLE";
+export type IndexErrorCode = "NOT_FOUND" | "CONFLICT" | "VALIDATION" | "STORAGE" | "UNAVAILABLE" | "UNREACHABLE";
 
 export abstract class IndexError extends Error {
   abstract readonly code: IndexErrorCode;
@@ -46,4 +46,13 @@ export class StorageError extends IndexError {
  */
 export class UnavailableError extends IndexError {
   readonly code = "UNAVAILABLE" as const;
+}
+
+/**
+ * A shared store (PostgreSQL) cannot be reached, or this replica has not
+ * loaded from it yet: the write was not made; retrying shortly is right.
+ * Reads keep being served from memory meanwhile.
+ */
+export class UnreachableError extends IndexError {
+  readonly code = "UNREACHABLE" as const;
 }

@@ -3,7 +3,7 @@
  * Vectors in, vectors out; embedding happens in the HTTP layer.
  */
 export { CollectionStore, silentLogger } from "./store.js";
-export type { StoreBackend, CreateResult, Awaitable } from "./backend.js";
+export type { StoreBackend, CreateResult, Awaitable, WriteReceipt } from "./backend.js";
 export { LexicalIndex, tokenize, DEFAULT_B, DEFAULT_K1 } from "./lexical.js";
 export type { LexicalHit } from "./lexical.js";
 export { fuse, DEFAULT_ALPHA, DEFAULT_RRF_K } from "./fusion.js";

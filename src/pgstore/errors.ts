@@ -1,17 +1,7 @@
-import { IndexError, StorageError } from "../index/errors.js";
+import { IndexError, UnreachableError } from "../index/errors.js";
 
-/**
- * PostgreSQL cannot be reached (down, restarting, network): the write was not
- * made, and retrying after `retryAfterSeconds` is the right reaction. Reads
- * keep being served from the replica's memory meanwhile.
- */
-export class StoreUnavailableError extends StorageError {
-  readonly retryAfterSeconds: number;
-  constructor(message: string, options: { cause?: unknown; retryAfterSeconds?: number } = {}) {
-    super(message, { cause: options.cause });
-    this.retryAfterSeconds = options.retryAfterSeconds ?? 1;
-  }
-}
+/** PostgreSQL cannot be reached (down, restarting, network), or this replica has not loaded yet. */
+export class StoreUnavailableError extends UnreachableError {}
 
 /** SQLSTATE classes that mean "the server or the connection went away", not "your statement is wrong". */
 const CONNECTION_CLASSES = ["08", "57", "53"];

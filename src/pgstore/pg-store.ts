@@ -2,6 +2,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
+import type { StoreBackend, WriteReceipt } from "../index/backend.js";
 import { ConflictError, NotFoundError, StorageError } from "../index/errors.js";
 import type { CollectionInfo, CollectionSettings, Logger, SearchHit, SearchOptions, StoredDocument, UpsertResult } from "../index/types.js";
 import { normalizeSettings, settingsEqual, validateDocuments, validateId, validateName, type ValidDocument } from "../index/validate.js";
@@ -9,11 +10,6 @@ import { asStoreError, StoreUnavailableError } from "./errors.js";
 import { CHANGES_CHANNEL, Follower } from "./follower.js";
 import { encodeVector, type ReplicaCollection } from "./memory.js";
 import { migrate } from "./migrations.js";
-
-/** Filled in by a write with the sequence number it committed at (the `x-store-seq` header). */
-export interface WriteReceipt {
-  seq?: number;
-}
 
 /** What a replica knows about how current it is (the `/metrics` gauges and the stale header). */
 export interface ReplicaStatus {
@@ -63,7 +59,7 @@ const UPSERT_COPIED_SQL = UPSERT_SQL.replace("%SOURCE%", "incoming AS u");
  * from the in-memory graph the follower keeps current, and keep being
  * answered while PostgreSQL is away (stale, and saying so).
  */
-export class PgStore {
+export class PgStore implements StoreBackend {
   private closed = false;
 
   private constructor(
@@ -73,11 +69,13 @@ export class PgStore {
   ) {}
 
   /**
-   * Connects, migrates the schema (under an advisory lock) and starts the
-   * follower. Resolves once the schema is in place; `ready` resolves once the
-   * replica has loaded and caught up. Retries while PostgreSQL is unreachable.
+   * Returns at once; in the background it connects, migrates the schema
+   * (under an advisory lock) and starts the follower, retrying while
+   * PostgreSQL is unreachable. `ready` resolves once the replica has loaded
+   * and caught up (it rejects only on a fault retrying cannot fix, such as a
+   * schema newer than this service). Until then writes and reads answer 503.
    */
-  static async open(opts: PgStoreOptions): Promise<{ store: PgStore; ready: Promise<void> }> {
+  static open(opts: PgStoreOptions): { store: PgStore; ready: Promise<void> } {
     const connection: pg.ClientConfig = { connectionString: opts.url, application_name: "embedding-service", connectionTimeoutMillis: 5000 };
     const pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 8, idleTimeoutMillis: 30_000 });
     // An idle pooled connection dying (PostgreSQL restarting) is expected; the pool drops it.
@@ -85,24 +83,27 @@ export class PgStore {
     // A checked-out connection has no listener of the pool's: its socket dying between two queries
     // would be an uncaught 'error'. The query in flight (or the next one) fails and is handled there.
     pool.on("connect", (client) => client.on("error", () => undefined));
+    const follower = new Follower({ pool, connection, logger: opts.logger, pollMs: opts.pollMs });
+    const store = new PgStore(pool, follower, opts);
+    return { store, ready: store.start() };
+  }
+
+  /** Migrates (retrying while PostgreSQL is unreachable), then loads and follows. */
+  private async start(): Promise<void> {
     let backoff = 200;
     for (;;) {
+      if (this.closed) return;
       try {
-        await migrate(pool, opts.logger);
+        await migrate(this.pool, this.opts.logger);
         break;
       } catch (err) {
-        if (!(asStoreError(err) instanceof StoreUnavailableError)) {
-          await pool.end();
-          throw err;
-        }
-        opts.logger.warn({ err: (err as Error).message }, "store: PostgreSQL not reachable yet; retrying");
+        if (!(asStoreError(err) instanceof StoreUnavailableError)) throw err;
+        this.opts.logger.warn({ err: (err as Error).message }, "store: PostgreSQL not reachable yet; retrying");
         await new Promise((r) => setTimeout(r, backoff));
         backoff = Math.min(backoff * 2, 2000);
       }
     }
-    const follower = new Follower({ pool, connection, logger: opts.logger, pollMs: opts.pollMs });
-    const store = new PgStore(pool, follower, opts);
-    return { store, ready: follower.start() };
+    await this.follower.start();
   }
 
   status(): ReplicaStatus {
@@ -113,6 +114,15 @@ export class PgStore {
   /** Resolves true once this replica has applied `seq`, false at `deadline` (ms since epoch). */
   waitForSeq(seq: number, deadline: number): Promise<boolean> {
     return this.follower.waitFor(seq, deadline);
+  }
+
+  /** The local store's damaged-on-disk reports; PostgreSQL keeps its own integrity, so none here. */
+  unavailableCollections(): { name: string; reason: string }[] {
+    return [];
+  }
+
+  recoveries(): never[] {
+    return [];
   }
 
   // -------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { StoreBackend } from '../index/index.js';
 import type { Embedder } from '../runtime/embedder.js';
+import { replicaHooks, type Replica } from './replica.js';
 import { registerAuth } from './auth.js';
 import { ApiError } from './errors/catalogue.js';
 import { sendError } from './errors/reply.js';
@@ -59,6 +60,8 @@ export interface AppOptions {
   embedder: Embedder;
   /** Durable collections; without it the collection routes are absent (candidates search still works). */
   store?: StoreBackend;
+  /** Set when `store` is shared by replicas (STORE_URL): sequence headers, readiness and lag metrics. */
+  replica?: Replica;
   limits?: Partial<ServerLimits>;
   logger?: FastifyServerOptions['logger'];
   version?: string;
@@ -158,6 +161,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs' });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
 
+  // Root-level hooks: they apply to the route plugins registered below.
+  if (options.replica) replicaHooks(app, options.replica, metrics, limits.requestTimeoutMs);
   const deps: RouteDeps = { embedder: options.embedder, limits, metrics };
   await app.register(opsPlugin, { ...deps, version: options.version ?? '0.0.0', ...(options.store && { store: options.store }) });
   await app.register(embedPlugin, deps);

@@ -29,6 +29,7 @@ export interface Config {
   bodyLimit: number;
   logLevel: string;
   dataDir: string;
+  storeUrl: string | undefined;
   shutdownTimeoutMs: number;
   apiKeys: string | undefined;
   apiKeysFile: string | undefined;
@@ -86,7 +87,8 @@ export const SETTINGS: Setting[] = [
   { key: 'requestReadTimeoutMs', env: 'REQUEST_READ_TIMEOUT_MS', flag: 'request-read-timeout-ms', kind: 'int', default: '30000', help: 'Longest a client may take to send a whole request, headers and body (then 422 and the connection is closed)' },
   { key: 'maxJsonDepth', env: 'MAX_JSON_DEPTH', flag: 'max-json-depth', kind: 'int', default: '64', help: 'Deepest nesting of arrays and objects accepted in a JSON body (422 beyond), checked before parsing' },
   { key: 'logLevel', env: 'LOG_LEVEL', flag: 'log-level', kind: 'string', default: 'info', help: 'pino log level' },
-  { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', kind: 'string', default: 'data', help: 'Where collections are stored' },
+  { key: 'dataDir', env: 'DATA_DIR', flag: 'data-dir', kind: 'string', default: 'data', help: 'Where collections are stored (without STORE_URL)' },
+  { key: 'storeUrl', env: 'STORE_URL', flag: 'store-url', kind: 'string', default: undefined, help: 'postgres://user:password@host:port/database: keep collections in PostgreSQL, shared by any number of replicas (instead of DATA_DIR)' },
   { key: 'shutdownTimeoutMs', env: 'SHUTDOWN_TIMEOUT_MS', flag: 'shutdown-timeout-ms', kind: 'int', default: '10000', help: 'How long SIGTERM waits for queued work' },
 ];
 

@@ -51,6 +51,15 @@ export function knobsFromBody(body: KnobBody): EmbedOptions {
   };
 }
 
+/** The request's time budget: header `x-request-timeout-ms`, else the configured default. */
+export function requestTimeoutMs(request: FastifyRequest, defaultTimeoutMs: number): number {
+  const header = request.headers['x-request-timeout-ms'];
+  if (header === undefined) return defaultTimeoutMs;
+  const raw = Array.isArray(header) ? header[0]! : header;
+  if (!/^\d{1,9}$/.test(raw.trim()) || Number(raw) < 1) throw new ApiError('INVALID_REQUEST_TIMEOUT');
+  return Number(raw);
+}
+
 /**
  * The request's deadline (header `x-request-timeout-ms`, else the configured default) and a signal
  * that fires when the client disconnects before the answer is written.
@@ -60,15 +69,7 @@ function requestLifetime(
   reply: FastifyReply,
   defaultTimeoutMs: number,
 ): { deadline: number; signal: AbortSignal } {
-  const header = request.headers['x-request-timeout-ms'];
-  let timeoutMs = defaultTimeoutMs;
-  if (header !== undefined) {
-    const raw = Array.isArray(header) ? header[0]! : header;
-    if (!/^\d{1,9}$/.test(raw.trim()) || Number(raw) < 1) {
-      throw new ApiError('INVALID_REQUEST_TIMEOUT');
-    }
-    timeoutMs = Number(raw);
-  }
+  const timeoutMs = requestTimeoutMs(request, defaultTimeoutMs);
   const controller = new AbortController();
   // The request stream closes as soon as the body is read; the response closing before it was
   // fully written is what says the client went away.

@@ -4,7 +4,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pino } from 'pino';
-import { CollectionStore } from '../index/index.js';
+import { CollectionStore, type StoreBackend } from '../index/index.js';
+import { PgStore } from '../pgstore/pg-store.js';
 import { Engine } from '../runtime/engine.js';
 import { ModelDirError } from '../runtime/model-dir.js';
 import { buildApp } from './app.js';
@@ -60,15 +61,30 @@ async function main(): Promise<void> {
     logger.warn(`model ${engine.spec.dir} is marked untrained (embedder.json): its vectors carry no meaning; serve a trained model with MODEL_DIR`);
   }
 
-  // Collections are recovered before the server listens, so /ready implies they are loaded.
-  let store: CollectionStore;
-  try {
-    store = await CollectionStore.open(resolve(config.dataDir), { logger: logger.child({ component: 'index' }) });
-  } catch (err) {
-    logger.fatal(`could not open the collections in ${resolve(config.dataDir)}: ${(err as Error).message}`);
-    process.exit(1);
+  // Local collections are recovered before the server listens, so /ready implies they are loaded.
+  // Over PostgreSQL the replica listens at once (liveness holds while PostgreSQL is away) and
+  // /ready stays 503 until it has loaded and caught up.
+  let store: StoreBackend;
+  let replica: PgStore | undefined;
+  if (config.storeUrl) {
+    const opened = PgStore.open({ url: config.storeUrl, logger: logger.child({ component: 'store' }) });
+    store = replica = opened.store;
+    opened.ready.then(
+      () => logger.info(`collections: ${opened.store.list().length} loaded from PostgreSQL; following its changes`),
+      (err: unknown) => {
+        logger.fatal(`could not use the store at STORE_URL: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  } else {
+    try {
+      store = await CollectionStore.open(resolve(config.dataDir), { logger: logger.child({ component: 'index' }) });
+    } catch (err) {
+      logger.fatal(`could not open the collections in ${resolve(config.dataDir)}: ${(err as Error).message}`);
+      process.exit(1);
+    }
+    logger.info(`collections: ${(await store.list()).length} loaded from ${resolve(config.dataDir)}`);
   }
-  logger.info(`collections: ${(await store.list()).length} loaded from ${resolve(config.dataDir)}`);
 
   let apiKeys: string[];
   try {
@@ -80,6 +96,7 @@ async function main(): Promise<void> {
   const app = await buildApp({
     embedder: engine,
     store,
+    replica,
     logger: { level: config.logLevel },
     version,
     apiKeys,

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, NotFoundError, silentLogger } from '../../src/index/index.js';
 import { StoreUnavailableError } from '../../src/pgstore/errors.js';
 import { MIGRATIONS } from '../../src/pgstore/migrations.js';
-import { PgStore, type WriteReceipt } from '../../src/pgstore/pg-store.js';
+import type { WriteReceipt } from '../../src/index/index.js';
+import { PgStore } from '../../src/pgstore/pg-store.js';
 import { postgresUnavailableReason, startTempCluster, type TempCluster } from '../../tools/postgres.js';
 
 const skip = postgresUnavailableReason();
@@ -42,7 +43,7 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
   const stores: PgStore[] = [];
 
   async function replica(pollMs = 200): Promise<PgStore> {
-    const { store, ready } = await PgStore.open({ url, logger: silentLogger, pollMs, visibleWithinMs: 3000 });
+    const { store, ready } = PgStore.open({ url, logger: silentLogger, pollMs, visibleWithinMs: 3000 });
     stores.push(store);
     await ready;
     return store;

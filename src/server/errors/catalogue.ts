@@ -97,6 +97,16 @@ export const SERVER_ERRORS = declare({
   CONNECTION_LIMIT: { type: 'unavailable', message: (max: number) => `the server has reached its connection limit (${max}); retry later`, retryAfterSeconds: 1 },
   SERVER_CLOSING: { type: 'unavailable', message: 'the server is shutting down; retry on another instance', retryAfterSeconds: 1 },
   EVENT_LOOP_LAGGING: { type: 'unavailable', message: 'the server is overloaded (event loop lagging); retry later', retryAfterSeconds: 1 },
+  INVALID_MIN_STORE_SEQ: { type: 'validation', message: 'x-min-store-seq must be a non-negative integer (the x-store-seq a write returned)' },
+  STORE_SEQ_NOT_REACHED: {
+    type: 'timeout',
+    message: (applied: number, wanted: number) => `this replica had applied the store's changes up to ${applied}, not ${wanted}, when the request's deadline passed`,
+  },
+  REPLICA_LOADING: {
+    type: 'unavailable',
+    message: (applied: number, head: number) => `this replica is still loading collections from the store (applied ${applied} of ${head})`,
+    retryAfterSeconds: 1,
+  },
   INTERNAL: { type: 'internal', message: 'internal error' },
 });
 
@@ -136,6 +146,9 @@ export const INDEX_ERROR_HTTP: { [C in IndexErrorCode]: Omit<CatalogueEntry, 'me
   STORAGE: { code: 'STORAGE_FAILED', type: 'unavailable', retryAfterSeconds: 5 },
   // A collection damaged on disk: the others serve; this one waits for an operator.
   UNAVAILABLE: { code: 'COLLECTION_UNAVAILABLE', type: 'unavailable', retryAfterSeconds: 60 },
+  // Replicas over PostgreSQL: the database is unreachable or restarting (reads are still served), or
+  // this replica is still loading. Retrying soon, on this or another replica, is right.
+  UNREACHABLE: { code: 'STORE_UNAVAILABLE', type: 'unavailable', retryAfterSeconds: 1 },
 };
 
 export type ServerErrorCode = keyof typeof SERVER_ERRORS;

@@ -4,13 +4,14 @@
  * sides always live in the same space.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { CollectionSettings, DocumentInput, Filter, Fusion, IncludeField, Metric, SearchMode, StoragePrecision, StoreBackend } from '../../index/index.js';
+import type { CollectionSettings, DocumentInput, Filter, Fusion, IncludeField, Metric, SearchMode, StoragePrecision, StoreBackend, WriteReceipt } from '../../index/index.js';
 import { scoreCandidates } from '../../index/index.js';
 import type { EmbedOptions } from '../../runtime/embedder.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
 import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { SEQ_HEADER } from '../replica.js';
 import type { RouteDeps } from './deps.js';
 
 const NAME = { type: 'string', pattern: '^[A-Za-z0-9_-]{1,64}$', description: '1–64 of [A-Za-z0-9_-]' } as const;
@@ -104,6 +105,11 @@ function embeddingOptions(settings: CollectionSettings, promptName: string | und
   return { dimensions: settings.dimensions, layer: settings.layer, promptName, normalize: true };
 }
 
+/** A write's receipt: a replicated store fills in the sequence number it committed at, answered as `x-store-seq`. */
+function committed(reply: FastifyReply, receipt: WriteReceipt): void {
+  if (receipt.seq !== undefined) reply.header(SEQ_HEADER, String(receipt.seq));
+}
+
 export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBackend }> = async (app, { embedder, store, limits, metrics }) => {
   /** Vectors for texts, under the request's one deadline and disconnect signal. */
   const embedderFor = (request: FastifyRequest, reply: FastifyReply) => {
@@ -122,7 +128,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         response: { 200: { ...collectionSchema, properties: { ...collectionSchema.properties, created: { type: 'boolean' } } }, ...errorResponses },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const body = request.body ?? {};
       const dimensions = body.dimensions ?? embedder.spec.hiddenSize;
       // The model must be able to embed the way this collection says, for its whole life.
@@ -133,7 +139,9 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         if (body.index_dimensions > dimensions) throw new ApiError('INDEX_DIMENSIONS_TOO_LARGE', body.index_dimensions, dimensions);
         embedder.validate({ dimensions: body.index_dimensions, layer: body.layer });
       }
-      const { created, settings } = await store.create(request.params.name, { ...body, dimensions });
+      const receipt: WriteReceipt = {};
+      const { created, settings } = await store.create(request.params.name, { ...body, dimensions }, receipt);
+      committed(reply, receipt);
       return { name: request.params.name, settings, count: (await store.info(request.params.name)).count, created };
     },
   );
@@ -151,8 +159,10 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
   app.delete<{ Params: { name: string } }>(
     '/collections/:name',
     { schema: { summary: 'Delete a collection and its documents', tags: ['collections'], params: nameParams, response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses } } },
-    async (request) => {
-      await store.drop(request.params.name);
+    async (request, reply) => {
+      const receipt: WriteReceipt = {};
+      await store.drop(request.params.name, receipt);
+      committed(reply, receipt);
       return { deleted: true };
     },
   );
@@ -210,7 +220,9 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         ...(d.text !== undefined && { text: d.text }),
         ...(d.metadata !== undefined && { metadata: d.metadata }),
       }));
-      const r = await store.upsert(name, docs);
+      const receipt: WriteReceipt = {};
+      const r = await store.upsert(name, docs, receipt);
+      committed(reply, receipt);
       return { upserted: r.inserted + r.replaced };
     },
   );
@@ -235,8 +247,10 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
   app.delete<{ Params: { name: string; id: string } }>(
     '/collections/:name/documents/:id',
     { schema: { summary: 'Delete a document', tags: ['collections'], params: docParams, response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses } } },
-    async (request) => {
-      const existed = await store.delete(request.params.name, request.params.id);
+    async (request, reply) => {
+      const receipt: WriteReceipt = {};
+      const existed = await store.delete(request.params.name, request.params.id, receipt);
+      committed(reply, receipt);
       if (!existed) throw new ApiError('DOCUMENT_NOT_FOUND', request.params.id, request.params.name);
       return { deleted: true };
     },
