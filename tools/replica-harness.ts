@@ -30,6 +30,8 @@ export interface ReplicaOptions {
   storeUrl: string;
   modelDir: string;
   env?: Record<string, string>;
+  /** Scheduling niceness of the replica process (default 10). */
+  nice?: number;
   /** Where the server's stderr goes (default: ignored; 'inherit' to see it). */
   stderr?: 'ignore' | 'inherit';
 }
@@ -37,7 +39,9 @@ export interface ReplicaOptions {
 export async function startReplica(opts: ReplicaOptions): Promise<ReplicaProcess> {
   const port = await freePort();
   const spawnIt = (): ChildProcess =>
-    spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts')], {
+    // At nice 10: the replicas (and their inference workers) must not starve the test runner or
+    // whatever else shares the machine's cores; only relative timing matters here.
+    spawn('nice', ['-n', String(opts.nice ?? 10), process.execPath, '--import', 'tsx', join(ROOT, 'src/server/main.ts')], {
       env: { ...process.env, MODEL_DIR: opts.modelDir, STORE_URL: opts.storeUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', WORKERS: '1', ...opts.env },
       stdio: ['ignore', 'ignore', opts.stderr ?? 'ignore'],
     });

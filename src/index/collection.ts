@@ -1,12 +1,9 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { DocTable, type DocEntry } from "./doc-table.js";
+import { DocTable } from "./doc-table.js";
 import { StorageError, ValidationError } from "./errors.js";
-import { compileFilter } from "./filter.js";
-import type { Ranked } from "./fusion.js";
-import { LexicalIndex } from "./lexical.js";
-import { defaultRescore, finishSearch, searchDepths } from "./search.js";
-import { VectorStorage, prefixVector, storableError } from "./storage.js";
+import { applyDelete, applyUpsert, buildLexical, checkStorable, compactedState, compactionDue, searchState, storedDocument, type State } from "./state.js";
+import { VectorStorage } from "./storage.js";
 import { MAX_FRAME_BYTES } from "./framing.js";
 import { removeTree, writeFileAtomic } from "./fsutil.js";
 import { Mutex } from "./mutex.js";
@@ -34,10 +31,8 @@ import {
   deepFreeze,
   normalizeSettings,
   settingsEqual,
-  toIndexVector,
   validateDocuments,
   validateId,
-  validateSearchOptions,
 } from "./validate.js";
 import { VectorIndex } from "./vector-index.js";
 import {
@@ -114,69 +109,9 @@ async function readSettingsFile(dir: string): Promise<CollectionSettings> {
   }
 }
 
-/**
- * Everything a write changes, swapped as a whole by compaction. The graph,
- * the doc table, the lexical index and the full-vector storage change
- * together in one synchronous step, so a write is in all of them or in none.
- */
-interface State {
-  index: VectorIndex;
-  docs: DocTable;
-  /** BM25 over document texts (collections created with `lexical`); derived from `docs`. */
-  lexical: LexicalIndex | undefined;
-  /** Full vectors (funnel collections); the graph then holds their prefixes. */
-  storage: VectorStorage | undefined;
-}
-
-function buildLexical(settings: CollectionSettings, docs: DocTable): LexicalIndex | undefined {
-  if (!settings.lexical) return undefined;
-  const lexical = new LexicalIndex(settings.lexical);
-  for (const e of docs.entries()) if (e.text !== undefined) lexical.add(e.label, e.text);
-  return lexical;
-}
-
-function retire(state: State, prev: DocEntry): void {
-  state.index.remove(prev.label);
-  if (prev.text !== undefined) state.lexical?.remove(prev.label, prev.text);
-}
-
 /** The one place state changes, for live writes and replay alike. */
 function applyRecord(state: State, settings: CollectionSettings, record: WalRecord): UpsertResult | boolean {
-  const { index, docs, lexical, storage } = state;
-  if (record.type === "delete") {
-    const prev = docs.remove(record.id);
-    if (prev) retire(state, prev);
-    return prev !== undefined;
-  }
-  // Grow first so a batch cannot stop halfway for lack of room.
-  index.ensureCapacity(record.docs.length);
-  storage?.ensureCapacity(docs.nextLabel + record.docs.length);
-  const prefix = settings.index_dimensions;
-  let inserted = 0;
-  let replaced = 0;
-  for (const d of record.docs) {
-    const label = docs.allocateLabel();
-    if (storage && prefix !== undefined) {
-      index.add(prefixVector(d.vector, prefix, settings.metric), label);
-      storage.set(label, d.vector);
-    } else {
-      index.add(d.vector, label);
-    }
-    const entry: { id: string; label: number; text?: string; metadata?: Record<string, unknown> } = { id: d.id, label };
-    if (d.text !== undefined) {
-      entry.text = d.text;
-      lexical?.add(label, d.text);
-    }
-    if (d.metadata !== undefined) entry.metadata = deepFreeze(d.metadata);
-    const prev = docs.put(entry);
-    if (prev) {
-      retire(state, prev);
-      replaced++;
-    } else {
-      inserted++;
-    }
-  }
-  return { inserted, replaced };
+  return record.type === "delete" ? applyDelete(state, record.id) : applyUpsert(state, settings, record.docs);
 }
 
 export class Collection {
@@ -322,12 +257,7 @@ export class Collection {
   async upsert(documents: unknown): Promise<UpsertResult> {
     this.checkWritable();
     const docs = validateDocuments(documents, this.settings.dimensions, this.settings.metric);
-    if (this.settings.storage) {
-      docs.forEach((d, i) => {
-        const why = storableError(d.vector, this.settings.storage!);
-        if (why) throw new ValidationError(`documents[${i}].vector: ${why}; this collection stores ${this.settings.storage}`);
-      });
-    }
+    checkStorable(this.settings, docs);
     if (docs.length === 0) return { inserted: 0, replaced: 0 };
     if (docs.length > this.state.docs.labelsLeft) throw new StorageError("label space exhausted; a compacting snapshot is needed");
     const frame = encodeUpsert(docs, this.settings.dimensions);
@@ -430,85 +360,13 @@ export class Collection {
 
   get(id: unknown): StoredDocument | undefined {
     const entry = this.state.docs.get(validateId(id));
-    return entry ? this.toStored(entry) : undefined;
+    return entry ? storedDocument(this.state, entry) : undefined;
   }
 
-  private toStored(entry: DocEntry): StoredDocument {
-    const doc: StoredDocument = { id: entry.id, vector: this.vectorOf(this.state, entry.label) };
-    if (entry.text !== undefined) doc.text = entry.text;
-    if (entry.metadata !== undefined) doc.metadata = entry.metadata as Record<string, unknown>;
-    return doc;
-  }
-
-  /** The full-width vector as kept: from storage (dequantized) in a funnel collection, else from the graph. */
-  private vectorOf(state: State, label: number): number[] {
-    return state.storage ? Array.from(state.storage.get(label)) : state.index.vector(label);
-  }
-
-  /**
-   * Dense, lexical or hybrid search (see search.ts for the plan and fusion).
-   * The dense side of a funnel collection walks the prefix graph for
-   * `rescore` candidates and reorders them by their full stored vectors.
-   */
+  /** Dense, lexical or hybrid search (state.ts). */
   search(vector: unknown, options: SearchOptions): SearchHit[] {
     if (this.closed) throw new StorageError(`collection ${this.name} is closed`);
-    const o = validateSearchOptions(options);
-    if (o.mode !== "dense" && !this.settings.lexical) {
-      throw new ValidationError(`mode "${o.mode}" needs a lexical index; collection ${this.name} was created without "lexical"`);
-    }
-    if (o.rescore !== undefined && this.settings.index_dimensions === undefined) {
-      throw new ValidationError(`rescore applies to collections with index_dimensions; collection ${this.name} has none`);
-    }
-    const predicate = compileFilter(options.filter);
-    const depths = searchDepths(o);
-    const query = depths.dense > 0 ? toIndexVector(vector, this.settings.dimensions, this.settings.metric, "vector") : undefined;
-    // Pin the state: a compaction may swap it, but never in the middle of this synchronous call.
-    const state = this.state;
-    const { docs } = state;
-    const allow = predicate
-      ? (label: number): boolean => {
-          const e = docs.getByLabel(label);
-          return e !== undefined && predicate(e.metadata);
-        }
-      : undefined;
-    const dense = query ? this.denseSearch(state, query, depths.dense, o.ef, o.rescore, allow) : [];
-    const lexical: Ranked<number>[] = depths.lexical
-      ? state.lexical!.search(o.text!, depths.lexical, allow).map((h) => ({ key: h.label, score: h.score }))
-      : [];
-    const hits: SearchHit[] = [];
-    for (const f of finishSearch(o, dense, lexical)) {
-      const e = docs.getByLabel(f.key);
-      if (!e) continue;
-      const hit: SearchHit = { id: e.id, score: f.score };
-      if (f.dense_score !== undefined) hit.dense_score = f.dense_score;
-      if (f.lexical_score !== undefined) hit.lexical_score = f.lexical_score;
-      if (o.include.has("text") && e.text !== undefined) hit.text = e.text;
-      if (o.include.has("metadata") && e.metadata !== undefined) hit.metadata = e.metadata as Record<string, unknown>;
-      if (o.include.has("vector")) hit.vector = this.vectorOf(state, f.key);
-      hits.push(hit);
-    }
-    return hits;
-  }
-
-  private denseSearch(
-    state: State,
-    query: Float32Array,
-    depth: number,
-    ef: number | undefined,
-    rescore: number | undefined,
-    allow: ((label: number) => boolean) | undefined,
-  ): Ranked<number>[] {
-    const { index, docs, storage } = state;
-    const live = { liveCount: docs.size, liveLabels: () => docs.labels() };
-    const prefix = this.settings.index_dimensions;
-    if (!storage || prefix === undefined) {
-      return index.knn(query, { k: depth, ef, allow, ...live }).map(({ label, score }) => ({ key: label, score }));
-    }
-    const candidates = Math.max(rescore ?? defaultRescore(depth), depth);
-    const found = index.knn(prefixVector(query, prefix, this.settings.metric), { k: candidates, ef, allow, ...live });
-    const rescored = found.map(({ label }) => ({ key: label, score: storage.score(label, query, this.settings.metric) }));
-    rescored.sort((a, b) => b.score - a.score);
-    return rescored.length > depth ? rescored.slice(0, depth) : rescored;
+    return searchState(this.state, this.settings, this.name, vector, options);
   }
 
   // -------------------------------------------------------------------------
@@ -597,32 +455,16 @@ export class Collection {
   }
 
   private shouldCompact(): boolean {
-    const deleted = this.state.index.deletedCount;
-    const labelsRunningOut = this.state.docs.labelsLeft < 0x1000_0000;
-    return (deleted >= this.opts.compactMinDeleted && deleted > this.state.docs.size) || (labelsRunningOut && deleted > 0);
+    return compactionDue(this.state, this.opts.compactMinDeleted);
   }
 
   /** Rebuilds the graph without deleted elements and renumbers labels densely. Caller holds the lock. */
   private async compact(): Promise<void> {
     const started = Date.now();
     const before = this.state.index.elementCount;
-    const next = new DocTable();
-    const pairs: [number, number][] = [];
-    for (const e of this.state.docs.entries()) {
-      const label = next.allocateLabel();
-      pairs.push([e.label, label]);
-      next.put({ ...e, label });
-    }
-    const index = await this.state.index.rebuilt(pairs, pairs.length);
-    let storage: VectorStorage | undefined;
-    const old = this.state.storage;
-    if (old) {
-      storage = new VectorStorage(old.precision, old.dimensions, pairs.length);
-      for (const [from, to] of pairs) storage.copyFrom(old, from, to);
-    }
-    this.state = { index, docs: next, storage, lexical: buildLexical(this.settings, next) };
+    this.state = await compactedState(this.state, this.settings);
     this.opts.logger.info(
-      { collection: this.name, elementsBefore: before, elementsAfter: index.elementCount, ms: Date.now() - started },
+      { collection: this.name, elementsBefore: before, elementsAfter: this.state.index.elementCount, ms: Date.now() - started },
       "compacted index",
     );
   }

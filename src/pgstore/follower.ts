@@ -1,7 +1,8 @@
 import pg from "pg";
 import type { Logger } from "../index/types.js";
 import { normalizeSettings } from "../index/validate.js";
-import { decodeVector, ReplicaCollection, type ReplicaDocument } from "./memory.js";
+import type { ValidDocument } from "../index/validate.js";
+import { decodeVector, ReplicaCollection } from "./memory.js";
 
 /** The NOTIFY channel every write signals on commit (payload: its sequence number). */
 export const CHANGES_CHANNEL = "store_changes";
@@ -21,6 +22,9 @@ interface DocRow {
   text: string | null;
   metadata: string | null;
   vector: Buffer;
+  /** bigint, as pg returns it. */
+  seq: string;
+  ord: number;
 }
 
 export interface FollowerOptions {
@@ -209,17 +213,19 @@ export class Follower {
       const collections = new Map<string, ReplicaCollection>();
       for (const row of rows) {
         const c = new ReplicaCollection(row.name, normalizeSettings(row.settings), Number(row.seq));
-        let after = "";
+        // In write order (seq, ord): the labels, graph and tie order come out as on a replica that applied every change.
+        let after = ["0", 0] as [string, number];
         for (;;) {
           const page = await client.query<DocRow>({
             name: "load-page",
-            text: "SELECT id, text, metadata::text AS metadata, vector FROM documents WHERE collection = $1 AND id > $2 ORDER BY id LIMIT $3",
-            values: [row.name, after, PAGE],
+            text: "SELECT id, text, metadata::text AS metadata, vector, seq, ord FROM documents WHERE collection = $1 AND (seq, ord) > ($2, $3) ORDER BY seq, ord LIMIT $4",
+            values: [row.name, after[0], after[1], PAGE],
           });
           if (page.rows.length === 0) break;
           c.upsert(page.rows.map((r) => toDocument(r, c.settings.dimensions)));
           documents += page.rows.length;
-          after = page.rows[page.rows.length - 1]!.id;
+          const last = page.rows[page.rows.length - 1]!;
+          after = [last.seq, last.ord];
           if (page.rows.length < PAGE) break;
         }
         collections.set(row.name, c);
@@ -262,7 +268,7 @@ export class Follower {
       for (const ch of changes.rows) {
         const seq = Number(ch.seq);
         // A change's documents are read whole before any is applied: searches see all of it or none.
-        const docs = ch.op === "upsert" ? await this.readChangeDocs(client, ch.collection, seq) : [];
+        const docs = ch.op === "upsert" ? await this.readChangeDocs(client, seq) : [];
         await this.apply(ch, seq, docs);
       }
       await client.query("COMMIT");
@@ -278,18 +284,18 @@ export class Follower {
   }
 
   /** The documents a change wrote that no later change (in this snapshot) has overwritten: the later one brings its own. */
-  private async readChangeDocs(client: pg.PoolClient, collection: string, seq: number): Promise<DocRow[]> {
+  private async readChangeDocs(client: pg.PoolClient, seq: number): Promise<DocRow[]> {
     const out: DocRow[] = [];
-    let after = "";
+    let after = 0;
     for (;;) {
       const page = await client.query<DocRow>({
         name: "change-page",
-        text: "SELECT id, text, metadata::text AS metadata, vector FROM documents WHERE seq = $1 AND collection = $2 AND id > $3 ORDER BY id LIMIT $4",
-        values: [seq, collection, after, PAGE],
+        text: "SELECT id, text, metadata::text AS metadata, vector, seq, ord FROM documents WHERE seq = $1 AND ord > $2 ORDER BY ord LIMIT $3",
+        values: [seq, after, PAGE],
       });
       out.push(...page.rows);
       if (page.rows.length < PAGE) return out;
-      after = page.rows[page.rows.length - 1]!.id;
+      after = page.rows[page.rows.length - 1]!.ord;
     }
   }
 
@@ -334,8 +340,8 @@ export class Follower {
   }
 }
 
-function toDocument(r: DocRow, dimensions: number): ReplicaDocument {
-  const d: ReplicaDocument = { id: r.id, vector: decodeVector(r.vector, dimensions) };
+function toDocument(r: DocRow, dimensions: number): ValidDocument {
+  const d: ValidDocument = { id: r.id, vector: decodeVector(r.vector, dimensions) };
   if (r.text !== null) d.text = r.text;
   if (r.metadata !== null) d.metadata = JSON.parse(r.metadata) as Record<string, unknown>;
   return d;

@@ -13,7 +13,8 @@ import type { Logger } from "../index/types.js";
  *                 has seen everything below N; a bigserial would not promise that).
  *   collections   name → settings (normalized, as the service stores them).
  *   documents     the current state: one row per live document, with the
- *                 sequence number of the write that last set it.
+ *                 sequence number of the write that last set it and its
+ *                 position in that write.
  *   changes       append-only: one row per committed write (create, drop,
  *                 upsert, delete), the source of truth replicas follow.
  */
@@ -43,9 +44,13 @@ CREATE TABLE documents (
   -- float32 little-endian, the full vector as the service stores it
   vector bytea NOT NULL,
   seq bigint NOT NULL,
+  -- position within its write: replicas apply (and load) documents in write order, so every
+  -- replica numbers them alike and breaks score ties alike
+  ord integer NOT NULL,
   PRIMARY KEY (collection, id)
 );
-CREATE INDEX documents_seq ON documents (seq);
+CREATE INDEX documents_change ON documents (seq, ord);
+CREATE INDEX documents_order ON documents (collection, seq, ord);
 
 CREATE TABLE changes (
   seq bigint PRIMARY KEY,

@@ -6,6 +6,7 @@ import type { StoreBackend, WriteReceipt } from "../index/backend.js";
 import { ConflictError, NotFoundError, StorageError } from "../index/errors.js";
 import type { CollectionInfo, CollectionSettings, Logger, SearchHit, SearchOptions, StoredDocument, UpsertResult } from "../index/types.js";
 import { normalizeSettings, settingsEqual, validateDocuments, validateId, validateName, type ValidDocument } from "../index/validate.js";
+import { checkStorable } from "../index/state.js";
 import { asStoreError, StoreUnavailableError } from "./errors.js";
 import { CHANGES_CHANNEL, Follower } from "./follower.js";
 import { encodeVector, type ReplicaCollection } from "./memory.js";
@@ -37,16 +38,16 @@ const COPY_THRESHOLD = 16;
 
 const UPSERT_SQL = `
 WITH written AS (
-  INSERT INTO documents (collection, id, text, metadata, vector, seq)
-  SELECT $1, u.id, u.text, u.metadata, u.vector, $2
+  INSERT INTO documents (collection, id, text, metadata, vector, seq, ord)
+  SELECT $1, u.id, u.text, u.metadata, u.vector, $2, u.ord
   FROM %SOURCE%
   ON CONFLICT (collection, id) DO UPDATE
-    SET text = EXCLUDED.text, metadata = EXCLUDED.metadata, vector = EXCLUDED.vector, seq = EXCLUDED.seq
+    SET text = EXCLUDED.text, metadata = EXCLUDED.metadata, vector = EXCLUDED.vector, seq = EXCLUDED.seq, ord = EXCLUDED.ord
   RETURNING (xmax = 0) AS inserted
 )
 SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*)::int AS total FROM written`;
 
-const UPSERT_ROWS_SQL = UPSERT_SQL.replace("%SOURCE%", "unnest($3::text[], $4::text[], $5::json[], $6::bytea[]) AS u(id, text, metadata, vector)");
+const UPSERT_ROWS_SQL = UPSERT_SQL.replace("%SOURCE%", "unnest($3::text[], $4::text[], $5::json[], $6::bytea[]) WITH ORDINALITY AS u(id, text, metadata, vector, ord)");
 const UPSERT_COPIED_SQL = UPSERT_SQL.replace("%SOURCE%", "incoming AS u");
 
 /**
@@ -142,13 +143,14 @@ export class PgStore implements StoreBackend {
   }
 
   /**
-   * For writes: a collection another replica created a moment ago may not be
-   * applied here yet, so a miss catches up once before answering 404.
+   * A collection another replica created a moment ago may not be applied
+   * here yet, so a miss catches up once before answering 404 (documents are
+   * not looked up this way: `x-min-store-seq` is how a reader asks for them).
    */
-  private async localForWrite(name: unknown): Promise<ReplicaCollection> {
+  private async localOrCatchUp(name: unknown): Promise<ReplicaCollection> {
     this.checkServing();
     const valid = validateName(name);
-    if (!this.follower.collections.has(valid)) await this.follower.catchUpNow();
+    if (!this.follower.collections.has(valid)) await this.follower.catchUpNow().catch(() => undefined);
     return this.local(valid);
   }
 
@@ -157,16 +159,16 @@ export class PgStore implements StoreBackend {
     return [...this.follower.collections.values()].map((c) => c.info()).sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  info(name: unknown): CollectionInfo {
-    return this.local(name).info();
+  async info(name: unknown): Promise<CollectionInfo> {
+    return (await this.localOrCatchUp(name)).info();
   }
 
-  get(name: unknown, id: unknown): StoredDocument | undefined {
-    return this.local(name).get(id);
+  async get(name: unknown, id: unknown): Promise<StoredDocument | undefined> {
+    return (await this.localOrCatchUp(name)).get(id);
   }
 
-  search(name: unknown, vector: unknown, options: SearchOptions): SearchHit[] {
-    return this.local(name).search(vector, options);
+  async search(name: unknown, vector: unknown, options: SearchOptions): Promise<SearchHit[]> {
+    return (await this.localOrCatchUp(name)).search(vector, options);
   }
 
   // -------------------------------------------------------------------------
@@ -215,8 +217,9 @@ export class PgStore implements StoreBackend {
   }
 
   async upsert(name: unknown, documents: unknown, receipt: WriteReceipt = {}): Promise<UpsertResult> {
-    const c = await this.localForWrite(name);
+    const c = await this.localOrCatchUp(name);
     const docs = validateDocuments(documents, c.settings.dimensions, c.settings.metric);
+    checkStorable(c.settings, docs);
     if (docs.length === 0) return { inserted: 0, replaced: 0 };
     const result = await this.transaction(async (client) => {
       if (docs.length > COPY_THRESHOLD) await copyIncoming(client, docs);
@@ -234,7 +237,7 @@ export class PgStore implements StoreBackend {
 
   async delete(name: unknown, id: unknown, receipt: WriteReceipt = {}): Promise<boolean> {
     const docId = validateId(id);
-    const c = await this.localForWrite(name);
+    const c = await this.localOrCatchUp(name);
     const seq = await this.transaction(async (client) => {
       await this.lockCollection(client, c);
       const deleted = await client.query({ name: "delete-document", text: "DELETE FROM documents WHERE collection = $1 AND id = $2", values: [c.name, docId] });
@@ -334,12 +337,13 @@ function csv(value: string | null): string {
 
 /** Streams the batch into the session's `incoming` temp table with COPY. */
 async function copyIncoming(client: pg.PoolClient, docs: readonly ValidDocument[]): Promise<void> {
-  await client.query("CREATE TEMP TABLE IF NOT EXISTS incoming (id text, text text, metadata json, vector bytea) ON COMMIT DELETE ROWS");
+  await client.query("CREATE TEMP TABLE IF NOT EXISTS incoming (ord integer, id text, text text, metadata json, vector bytea) ON COMMIT DELETE ROWS");
   const rows = (function* () {
+    let ord = 0;
     for (const d of docs) {
       const meta = d.metadata === undefined ? null : JSON.stringify(d.metadata);
-      yield `${csv(d.id)},${csv(d.text ?? null)},${csv(meta)},"\\x${encodeVector(d.vector).toString("hex")}"\n`;
+      yield `${++ord},${csv(d.id)},${csv(d.text ?? null)},${csv(meta)},"\\x${encodeVector(d.vector).toString("hex")}"\n`;
     }
   })();
-  await pipeline(Readable.from(rows), client.query(copyFrom("COPY incoming (id, text, metadata, vector) FROM STDIN WITH (FORMAT csv)")));
+  await pipeline(Readable.from(rows), client.query(copyFrom("COPY incoming (ord, id, text, metadata, vector) FROM STDIN WITH (FORMAT csv)")));
 }

@@ -4,7 +4,10 @@
  * follower, checked against brute force and against PostgreSQL's own rows.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConflictError, NotFoundError, silentLogger } from '../../src/index/index.js';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CollectionStore, ConflictError, NotFoundError, silentLogger } from '../../src/index/index.js';
 import { StoreUnavailableError } from '../../src/pgstore/errors.js';
 import { MIGRATIONS } from '../../src/pgstore/migrations.js';
 import type { WriteReceipt } from '../../src/index/index.js';
@@ -71,7 +74,7 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
     expect(await a.create('docs', { dimensions: 8 }, receipt)).toMatchObject({ created: true });
     expect(receipt.seq).toBeGreaterThan(0);
     expect(await b.waitForSeq(receipt.seq!, Date.now() + 5000)).toBe(true);
-    expect(b.info('docs')).toMatchObject({ name: 'docs', count: 0 });
+    expect(await b.info('docs')).toMatchObject({ name: 'docs', count: 0 });
 
     const vs = vectors(40, 8, 1);
     const docs = vs.map((vector, i) => ({ id: `d${i}`, vector, text: `text ${i}`, metadata: { i, z: 'last', a: [1, 2.5e-7] } }));
@@ -80,14 +83,14 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
     expect(await a.upsert('docs', docs, w)).toEqual({ inserted: 40, replaced: 0 });
     expect(w.seq).toBe(receipt.seq! + 1);
     // The writer reads its own write without waiting.
-    expect(a.info('docs').count).toBe(40);
+    expect((await a.info('docs')).count).toBe(40);
     expect(await b.waitForSeq(w.seq!, Date.now() + 5000)).toBe(true);
-    expect(b.info('docs').count).toBe(40);
+    expect((await b.info('docs')).count).toBe(40);
 
     const query = vectors(1, 8, 99)[0]!;
-    const hits = b.search('docs', query, { k: 5 }).map((h) => h.id);
+    const hits = (await b.search('docs', query, { k: 5 })).map((h) => h.id);
     expect(hits).toEqual(bruteCosine(query, docs, 5));
-    const got = b.get('docs', 'd7')!;
+    const got = (await b.get('docs', 'd7'))!;
     expect(got.text).toBe('text 7');
     // Metadata comes back as written: key order and number spelling kept.
     expect(JSON.stringify(got.metadata)).toBe(JSON.stringify(docs[7]!.metadata));
@@ -104,10 +107,10 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
     expect(await b.delete('docs', 'd2')).toBe(false);
     expect(await a.waitForSeq(del.seq!, Date.now() + 5000)).toBe(true);
     for (const s of [a, b]) {
-      expect(s.get('docs', 'd1')).toMatchObject({ text: 'replaced' });
-      expect(s.get('docs', 'd1')!.metadata).toBeUndefined();
-      expect(s.get('docs', 'd2')).toBeUndefined();
-      expect(s.info('docs').count).toBe(40);
+      expect(await s.get('docs', 'd1')).toMatchObject({ text: 'replaced' });
+      expect((await s.get('docs', 'd1'))!.metadata).toBeUndefined();
+      expect(await s.get('docs', 'd2')).toBeUndefined();
+      expect((await s.info('docs')).count).toBe(40);
     }
     // PostgreSQL holds the same state.
     expect(cluster.psql("SELECT count(*) FROM documents WHERE collection = 'docs'", 'store_test').trim()).toBe('40');
@@ -124,24 +127,72 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
     await b.upsert('gone', [{ id: 'x', vector: [1, 2] }]);
     await b.drop('gone', r);
     expect(await a.waitForSeq(r.seq!, Date.now() + 5000)).toBe(true);
-    expect(() => a.info('gone')).toThrow(NotFoundError);
+    await expect(a.info('gone')).rejects.toBeInstanceOf(NotFoundError);
     expect(cluster.psql("SELECT count(*) FROM documents WHERE collection = 'gone'", 'store_test').trim()).toBe('0');
+  });
+
+  it('lexical, hybrid and funnel collections answer exactly as the local store does with the same writes', async () => {
+    const [a, b] = stores as [PgStore, PgStore];
+    const local = await CollectionStore.open(mkdtempSync(join(tmpdir(), 'pg-parity-')));
+    try {
+      const words = ['alpha', 'beta', 'gamma', 'delta', 'river', 'stone', 'cloud', 'night'];
+      const r = rng(7);
+      const settings = { dimensions: 16, lexical: true, index_dimensions: 8, storage: 'int8' };
+      await a.create('hybrid', settings);
+      await local.create('hybrid', settings);
+      const vs = vectors(120, 16, 11);
+      const docs = vs.map((vector, i) => ({ id: `h${i}`, vector, text: Array.from({ length: 6 }, () => words[Math.floor((r() + 0.5) * words.length)]).join(' '), metadata: { i } }));
+      // Writes split between the replicas, replacements and deletes included, in one order.
+      const writes: [PgStore, unknown[]][] = [[a, docs.slice(0, 50)], [b, docs.slice(50, 120)], [a, docs.slice(10, 30).map((d) => ({ ...d, text: `${d.text} river river` }))]];
+      let last = 0;
+      for (const [store, batch] of writes) {
+        const receipt: WriteReceipt = {};
+        await store.upsert('hybrid', batch, receipt);
+        await local.upsert('hybrid', batch);
+        last = receipt.seq!;
+      }
+      for (const id of ['h3', 'h77']) {
+        const receipt: WriteReceipt = {};
+        await b.delete('hybrid', id, receipt);
+        await local.delete('hybrid', id);
+        last = receipt.seq!;
+      }
+      for (const s of [a, b]) expect(await s.waitForSeq(last, Date.now() + 5000)).toBe(true);
+      // A replica loading all this at start (in write order) must answer the same as those that followed it.
+      const late = await replica();
+      const query = vectors(1, 16, 12)[0]!;
+      for (const options of [
+        { k: 10 },
+        { k: 10, mode: 'lexical' as const, text: 'river stone' },
+        { k: 10, mode: 'hybrid' as const, text: 'river night', fusion: { method: 'weighted' as const, alpha: 0.3 } },
+        { k: 5, offset: 5, mode: 'hybrid' as const, text: 'gamma', include: ['vector' as const] },
+      ]) {
+        const expected = local.search('hybrid', options.mode === 'lexical' ? undefined : query, options);
+        expect(expected.length).toBeGreaterThan(0);
+        for (const s of [a, b, late]) expect(await s.search('hybrid', options.mode === 'lexical' ? undefined : query, options)).toEqual(expected);
+      }
+      expect(await b.get('hybrid', 'h12')).toEqual(local.get('hybrid', 'h12'));
+      expect((await b.info('hybrid')).count).toBe(local.info('hybrid').count);
+      await a.drop('hybrid');
+    } finally {
+      await local.close();
+    }
   });
 
   it('a replica started later loads everything from PostgreSQL', async () => {
     const late = await replica();
     expect(late.list().map((c) => [c.name, c.count])).toEqual([['docs', 40]]);
-    expect(late.get('docs', 'd1')).toMatchObject({ text: 'replaced' });
+    expect(await late.get('docs', 'd1')).toMatchObject({ text: 'replaced' });
     expect(late.status()).toMatchObject({ caughtUp: true, connected: true });
   });
 
   it('PostgreSQL down: writes fail as unavailable, reads are served from memory; back up: replicas catch up by themselves', async () => {
     const [a, b] = stores as [PgStore, PgStore];
-    const before = b.search('docs', vectors(1, 8, 5)[0]!, { k: 3 });
+    const before = await b.search('docs', vectors(1, 8, 5)[0]!, { k: 3 });
     cluster.stop('fast');
     try {
       await expect(a.upsert('docs', [{ id: 'down', vector: vectors(1, 8, 6)[0]! }])).rejects.toBeInstanceOf(StoreUnavailableError);
-      expect(b.search('docs', vectors(1, 8, 5)[0]!, { k: 3 })).toEqual(before);
+      expect(await b.search('docs', vectors(1, 8, 5)[0]!, { k: 3 })).toEqual(before);
       // The follower notices within a few polls.
       await expect.poll(() => b.status().connected, { timeout: 5000 }).toBe(false);
     } finally {
@@ -162,7 +213,7 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
       )
       .toBe(true);
     expect(await b.waitForSeq(receipt.seq!, Date.now() + 10_000)).toBe(true);
-    expect(b.get('docs', 'after')).toBeDefined();
+    expect(await b.get('docs', 'after')).toBeDefined();
     await expect.poll(() => b.status().connected, { timeout: 5000 }).toBe(true);
   });
 });
