@@ -72,9 +72,10 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
     // A sequence number no write has reached: 504 at the request's deadline.
     const ahead = await postJson(`${r2.url}/search`, { collection: 'ryw', vector: vectorOf(1), k: 1 }, { 'x-min-store-seq': '999999999', 'x-request-timeout-ms': '300' });
     expect(ahead.status).toBe(504);
-    expect(ahead.json.error_type).toBe('timeout');
+    expect(ahead.json).toMatchObject({ error_type: 'timeout', error_code: 'STORE_SEQ_NOT_REACHED' });
     const bad = await postJson(`${r2.url}/search`, { collection: 'ryw', vector: vectorOf(1), k: 1 }, { 'x-min-store-seq': 'soon' });
     expect(bad.status).toBe(422);
+    expect(bad.json.error_code).toBe('INVALID_MIN_STORE_SEQ');
 
     const metrics = await (await fetch(`${r2.url}/metrics`)).text();
     const applied = Number(/^embed_store_applied_seq (\d+)/m.exec(metrics)![1]);
@@ -135,7 +136,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
     expect((await fetch(`${lb.url}/collections/pgr`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ dimensions: DIMS }) })).status).toBe(200);
     const acked = new Set<string>();
     const statuses = new Map<number, number>();
-    let unavailable: { retryAfter: string | null; type: string } | undefined;
+    let unavailable: { retryAfter: string | null; type: string; code: string } | undefined;
     let staleSearches = 0;
     let searchFailures = 0;
     let next = 0;
@@ -151,7 +152,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
           acked.add(`p${n}`);
           lastSeq = Math.max(lastSeq, Number(res!.headers.get('x-store-seq')));
         } else if (status === 503) {
-          unavailable ??= { retryAfter: res!.headers.get('retry-after'), type: res!.json.error_type };
+          unavailable ??= { retryAfter: res!.headers.get('retry-after'), type: res!.json.error_type, code: res!.json.error_code };
         }
         // Paced: steady traffic, not a CPU hog on a shared machine.
         await new Promise((r) => setTimeout(r, 20));
@@ -174,7 +175,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
     stop = true;
     await Promise.all(traffic);
 
-    expect(unavailable, `write statuses: ${JSON.stringify([...statuses])}`).toEqual({ retryAfter: expect.stringMatching(/^\d+$/), type: 'unavailable' });
+    expect(unavailable, `write statuses: ${JSON.stringify([...statuses])}`).toEqual({ retryAfter: expect.stringMatching(/^\d+$/), type: 'unavailable', code: 'STORE_UNAVAILABLE' });
     expect([...statuses.keys()].filter((s) => s !== 200 && s !== 503)).toEqual([]);
     expect(searchFailures).toBe(0);
     expect(staleSearches).toBeGreaterThan(0);
@@ -197,7 +198,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
       await expect.poll(() => fetch(`${r3!.url}/health`).then((r) => r.status, () => 0), { timeout: 30_000, interval: 200 }).toBe(200);
       const ready = await getJson(`${r3.url}/ready`);
       expect(ready.status).toBe(503);
-      expect(ready.json.error_type).toBe('unavailable');
+      expect(ready.json).toMatchObject({ error_type: 'unavailable', error_code: 'REPLICA_LOADING' });
       cluster.start();
       await r3.ready(30_000);
       expect((await getJson(`${r3.url}/collections/bulk`)).json.count).toBe(psqlIds(cluster, db, 'bulk').size);
