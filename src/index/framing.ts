@@ -1,4 +1,4 @@
-import { crc32 } from "./crc32.js";
+import { crc32 } from "node:zlib";
 import type { FileHandle } from "node:fs/promises";
 
 /**

@@ -1,6 +1,6 @@
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { crc32 } from "./crc32.js";
+import { crc32 } from "node:zlib";
 import { DocTable, type DocEntry } from "./doc-table.js";
 import { StorageError } from "./errors.js";
 import { encodeFrame, scanFrames } from "./framing.js";

@@ -1,6 +1,6 @@
 import { promises as fsp } from "node:fs";
 import hnswlib from "hnswlib-node";
-import { crc32 } from "./crc32.js";
+import { crc32 } from "node:zlib";
 import { StorageError } from "./errors.js";
 import type { CollectionSettings, Metric } from "./types.js";
 import { graphDimensions } from "./validate.js";
