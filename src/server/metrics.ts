@@ -41,15 +41,19 @@ export class Metrics {
     new Gauge({ name: `${PREFIX}queue_tokens`, help: 'Tokens waiting in the batch queue', registers: [r], collect() { this.set(engine.stats.queuedTokens); } });
     new Gauge({ name: `${PREFIX}workers_alive`, help: 'Inference workers ready', registers: [r], collect() { this.set(engine.stats.workersAlive); } });
     new Gauge({ name: `${PREFIX}worker_restarts`, help: 'Inference workers replaced after a failure since start', registers: [r], collect() { this.set(engine.stats.workerRestarts); } });
-    const info = engine.info;
+    // Read when scraped, never while the app is built: building needs no loaded model.
     new Gauge({
       name: `${PREFIX}model_info`,
       help: 'The served model (value is always 1)',
       labelNames: ['model', 'provider', 'dimensions', 'layers', 'max_input_length'],
       registers: [r],
-    }).set({ model: info.model.id, provider: info.provider, dimensions: String(info.model.hiddenSize), layers: String(info.model.numLayers), max_input_length: String(info.model.maxLength) }, 1);
+      collect() {
+        const info = engine.info;
+        this.set({ model: info.model.id, provider: info.provider, dimensions: String(info.model.hiddenSize), layers: String(info.model.numLayers), max_input_length: String(info.model.maxLength) }, 1);
+      },
+    });
     this.unsubscribe = subscribe('batchDone', (b) => {
-      if (b.model !== info.model.id) return;
+      if (b.model !== engine.spec.id) return;
       this.batchSize.observe(b.size);
       this.batchTokens.observe(b.paddedTokens);
       this.batchInference.observe(b.inferenceMs / 1000);

@@ -32,7 +32,6 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
     { prefix: '/v1' },
   );
   const created = Math.floor(Date.now() / 1000);
-  const modelId = embedder.spec.id;
 
   // `/embeddings` is the same route for Infinity-style clients whose base URL has no /v1.
   for (const url of ['/v1/embeddings', '/embeddings']) app.post<{ Body: EmbeddingsBody }>(
@@ -108,7 +107,7 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
       const usage = `{"prompt_tokens":${result.totalTokens},"total_tokens":${result.totalTokens}}`;
       return reply
         .type('application/json')
-        .send(`{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(modelId)},"usage":${usage}}`);
+        .send(`{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(embedder.spec.id)},"usage":${usage}}`);
     },
   );
 
@@ -132,6 +131,6 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
         },
       },
     },
-    async () => ({ object: 'list', data: [{ id: modelId, object: 'model', created, owned_by: 'embedding-service' }] }),
+    async () => ({ object: 'list', data: [{ id: embedder.spec.id, object: 'model', created, owned_by: 'embedding-service' }] }),
   );
 };
