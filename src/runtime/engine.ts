@@ -6,12 +6,12 @@
 import os from 'node:os';
 import { finishVector, quantize, type EmbeddingType } from '../pooling/index.js';
 import { Calibration } from './calibration.js';
-import { RuntimeError } from './errors.js';
 import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
 import { WorkerPool } from './pool.js';
 import { choosePrecision, type PrecisionChoice, type Quantize } from './precision.js';
 import type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats } from './embedder.js';
 import { probeBudget } from './budget-probe.js';
+import { checkKnobs } from './knobs.js';
 import { BatchQueue, type QueueLimits } from './queue.js';
 import { TextTokenizer, type TokenDetail } from './tokenize.js';
 
@@ -190,48 +190,11 @@ export class Engine implements Embedder {
     this.queue.admit();
   }
 
-  /** Checks a request's knobs against the model; throws a `validation` RuntimeError naming the problem. */
+  /** Checks a request's knobs against the model (`checkKnobs`); throws a RuntimeError naming the problem. */
   validate(opts: EmbedOptions): void {
-    const s = this.spec;
-    if (opts.dimensions !== undefined) {
-      const d = opts.dimensions;
-      if (!Number.isInteger(d) || d < 1 || d > s.hiddenSize) {
-        throw new RuntimeError('DIMENSIONS_OUT_OF_RANGE', `dimensions must be an integer in 1..${s.hiddenSize}`);
-      }
-      if (s.matryoshkaDimensions && !s.matryoshkaDimensions.includes(d)) {
-        throw new RuntimeError('DIMENSIONS_NOT_ALLOWED', `dimensions must be one of ${s.matryoshkaDimensions.join(', ')} for this model`);
-      }
-    }
-    if (opts.layer !== undefined) {
-      const l = opts.layer;
-      if (!Number.isInteger(l) || l < 1 || l > s.numLayers) {
-        throw new RuntimeError('LAYER_OUT_OF_RANGE', `layer must be an integer in 1..${s.numLayers}`);
-      }
-      if (s.exitLayers && !s.exitLayers.includes(l)) {
-        throw new RuntimeError('LAYER_NOT_ALLOWED', `layer must be one of ${s.exitLayers.join(', ')} for this model`);
-      }
-      const stages = this.pool.info.stages;
-      if (l !== s.numLayers && !stages.ok) {
-        throw new RuntimeError('LAYER_EXIT_UNAVAILABLE', `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`);
-      }
-    }
-    if (opts.promptName !== undefined && !Object.hasOwn(s.prompts, opts.promptName)) {
-      const known = Object.keys(s.prompts);
-      throw new RuntimeError(
-        'UNKNOWN_PROMPT',
-        `unknown prompt_name ${JSON.stringify(opts.promptName)}; ${known.length ? `this model has ${known.join(', ')}` : 'this model defines no prompts'}`,
-      );
-    }
-    if (opts.promptName !== undefined && opts.instruction !== undefined) {
-      throw new RuntimeError('PROMPT_AND_INSTRUCTION', 'give prompt_name or instruction, not both');
-    }
-    if (opts.tokenPrepending && !s.tokenPrepending) {
-      throw new RuntimeError('TOKEN_PREPENDING_UNSUPPORTED', 'token_prepending is not supported by this model (it has no token_prepending entry in embedder.json)');
-    }
-    if (opts.tokenPrepending && !this.pool.info.stages.ok) {
-      throw new RuntimeError('TOKEN_PREPENDING_UNAVAILABLE', `token_prepending needs the model split by layer, which failed: ${this.pool.info.stages.reason}`);
-    }
+    checkKnobs(this.spec, this.pool.info.stages, opts);
   }
+
 
   /** Embeds texts: one finished vector per text, in order, with token counts and timings. */
   async embed(texts: readonly string[], opts: EmbedOptions): Promise<EmbedResult> {
