@@ -4,7 +4,7 @@
  * truncation, normalization). Data flows one way: engine → tokenizer → queue → pool → workers.
  */
 import os from 'node:os';
-import { finishVector, quantize, type EmbeddingType } from '../pooling/index.js';
+import { finishVector, quantize } from '../pooling/index.js';
 import { Calibration } from './calibration.js';
 import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
 import { WorkerPool } from './pool.js';
