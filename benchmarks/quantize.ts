@@ -1,7 +1,11 @@
 /**
  * int8 vs fp32, and layer exit, on the MiniLM-shaped model.
  *
- *   npx tsx benchmarks/quantize.ts [--model models/minilm-shaped/onnx/model.onnx] [--seconds 6] [--calls 15]
+ *   npx tsx benchmarks/quantize.ts [--model models/minilm-shaped/onnx/model.onnx] [--seconds 6] [--calls 15] [--quality-only]
+ *
+ * --quality-only prints just the agreement columns: for a run under an emulated CPU, e.g.
+ *   qemu-x86_64 -cpu EPYC-Rome "$(which node)" --import tsx benchmarks/quantize.ts --quality-only
+ * which shows what an AVX2-only x86 CPU's int8 kernels compute (speed under emulation means nothing).
  *
  * 32-token inputs, intraOpNumThreads 2. Throughput is sequences/s from the median call time, with
  * the configurations measured round-robin (one call each per cycle), so load from neighbours on
@@ -12,7 +16,8 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { loadModel, saveModel } from '../src/runtime/onnx/model.js';
-import { quantizeModel, agreement } from '../src/runtime/onnx/quantize.js';
+import { quantizeModel, agreement, DEFAULT_WEIGHT_FORMAT, type WeightFormat } from '../src/runtime/onnx/quantize.js';
+import { cpuFeatures, describeCpu } from '../src/runtime/cpu.js';
 import { ensureStages } from '../src/runtime/onnx/cache.js';
 import { StagedRunner, withoutSpinning } from '../src/runtime/onnx/staged.js';
 import { padFeeds, PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
@@ -52,14 +57,23 @@ const loadAtStart = os.loadavg();
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-quantize-'));
 const fp32 = loadModel(MODEL);
 const variants: { name: string; file: string; quantizeMs: number }[] = [{ name: 'fp32', file: MODEL, quantizeMs: 0 }];
-for (const perChannel of [false, true]) {
+// Per-tensor vs per-channel scales, and the three weight formats (quantize.ts: WeightFormat).
+const configs: { name: string; perChannel: boolean; weightFormat: WeightFormat }[] = [
+  { name: 'int8 per-tensor s8', perChannel: false, weightFormat: 's8' },
+  { name: 'int8 per-channel s8', perChannel: true, weightFormat: 's8' },
+  { name: 'int8 per-channel u8', perChannel: true, weightFormat: 'u8' },
+  { name: 'int8 per-channel s8-reduced', perChannel: true, weightFormat: 's8-reduced' },
+];
+for (const c of configs) {
   const t = performance.now();
-  const { model } = quantizeModel(fp32, { perChannel });
+  const { model } = quantizeModel(fp32, c);
   const quantizeMs = performance.now() - t;
-  const file = path.join(work, `model_int8_${perChannel ? 'channel' : 'tensor'}.onnx`);
+  const file = path.join(work, `model_${c.name.replaceAll(' ', '_')}.onnx`);
   saveModel(model, file);
-  variants.push({ name: perChannel ? 'int8 per-channel' : 'int8 per-tensor', file, quantizeMs });
+  variants.push({ name: c.name, file, quantizeMs });
 }
+/** The variant the service serves (DEFAULT_WEIGHT_FORMAT, per-channel), used for the layer-exit rows. */
+const servedName = `int8 per-channel ${DEFAULT_WEIGHT_FORMAT}`;
 
 async function timedCreate(file: string): Promise<{ session: ort.InferenceSession; ms: number }> {
   const t = performance.now();
@@ -86,10 +100,20 @@ if (ids.some((r) => r.length !== SEQ)) throw new Error('probe rows shorter than 
 const inputNames = sessions.get('fp32')!.inputNames;
 const feedsFor = (batch: number): Record<string, ort.Tensor> => padFeeds(ids.slice(0, batch), { padTo: SEQ, inputNames });
 
-// Agreement on the 16 probe sentences (natural lengths, padded batch).
+// Agreement on the probe sentences (natural lengths, padded batch): mean and worst sentence.
 const probeFeeds = padFeeds(await tokenize(tokenizerPath, PROBE_SENTENCES, 128), { inputNames });
-const quality = new Map<string, number>();
-for (const v of variants.slice(1)) quality.set(v.name, (await agreement(sessions.get('fp32')!, sessions.get(v.name)!, probeFeeds)).mean);
+const quality = new Map<string, { mean: number; min: number }>();
+for (const v of variants.slice(1)) quality.set(v.name, await agreement(sessions.get('fp32')!, sessions.get(v.name)!, probeFeeds));
+
+if (process.argv.includes('--quality-only')) {
+  console.log(`CPU: ${describeCpu(cpuFeatures())}${process.env.QEMU_CPU ? ` under qemu -cpu ${process.env.QEMU_CPU}` : ''}; model ${path.relative(process.cwd(), MODEL)}\n`);
+  console.log(`| model | cosine vs fp32, mean / worst (${PROBE_SENTENCES.length} sentences, mean-pooled) |`);
+  console.log('|---|---:|');
+  for (const [name, q] of quality) console.log(`| ${name} | ${q.mean.toFixed(5)} / ${q.min.toFixed(5)} |`);
+  for (const s of sessions.values()) await s.release();
+  fs.rmSync(work, { recursive: true, force: true });
+  process.exit(0);
+}
 
 // --- throughput ---------------------------------------------------------------------------------
 type Run = () => Promise<unknown>;
@@ -145,7 +169,7 @@ const exitBatch = 64;
 const exitFeeds = feedsFor(exitBatch);
 const stageCache = path.join(work, 'stages');
 const fp32Runner = await StagedRunner.create((await ensureStages(MODEL, stageCache)).dir, sessionOptions);
-const int8File = variants.find((v) => v.name === 'int8 per-channel')!.file;
+const int8File = variants.find((v) => v.name === servedName)!.file;
 const int8Runner = await StagedRunner.create((await ensureStages(int8File, stageCache)).dir, sessionOptions);
 const L = fp32Runner.numLayers;
 // The unsplit graphs again, with the stage sessions' threading (no spinning), for a like-for-like row.
@@ -164,19 +188,21 @@ const fmt = (v: number | undefined): string => (v === undefined ? '–' : v.toFi
 const lines: string[] = [];
 lines.push(`### int8 vs fp32 (${path.relative(process.cwd(), MODEL)}, ${SEQ}-token inputs, intraOpNumThreads ${THREADS}, median call, round-robin, ≥ ${CALLS} calls and ≥ ${SECONDS}s each)`);
 lines.push('');
-lines.push('| model | file MB | session create ms | batch 1 seq/s | batch 64 seq/s | × fp32 (b64) | mean cosine vs fp32 (16 sentences, mean-pooled) |');
+lines.push(`CPU: ${describeCpu(cpuFeatures())}`);
+lines.push('');
+lines.push(`| model | file MB | session create ms | batch 1 seq/s | batch 64 seq/s | × fp32 (b64) | cosine vs fp32, mean / worst (${PROBE_SENTENCES.length} sentences, mean-pooled) |`);
 lines.push('|---|---:|---:|---:|---:|---:|---:|');
 const fp64 = raw.get('fp32|64')!;
 for (const v of variants) {
   const b64 = raw.get(`${v.name}|64`)!;
   lines.push(
-    `| ${v.name} | ${mb(v.file)} | ${fmt(createMs.get(v.name))} | ${fmt(raw.get(`${v.name}|1`))} | ${fmt(b64)} | ${(b64 / fp64).toFixed(2)} | ${v.name === 'fp32' ? '1' : quality.get(v.name)!.toFixed(5)} |`,
+    `| ${v.name} | ${mb(v.file)} | ${fmt(createMs.get(v.name))} | ${fmt(raw.get(`${v.name}|1`))} | ${fmt(b64)} | ${(b64 / fp64).toFixed(2)} | ${v.name === 'fp32' ? '1' : `${quality.get(v.name)!.mean.toFixed(5)} / ${quality.get(v.name)!.min.toFixed(5)}`} |`,
   );
 }
 lines.push('');
 lines.push(`### Layer exit via StagedRunner (batch ${exitBatch}, ${SEQ} tokens; ratio = throughput at k / throughput at full depth ${L})`);
 lines.push('');
-lines.push('| exit layer | fp32 seq/s | fp32 ratio | int8 (per-channel) seq/s | int8 ratio |');
+lines.push(`| exit layer | fp32 seq/s | fp32 ratio | ${servedName} seq/s | int8 ratio |`);
 lines.push('|---:|---:|---:|---:|---:|');
 for (let k = 1; k <= L; k++) {
   const f = exits.get(`fp32|${k}`)!;

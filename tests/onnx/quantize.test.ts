@@ -4,6 +4,10 @@ import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { DataType, encodeModel, loadModel, makeTensor, makeValueInfo, saveModel, toNumber, type ModelProto } from '../../src/runtime/onnx/model.js';
 import { agreement, quantizeModel, quantizeWeight } from '../../src/runtime/onnx/quantize.js';
+import { int8PairsSaturate, PROBE_CLIPPED, PROBE_EXACT, runSaturationProbe } from '../../src/runtime/onnx/int8-kernel.js';
+import { cpuFeatures, parseCpuinfo } from '../../src/runtime/cpu.js';
+import { choosePrecision } from '../../src/runtime/precision.js';
+import { loadModelDir } from '../../src/runtime/model-dir.js';
 import { splitModel } from '../../src/runtime/onnx/split.js';
 import { ensureStages, writeStages } from '../../src/runtime/onnx/cache.js';
 import { StagedRunner } from '../../src/runtime/onnx/staged.js';
@@ -55,6 +59,73 @@ describe('quantizeWeight', () => {
     // Transposed storage ([N, K], Gemm transB) gives the same [K, N] result.
     const wt = Float32Array.from([1, 2, -0.5, -4, 0.25, 0.1]);
     expect(Array.from(quantizeWeight(wt, 3, 2, true, true).q)).toEqual(Array.from(c.q));
+    // Reduced range (|q| ≤ 64): scale max|w|/64, by hand: 4/64 = 1/16, q = round(16 w).
+    const r = quantizeWeight(w, 2, 3, false, false, 64);
+    expect(r.scales).toEqual(Float32Array.from([4 / 64]));
+    expect(Array.from(r.q)).toEqual([16, -8, 4, 32, -64, 2]);
+  });
+});
+
+/**
+ * What differs by CPU, asserted per CPU. ONNX Runtime quantizes activations to u8 (0..255); on x86
+ * without VNNI/AMX (AVX2 or AVX-512BW only) MLAS multiplies them with s8 weights by VPMADDUBSW,
+ * which sums each pair of products into a saturating int16, so full-range weights (127) clip where
+ * 2·255·127 > 32767; VNNI/AMX/arm64 kernels accumulate in int32 and are exact. `npm test` also runs
+ * this file under qemu emulating an AVX2-only AMD EPYC (Rome), where QEMU_CPU is set
+ * (tools/test-int8-cpus.sh), so a VNNI machine's developer sees both answers.
+ */
+describe('int8 kernels on this CPU', () => {
+  const cpu = cpuFeatures();
+  const emulated = process.env.QEMU_CPU;
+  /** Whether this CPU's kernel should clip, from its flags (null when the flags are unknown). */
+  const expectedClip = ((): boolean | null => {
+    if (emulated) return !/VNNI|Icelake|Sapphire|Cascadelake|Cooperlake|Genoa/i.test(emulated);
+    if (cpu.arch === 'arm64') return false;
+    if (cpu.arch !== 'x64' || cpu.vnni === null) return null;
+    return !cpu.vnni && !cpu.amx && (cpu.avx2 === true || cpu.avx512 === true);
+  })();
+
+  it(`full-range int8 weights: exact or clipped exactly as this CPU's kernel does (${emulated ? `qemu -cpu ${emulated}` : `${cpu.model}, vnni=${cpu.vnni}`})`, async () => {
+    const y = await runSaturationProbe(127);
+    const clipped = Math.abs(y - PROBE_CLIPPED) < 1e-3 * PROBE_EXACT;
+    const exact = Math.abs(y - PROBE_EXACT) < 1e-3 * PROBE_EXACT;
+    // One of the two kernels known: K (exact) or K/2·32767/(255·127) (every pair clipped).
+    expect(clipped !== exact).toBe(true);
+    if (expectedClip !== null) expect(clipped).toBe(expectedClip);
+    expect(await int8PairsSaturate()).toBe(clipped);
+  });
+
+  it('reduced-range weights (|q| ≤ 64, the default) are exact on every kernel: 2·255·64 < 32767', async () => {
+    expect(await runSaturationProbe(64)).toBeCloseTo(PROBE_EXACT, 3);
+  });
+
+  it('reads the features that matter from /proc/cpuinfo', () => {
+    const zen2 = parseCpuinfo('processor\t: 0\nflags\t\t: fpu sse4_2 avx avx2 fma\n', 'x64', 'AMD EPYC 7B12');
+    expect(zen2).toMatchObject({ avx2: true, avx512: false, vnni: false, amx: false, dotprod: null });
+    const spr = parseCpuinfo('flags\t: avx2 avx512f avx512bw avx512_vnni amx_tile amx_int8\n', 'x64', 'Intel Xeon');
+    expect(spr).toMatchObject({ avx2: true, avx512: true, vnni: true, amx: true });
+    const graviton = parseCpuinfo('Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n', 'arm64', 'Neoverse-N1');
+    expect(graviton).toMatchObject({ avx2: null, vnni: null, dotprod: true });
+    expect(parseCpuinfo('', 'x64', '?').vnni).toBeNull();
+  });
+
+  it('the load-time guard serves the default int8 everywhere, and refuses full-range weights where they clip', async () => {
+    const spec = loadModelDir(TINY_DECODER_DIR);
+    const dir = tempDir('guard-');
+    const copy = path.join(dir, 'model.onnx');
+    fs.copyFileSync(TINY_DECODER, copy);
+    const local = { ...spec, onnxPath: copy };
+    try {
+      const served = await choosePrecision(local, 'int8', 0.99);
+      expect(served.precision).toBe('int8');
+      expect(served.weightFormat).toBe('s8-reduced');
+      expect(served.worst).toBeGreaterThanOrEqual(0.97);
+      const full = await choosePrecision(local, 'int8', 0.99, 's8');
+      if (await int8PairsSaturate()) expect(full.fallback, 'full-range int8 on a clipping kernel').not.toBeNull();
+      else expect(full.precision).toBe('int8');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

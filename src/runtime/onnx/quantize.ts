@@ -31,7 +31,27 @@ export interface QuantizeOptions {
   perChannel?: boolean;
   /** Fold a following bias Add into the kernel. Default true. */
   fuseBias?: boolean;
+  /** How weights are stored (see WEIGHT_FORMATS). Default DEFAULT_WEIGHT_FORMAT. */
+  weightFormat?: WeightFormat;
 }
+
+/**
+ * Weight storage for DynamicQuantizeMatMul. ORT quantizes activations to uint8 (0..255) and
+ * multiplies them with the weights. On x86 CPUs without AVX-512 VNNI (AVX2-only, e.g. AMD Zen 2/3),
+ * MLAS's u8×s8 kernel uses VPMADDUBSW, which sums each pair of u8×s8 products into a *saturating*
+ * int16: with full-range weights (|q| ≤ 127) a pair can reach 2·255·127 = 64770 and clips at 32767.
+ * VNNI (VPDPBUSD) accumulates in int32 and never clips. So full-range s8 is CPU-dependent.
+ * - `s8`: |q| ≤ 127. Exact on VNNI, AMX and arm64; clips on AVX2-only x86.
+ * - `s8-reduced`: |q| ≤ 64 ("reduce_range", as ORT's own quantizer offers for non-VNNI x86):
+ *   2·255·64 = 32640 < 32767, so no pair can clip on any kernel; one bit less weight precision.
+ * - `u8`: weights stored as 128 + q (zero point 128). MLAS's u8×u8 kernels widen to int16 before
+ *   multiplying (VPMADDWD), so nothing clips either, at full precision.
+ */
+export type WeightFormat = 's8' | 's8-reduced' | 'u8';
+export const WEIGHT_FORMATS: readonly WeightFormat[] = ['s8', 's8-reduced', 'u8'];
+export const DEFAULT_WEIGHT_FORMAT: WeightFormat = 's8-reduced';
+/** The largest |q| a weight format stores. */
+export const WEIGHT_QMAX: Record<WeightFormat, number> = { s8: 127, 's8-reduced': 64, u8: 127 };
 
 export interface QuantizeReport {
   /** MatMul/Gemm nodes rewritten. */
@@ -70,7 +90,7 @@ interface QuantizedWeight {
  * Quantizes a [K, N] weight (or [N, K] when `transposed`) into int8 + scale(s), symmetric.
  * Returns the tensors in [K, N] layout.
  */
-export function quantizeWeight(w: Float32Array, rows: number, cols: number, transposed: boolean, perChannel: boolean): { q: Int8Array; scales: Float32Array; K: number; N: number } {
+export function quantizeWeight(w: Float32Array, rows: number, cols: number, transposed: boolean, perChannel: boolean, qmax = 127): { q: Int8Array; scales: Float32Array; K: number; N: number } {
   const K = transposed ? cols : rows;
   const N = transposed ? rows : cols;
   const at = transposed ? (k: number, n: number) => w[n * cols + k]! : (k: number, n: number) => w[k * cols + n]!;
@@ -90,13 +110,13 @@ export function quantizeWeight(w: Float32Array, rows: number, cols: number, tran
     }
     scales[0] = m;
   }
-  for (let i = 0; i < scales.length; i++) scales[i] = scales[i]! > 0 ? scales[i]! / 127 : 1;
+  for (let i = 0; i < scales.length; i++) scales[i] = scales[i]! > 0 ? scales[i]! / qmax : 1;
   const q = new Int8Array(K * N);
   for (let k = 0; k < K; k++) {
     for (let n = 0; n < N; n++) {
       const s = scales[perChannel ? n : 0]!;
       const v = Math.round(at(k, n) / s);
-      q[k * N + n] = v > 127 ? 127 : v < -127 ? -127 : v;
+      q[k * N + n] = v > qmax ? qmax : v < -qmax ? -qmax : v;
     }
   }
   return { q, scales, K, N };
@@ -106,6 +126,7 @@ export function quantizeWeight(w: Float32Array, rows: number, cols: number, tran
 export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}): QuantizeResult {
   const perChannel = options.perChannel ?? true;
   const fuseBias = options.fuseBias ?? true;
+  const weightFormat = options.weightFormat ?? DEFAULT_WEIGHT_FORMAT;
   const g = model.graph;
   const index = indexGraph(g);
   const inits = new Map<string, TensorProto>();
@@ -145,15 +166,17 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     if (hit) return hit;
     const rows = toNumber(t.dims[0]!);
     const cols = toNumber(t.dims[1]!);
-    const { q, scales, N } = quantizeWeight(floatValues(t), rows, cols, transposed, perChannel);
+    const { q, scales, N } = quantizeWeight(floatValues(t), rows, cols, transposed, perChannel, WEIGHT_QMAX[weightFormat]);
     const base = `${t.name}${transposed ? '_T' : ''}`;
     const qName = unique(`${base}_quantized`);
     const sName = unique(`${base}_scale`);
     const zName = unique(`${base}_zero_point`);
     const scalarDims = perChannel ? [N] : [];
-    newInits.push(makeTensor(qName, DataType.INT8, transposed ? [cols, rows] : [rows, cols], q));
+    const layout = transposed ? [cols, rows] : [rows, cols];
+    const u8 = weightFormat === 'u8';
+    newInits.push(u8 ? makeTensor(qName, DataType.UINT8, layout, Uint8Array.from(q, (v) => v + 128)) : makeTensor(qName, DataType.INT8, layout, q));
     newInits.push(makeTensor(sName, DataType.FLOAT, scalarDims, scales));
-    newInits.push(makeTensor(zName, DataType.INT8, scalarDims, new Int8Array(scales.length)));
+    newInits.push(u8 ? makeTensor(zName, DataType.UINT8, scalarDims, new Uint8Array(scales.length).fill(128)) : makeTensor(zName, DataType.INT8, scalarDims, new Int8Array(scales.length)));
     report.weights++;
     report.floatBytes += rows * cols * 4;
     report.int8Bytes += q.byteLength + scales.byteLength * 2;

@@ -5,6 +5,7 @@ import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import type { RouteDeps } from './deps.js';
 import { EMBEDDING_TYPES } from './embed.js';
+import { cpuFeatures } from '../../runtime/cpu.js';
 
 export const opsPlugin: FastifyPluginAsync<RouteDeps & { version: string; store?: StoreBackend }> = async (app, { embedder, limits, metrics, version, store }) => {
   // Collections damaged on disk do not make the instance unready (everything else serves), but
@@ -53,7 +54,16 @@ export const opsPlugin: FastifyPluginAsync<RouteDeps & { version: string; store?
       graph_inputs: inputNames,
       execution_provider: provider,
       precision: precision.precision,
-      quantization: { source: precision.source, agreement: precision.agreement, floor: precision.floor, fallback: precision.fallback },
+      quantization: {
+        source: precision.source,
+        agreement: precision.agreement,
+        worst_agreement: precision.worst,
+        floor: precision.floor,
+        weight_format: precision.weightFormat,
+        fallback: precision.fallback,
+      },
+      // int8 speed and exactness depend on these (see benchmarks/RESULTS.md, int8 by CPU).
+      cpu: { ...cpuFeatures(), int8_pair_saturation: precision.pairSaturation },
       embedding_types: EMBEDDING_TYPES,
       // Where int8/uint8 outputs take their per-dimension ranges from.
       embedding_calibration: { source: embedder.calibration.source, sentences: embedder.calibration.sentences.length },
