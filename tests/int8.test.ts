@@ -28,6 +28,12 @@ describe('int8 serving', () => {
     expect(i.precision).toBe('int8');
     expect(i.quantization.source).toBe('quantized at load');
     expect(i.quantization.agreement).toBeGreaterThanOrEqual(0.99);
+    // Reduced-range weights on every CPU; the worst probe sentence and the CPU facts are reported.
+    expect(i.quantization.weight_format).toBe('s8-reduced');
+    expect(i.quantization.worst_agreement).toBeGreaterThanOrEqual(0.97);
+    expect(i.quantization.worst_agreement).toBeLessThanOrEqual(i.quantization.agreement);
+    expect(typeof i.cpu.int8_pair_saturation).toBe('boolean');
+    expect(i.cpu.arch).toBe(process.arch);
     const vectors = (await postJson(`${s.url}/embed`, { inputs: ref.sentences })).json as number[][];
     const cos = vectors.map((v, idx) => cosine(v, ref.pooled.mean[idx]!));
     expect(cos.reduce((a, b) => a + b, 0) / cos.length).toBeGreaterThanOrEqual(0.99);
