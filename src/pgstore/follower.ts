@@ -250,20 +250,25 @@ export class Follower {
   private async catchUp(): Promise<void> {
     const client = await this.opts.pool.connect();
     try {
-      const headNow = Number((await client.query<{ seq: string }>({ name: "head", text: "SELECT seq FROM store_seq" })).rows[0]!.seq);
-      this.head = Math.max(this.head, headNow);
-      if (headNow <= this.applied) {
-        this.markCurrent();
-        client.release();
-        return;
+      // A waiter (a write here, or x-min-store-seq) already knows there is something to read; the
+      // periodic poll first asks cheaply whether there is.
+      if (!this.waiters.some((w) => w.seq > this.applied)) {
+        const headNow = Number((await client.query<{ seq: string }>({ name: "head", text: "SELECT seq FROM store_seq" })).rows[0]!.seq);
+        this.head = Math.max(this.head, headNow);
+        if (headNow <= this.applied) {
+          this.markCurrent();
+          client.release();
+          return;
+        }
       }
       this.behindSince ??= Date.now();
       await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-      const head = Number((await client.query<{ seq: string }>({ name: "head", text: "SELECT seq FROM store_seq" })).rows[0]!.seq);
+      // Every sequence number is committed together with its change row, so the newest change in
+      // this snapshot is the snapshot's head.
       const changes = await client.query<ChangeRow>({
         name: "changes",
-        text: "SELECT seq, collection, op, detail FROM changes WHERE seq > $1 AND seq <= $2 ORDER BY seq",
-        values: [this.applied, head],
+        text: "SELECT seq, collection, op, detail FROM changes WHERE seq > $1 ORDER BY seq",
+        values: [this.applied],
       });
       for (const ch of changes.rows) {
         const seq = Number(ch.seq);
@@ -272,6 +277,7 @@ export class Follower {
         await this.apply(ch, seq, docs);
       }
       await client.query("COMMIT");
+      const head = changes.rows.length > 0 ? Number(changes.rows[changes.rows.length - 1]!.seq) : this.applied;
       this.setApplied(head);
       this.head = Math.max(this.head, head);
       if (this.head <= this.applied) this.markCurrent();

@@ -223,8 +223,7 @@ export class PgStore implements StoreBackend {
     if (docs.length === 0) return { inserted: 0, replaced: 0 };
     const result = await this.transaction(async (client) => {
       if (docs.length > COPY_THRESHOLD) await copyIncoming(client, docs);
-      await this.lockCollection(client, c);
-      const seq = await this.nextSeq(client);
+      const seq = await this.lockCollectionAndSeq(client, c);
       const written = docs.length > COPY_THRESHOLD ? await client.query<{ inserted: number; total: number }>(UPSERT_COPIED_SQL, [c.name, seq]) : await client.query<{ inserted: number; total: number }>({ name: "upsert-rows", text: UPSERT_ROWS_SQL, values: [c.name, seq, ...columns(docs)] });
       const { inserted, total } = written.rows[0]!;
       await this.recordChange(client, seq, c.name, "upsert", { documents: total });
@@ -238,13 +237,20 @@ export class PgStore implements StoreBackend {
   async delete(name: unknown, id: unknown, receipt: WriteReceipt = {}): Promise<boolean> {
     const docId = validateId(id);
     const c = await this.localOrCatchUp(name);
-    const seq = await this.transaction(async (client) => {
-      await this.lockCollection(client, c);
-      const deleted = await client.query({ name: "delete-document", text: "DELETE FROM documents WHERE collection = $1 AND id = $2", values: [c.name, docId] });
-      if (deleted.rowCount === 0) return undefined;
-      return this.commitChange(client, c.name, "delete", [docId]);
-    });
-    if (seq === undefined) return false;
+    let seq: number;
+    try {
+      seq = await this.transaction(async (client) => {
+        const taken = await this.lockCollectionAndSeq(client, c);
+        const deleted = await client.query({ name: "delete-document", text: "DELETE FROM documents WHERE collection = $1 AND id = $2", values: [c.name, docId] });
+        // Nothing to delete: rolling back returns the sequence number too.
+        if (deleted.rowCount === 0) throw new NothingToDelete();
+        await this.recordChange(client, taken, c.name, "delete", [docId]);
+        return taken;
+      });
+    } catch (err) {
+      if (err instanceof NothingToDelete) return false;
+      throw err;
+    }
     receipt.seq = seq;
     await this.visible(seq);
     return true;
@@ -253,24 +259,41 @@ export class PgStore implements StoreBackend {
   // -------------------------------------------------------------------------
 
   /**
-   * Holds the collection row (FOR SHARE: a concurrent drop waits) and checks
-   * it is the incarnation this replica validated against.
+   * Holds the collection row (FOR SHARE: a concurrent drop waits), checks it
+   * is the incarnation this replica validated against, and takes the next
+   * sequence number, in one round trip.
    */
-  private async lockCollection(client: pg.PoolClient, c: ReplicaCollection): Promise<void> {
-    const { rows } = await client.query<{ seq: string }>({ name: "lock-collection", text: "SELECT seq FROM collections WHERE name = $1 FOR SHARE", values: [c.name] });
-    if (rows.length === 0) throw new NotFoundError(`collection ${c.name} does not exist`);
-    if (Number(rows[0]!.seq) !== c.createdSeq) throw new ConflictError(`collection ${c.name} was dropped and re-created meanwhile; retry`);
+  private async lockCollectionAndSeq(client: pg.PoolClient, c: ReplicaCollection): Promise<number> {
+    const { rows } = await client.query<{ created: string | null; seq: string | null }>({
+      name: "lock-and-seq",
+      text: `WITH c AS (SELECT seq FROM collections WHERE name = $1 FOR SHARE),
+                  s AS (UPDATE store_seq SET seq = seq + 1 WHERE EXISTS (SELECT 1 FROM c) RETURNING seq)
+             SELECT (SELECT seq FROM c) AS created, (SELECT seq FROM s) AS seq`,
+      values: [c.name],
+    });
+    const row = rows[0]!;
+    // Throwing rolls the transaction back, and with it the sequence number taken.
+    if (row.created === null || row.seq === null) throw new NotFoundError(`collection ${c.name} does not exist`);
+    if (Number(row.created) !== c.createdSeq) throw new ConflictError(`collection ${c.name} was dropped and re-created meanwhile; retry`);
+    return Number(row.seq);
   }
 
-  /** The next sequence number. Its row lock, held to COMMIT, makes sequence numbers commit in order. */
+  /**
+   * The next sequence number. Its row lock, held to COMMIT, makes sequence
+   * numbers commit in order: a follower that has seen N has seen everything below.
+   */
   private async nextSeq(client: pg.PoolClient): Promise<number> {
     const { rows } = await client.query<{ seq: string }>({ name: "next-seq", text: "UPDATE store_seq SET seq = seq + 1 RETURNING seq" });
     return Number(rows[0]!.seq);
   }
 
+  /** The change row and its NOTIFY (delivered at COMMIT), in one round trip. */
   private async recordChange(client: pg.PoolClient, seq: number, collection: string, op: string, detail: unknown): Promise<void> {
-    await client.query({ name: "record-change", text: "INSERT INTO changes (seq, collection, op, detail) VALUES ($1, $2, $3, $4)", values: [seq, collection, op, JSON.stringify(detail)] });
-    await client.query({ name: "notify", text: "SELECT pg_notify($1, $2)", values: [CHANGES_CHANNEL, String(seq)] });
+    await client.query({
+      name: "record-change",
+      text: "WITH ch AS (INSERT INTO changes (seq, collection, op, detail) VALUES ($1, $2, $3, $4) RETURNING seq) SELECT pg_notify($5, seq::text) FROM ch",
+      values: [seq, collection, op, JSON.stringify(detail), CHANGES_CHANNEL],
+    });
   }
 
   private async commitChange(client: pg.PoolClient, collection: string, op: string, detail: unknown): Promise<number> {
@@ -319,6 +342,9 @@ export class PgStore implements StoreBackend {
     await this.pool.end();
   }
 }
+
+/** Rolls a delete of an absent document back (no change, no sequence number). */
+class NothingToDelete extends Error {}
 
 /** The batch as four parallel arrays for `unnest`. */
 function columns(docs: readonly ValidDocument[]): [string[], (string | null)[], (string | null)[], Buffer[]] {
