@@ -2,13 +2,18 @@
  * Quality evaluation of an embedding model through the service's own runtime (Engine → tokenizer →
  * worker pool → ONNX Runtime), over the model's grid of `layer` × `dimensions`:
  *
- *   STS-B dev (Spearman), SICK-R test (Spearman), MS MARCO 5k retrieval (nDCG@10, recall@10)
+ *   STS-B dev (Spearman), SICK-R test (Spearman), MS MARCO 5k retrieval (nDCG@10, recall@10),
+ *   MS MARCO again with the model's `query` / `document` prompts when it ships both, and the cost of
+ *   each exit layer in tokens/s through the runtime (the widths of one layer share that cost)
  *
- * next to two baselines computed here: TF-IDF cosine (words, IDF from the Debian dictionary corpus
- * the default model is trained on) and the untrained placeholder model (tools/make_test_models.py).
+ * next to baselines computed here: TF-IDF cosine (words, IDF from the Debian dictionary corpus the
+ * default model is trained on), BM25 for retrieval (k1 0.9, b 0.4, IDF from the 5k passages), the
+ * untrained placeholder model (tools/make_test_models.py) and, with --previous, an earlier model.
  *
- *   npx tsx benchmarks/eval.ts [--model DIR] [--untrained DIR] [--out benchmarks/EVAL-table.md] [--plot benchmarks/eval-plot.svg] [--quick]
+ *   npx tsx benchmarks/eval.ts [--model DIR] [--untrained DIR] [--previous DIR] [--out FILE.md]
+ *                              [--plot benchmarks/eval-plot.svg] [--quick] [--baselines-only] [--full-only]
  *
+ * Tokens/s is a throughput figure: run it under `flock /tmp/bench.lock` on a shared machine.
  * The evaluation sets live in ../shared/assets/eval; when that folder is absent the script says so
  * and exits 0. Nothing here is fitted on evaluation data: the TF-IDF statistics come from the
  * dictionary text, the model's weights were trained on dictionary text only.
@@ -35,12 +40,23 @@ function arg(name: string, dflt?: string): string | undefined {
   return i >= 0 ? process.argv[i + 1] : dflt;
 }
 const QUICK = process.argv.includes('--quick');
+/** Only the lexical baselines (TF-IDF, BM25): no model is loaded. */
+const BASELINES_ONLY = process.argv.includes('--baselines-only');
+/** The model at full depth and width only (one cell instead of the grid). */
+const FULL_ONLY = process.argv.includes('--full-only');
 const MODEL = resolve(arg('--model', join(ROOT, 'models/default'))!);
 const OUT_MD = arg('--out');
 const PLOT = resolve(arg('--plot', join(ROOT, 'benchmarks/eval-plot.svg'))!);
 
 // ---------------------------------------------------------------- evaluation of vectors
-interface Row { name: string; layer: string; dims: string; sts: number | null; sick: number | null; ndcg: number | null; recall: number | null; note?: string }
+interface Row {
+  name: string; layer: string; dims: string; sts: number | null; sick: number | null; ndcg: number | null; recall: number | null;
+  /** MS MARCO with the model's `query` / `document` prompts (when it ships them). */
+  ndcgPrompt?: number | null; recallPrompt?: number | null;
+  /** Tokens/s through the runtime at this exit layer (embedding STS-B dev + SICK-R + MS MARCO once). */
+  tokensPerS?: number | null;
+  note?: string;
+}
 
 function stsScore(va: Float32Array[], vb: Float32Array[], gold: number[]): number {
   return spearman(va.map((v, i) => dot(v, vb[i]!)), gold);
@@ -83,11 +99,15 @@ function sparseDot(a: Map<string, number>, b: Map<string, number>): number {
 }
 
 // ---------------------------------------------------------------- runtime evaluation
-async function embedAll(e: Engine, texts: string[], layer: number, dimensions?: number): Promise<Float32Array[]> {
+const cost = { tokens: 0, ms: 0 };
+async function embedAll(e: Engine, texts: string[], layer: number, dimensions?: number, promptName?: string): Promise<Float32Array[]> {
   const out: Float32Array[] = [];
   const B = 64;
   for (let i = 0; i < texts.length; i += B) {
-    const r = await e.embed(texts.slice(i, i + B), { layer, dimensions });
+    const t0 = performance.now();
+    const r = await e.embed(texts.slice(i, i + B), { layer, dimensions, promptName });
+    cost.ms += performance.now() - t0;
+    cost.tokens += r.totalTokens;
     out.push(...r.vectors);
   }
   return out;
@@ -112,11 +132,15 @@ async function evalModel(dir: string, name: string, data: { sts: Pairs; sick: Pa
         continue;
       }
       const t0 = performance.now();
-      const full = async (texts: string[]) => embedAll(e, texts, layer); // no `dimensions`: the full width
+      const full = async (texts: string[], prompt?: string) => embedAll(e, texts, layer, undefined, prompt); // no `dimensions`: the full width
+      cost.tokens = 0; cost.ms = 0;
       const [sa, sb, ka, kb, docs, qs] = [
         await full(data.sts.a), await full(data.sts.b), await full(data.sick.a), await full(data.sick.b),
         await full(data.ms.docs), await full(data.ms.queries),
       ];
+      const tokensPerS = cost.tokens / (cost.ms / 1000);
+      const prompted = 'query' in e.spec.prompts && 'document' in e.spec.prompts;
+      const [pdocs, pqs] = prompted ? [await full(data.ms.docs, 'document'), await full(data.ms.queries, 'query')] : [null, null];
       // The runtime's `dimensions` must equal prefix + renormalization of the full vector: check on a sample.
       for (const d of dims) {
         if (d === H) continue;
@@ -129,10 +153,15 @@ async function evalModel(dir: string, name: string, data: { sts: Pairs; sick: Pa
         const P = (vs: Float32Array[]) => (d === H ? vs : vs.map((v) => prefix(v, d)));
         const dv = P(docs), qv = P(qs);
         const ret = retrievalScores(data.ms, (qi) => Float64Array.from(dv, (v) => dot(v, qv[qi]!)));
+        let pret: { ndcg: number; recall: number } | null = null;
+        if (pdocs && pqs) {
+          const pdv = P(pdocs), pqv = P(pqs);
+          pret = retrievalScores(data.ms, (qi) => Float64Array.from(pdv, (v) => dot(v, pqv[qi]!)));
+        }
         rows.push({
           name, layer: String(layer), dims: String(d),
           sts: stsScore(P(sa), P(sb), data.sts.gold), sick: stsScore(P(ka), P(kb), data.sick.gold),
-          ndcg: ret.ndcg, recall: ret.recall,
+          ndcg: ret.ndcg, recall: ret.recall, ndcgPrompt: pret?.ndcg ?? null, recallPrompt: pret?.recall ?? null, tokensPerS,
         });
       }
       console.error(`${name}: layer ${layer} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -148,12 +177,14 @@ const f3 = (x: number | null) => (x === null ? 'n/a' : x.toFixed(3));
 
 function table(rows: Row[]): string {
   const out = [
-    '| model | layer | dimensions | STS-B dev Spearman | SICK-R test Spearman | MS MARCO nDCG@10 | MS MARCO recall@10 |',
-    '|---|---:|---:|---:|---:|---:|---:|',
+    '| model | layer | dimensions | STS-B dev Spearman | SICK-R test Spearman | MS MARCO nDCG@10 | MS MARCO recall@10 | nDCG@10 with prompts | recall@10 with prompts | tokens/s |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
   ];
+  const opt = (x: number | null | undefined) => (x === null || x === undefined ? '–' : x.toFixed(3));
+  const tps = (x: number | null | undefined) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
   for (const r of rows) {
-    if (r.note && r.sts === null) out.push(`| ${r.name} | ${r.layer} | ${r.dims} | ${r.note} | | | |`);
-    else out.push(`| ${r.name} | ${r.layer} | ${r.dims} | ${f3(r.sts)} | ${f3(r.sick)} | ${f3(r.ndcg)} | ${f3(r.recall)} |`);
+    if (r.note && r.sts === null && r.ndcg === null) out.push(`| ${r.name} | ${r.layer} | ${r.dims} | ${r.note} | | | | | | |`);
+    else out.push(`| ${r.name} | ${r.layer} | ${r.dims} | ${f3(r.sts)} | ${f3(r.sick)} | ${f3(r.ndcg)} | ${f3(r.recall)} | ${opt(r.ndcgPrompt)} | ${opt(r.recallPrompt)} | ${tps(r.tokensPerS)} |`);
   }
   return out.join('\n');
 }
@@ -217,7 +248,7 @@ const data = { sts, sick, ms };
 console.error(`STS-B dev ${sts.gold.length} pairs, SICK-R test ${sick.gold.length} pairs, MS MARCO ${ms.docs.length} docs / ${ms.queries.length} queries`);
 
 const rows: Row[] = [];
-rows.push(...await evalModel(MODEL, 'default', data, false));
+if (!BASELINES_ONLY) rows.push(...await evalModel(MODEL, 'default', data, FULL_ONLY));
 
 // TF-IDF baseline
 const corpus = dictionaryCorpus();
@@ -231,21 +262,49 @@ if (corpus) {
   rows.push({ name: 'TF-IDF', layer: '–', dims: '–', sts: null, sick: null, ndcg: null, recall: null, note: 'n/a (dictionary corpus unavailable)' });
 }
 
+// BM25 baseline for retrieval (k1 0.9, b 0.4 as Anserini's MS MARCO default; IDF from the 5k passages)
+{
+  const k1 = 0.9, b = 0.4;
+  const toks = ms.docs.map(words);
+  const avg = toks.reduce((a, t) => a + t.length, 0) / toks.length;
+  const df = new Map<string, number>();
+  for (const t of toks) for (const w of new Set(t)) df.set(w, (df.get(w) ?? 0) + 1);
+  const N = toks.length;
+  const tf = toks.map((t) => { const m = new Map<string, number>(); for (const w of t) m.set(w, (m.get(w) ?? 0) + 1); return m; });
+  const idf = (w: string) => Math.log(1 + (N - (df.get(w) ?? 0) + 0.5) / ((df.get(w) ?? 0) + 0.5));
+  const ret = retrievalScores(ms, (qi) => {
+    const q = words(ms.queries[qi]!);
+    return Float64Array.from(tf, (m, di) => {
+      let sc = 0;
+      for (const w of q) {
+        const f = m.get(w) ?? 0;
+        if (f > 0) sc += idf(w) * (f * (k1 + 1)) / (f + k1 * (1 - b + (b * toks[di]!.length) / avg));
+      }
+      return sc;
+    });
+  });
+  rows.push({ name: 'BM25 (k1 0.9, b 0.4, corpus IDF)', layer: '–', dims: 'sparse', sts: null, sick: null, ndcg: ret.ndcg, recall: ret.recall });
+}
+
+// the previous default model (e.g. `git show` of the last commit's models/default), full size
+const previous = arg('--previous');
+if (previous && existsSync(previous)) rows.push(...await evalModel(resolve(previous), 'previous default', data, true));
+
 // untrained placeholder baseline
 let untrained = arg('--untrained');
-if (!untrained) {
+if (!untrained && !BASELINES_ONLY) {
   const tmp = mkdtempSync(join(tmpdir(), 'untrained-'));
   const r = spawnSync('/usr/bin/python3', [join(ROOT, 'training/make_untrained.py'), tmp], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (r.status === 0) untrained = join(tmp, 'models/default');
 }
 if (untrained && existsSync(untrained)) rows.push(...await evalModel(resolve(untrained), 'untrained (random placeholder)', data, true));
-else rows.push({ name: 'untrained', layer: '–', dims: '–', sts: null, sick: null, ndcg: null, recall: null, note: 'n/a (could not generate it)' });
+else if (!BASELINES_ONLY) rows.push({ name: 'untrained', layer: '–', dims: '–', sts: null, sick: null, ndcg: null, recall: null, note: 'n/a (could not generate it)' });
 
 const md = table(rows);
 console.log(md);
 if (OUT_MD) writeFileSync(resolve(OUT_MD), md + '\n');
 const base = rows.filter((r) => r.name !== 'default' && r.sts !== null).map((r, i) => ({ label: r.name.split(' ')[0]!, value: r.sts!, color: ['#555', '#aaa'][i % 2]! }));
-if (!QUICK) {
+if (!QUICK && !BASELINES_ONLY && !FULL_ONLY) {
   writeFileSync(PLOT, svgPlot(rows.filter((r) => r.name === 'default'), base));
   console.error(`wrote ${PLOT}`);
 }
