@@ -4,6 +4,7 @@
  * document generated) without loading a model or starting workers.
  */
 import type { EmbeddingType } from '../pooling/index.js';
+import type { GraphVariants, ModelTask } from './description.js';
 import type { ModelSpec } from './model-dir.js';
 import type { PrecisionChoice } from './precision.js';
 import type { QueueLimits, QueueStats } from './queue.js';
@@ -47,6 +48,9 @@ export interface EngineInfo {
   precision: PrecisionChoice;
   /** Per-layer stages (layer exit, Token Prepending): available, or why not. */
   stages: { ok: true; count: number } | { ok: false; reason: string };
+  task: ModelTask;
+  /** Graph variants served and the weight bytes each holds (inline, and in the shared file). */
+  graphs: { unsplit: boolean; weights: GraphVariants['weights'] };
 }
 
 export type EngineStats = QueueStats & { workerRestarts: number; workersAlive: number };

@@ -6,9 +6,10 @@
 import os from 'node:os';
 import { finishVector, quantize } from '../pooling/index.js';
 import { Calibration } from './calibration.js';
-import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
+import { describeModel, type ModelDescription } from './description.js';
+import type { LoadModelOptions, ModelSpec } from './model-dir.js';
 import { WorkerPool } from './pool.js';
-import { choosePrecision, type PrecisionChoice, type Quantize } from './precision.js';
+import type { Quantize } from './precision.js';
 import type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats } from './embedder.js';
 import { probeBudget } from './budget-probe.js';
 import { checkKnobs } from './knobs.js';
@@ -32,6 +33,8 @@ export interface EngineOptions extends LoadModelOptions {
   quantize?: Quantize;
   /** Least mean cosine between int8 and fp32 probe embeddings for int8 to be served (default 0.99). */
   quantizeFloor?: number;
+  /** ONNX Runtime's CPU memory arena, per session (default off: see WorkerConfig.memoryArena). */
+  memoryArena?: boolean;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
@@ -75,37 +78,39 @@ export class Engine implements Embedder {
   private ready = false;
 
   private constructor(
-    spec: ModelSpec,
+    readonly description: ModelDescription,
     private readonly tokenizer: TextTokenizer,
     private readonly pool: WorkerPool,
     private queue: BatchQueue,
     private readonly threading: { workers: number; intraOpThreads: number },
     private readonly budgetConfigured: boolean,
     private readonly log: EngineOptions['log'],
-    private readonly precision: PrecisionChoice,
   ) {
-    this.spec = spec;
-    this.calibration = new Calibration(spec, async (texts, plan) => {
+    this.spec = description.spec;
+    this.calibration = new Calibration(this.spec, async (texts, plan) => {
       const r = await this.embed(texts, { layer: plan.layer, tokenPrepending: plan.tokenPrepending, normalize: false });
       return r.vectors;
     });
   }
 
+  /** Per-layer stages as the description decided them (the same for every worker). */
+  private get stages(): EngineInfo['stages'] {
+    const s = this.description.graphs.stages;
+    return s.ok ? { ok: true, count: s.count } : s;
+  }
+
   static async load(options: EngineOptions): Promise<Engine> {
-    const spec = loadModelDir(options.modelDir, options);
+    const description = await describeModel(options, options.log);
+    const { spec, graphs } = description;
     const tokenizer = new TextTokenizer(spec);
-    const precision = await choosePrecision(spec, options.quantize ?? spec.quantize ?? 'none', options.quantizeFloor ?? 0.99);
-    if (precision.fallback) options.log?.('warn', `serving fp32: ${precision.fallback}`);
-    else if (precision.precision === 'int8') {
-      options.log?.('info', `serving int8 (${precision.source}${precision.agreement !== null ? `, agreement with fp32 ${precision.agreement.toFixed(4)}` : ''})`);
-    }
     const defaults = defaultThreading(os.availableParallelism(), options.workers);
     const threading = { workers: defaults.workers, intraOpThreads: options.intraOpThreads ?? defaults.intraOpThreads };
     const pool = await WorkerPool.start({
       model: spec.id,
       workers: threading.workers,
       worker: {
-        onnxPath: precision.onnxPath,
+        graphs: { unsplit: graphs.unsplit, stagesDir: graphs.stages.ok ? graphs.stages.dir : null },
+        memoryArena: options.memoryArena ?? false,
         providers: options.executionProviders ?? ['cpu'],
         intraOpThreads: threading.intraOpThreads,
         pooling: spec.pooling,
@@ -113,7 +118,6 @@ export class Engine implements Embedder {
         hiddenSize: spec.hiddenSize,
         nice: options.inferenceNice ?? 10,
         numLayers: spec.numLayers,
-        layerExit: options.layerExit ?? true,
         finalNormOnExit: spec.finalNormOnExit,
         tokenPrepending: spec.tokenPrepending ? { firstLayer: spec.tokenPrepending.firstLayer, lastLayer: spec.tokenPrepending.lastLayer } : null,
       },
@@ -121,7 +125,7 @@ export class Engine implements Embedder {
     });
     const limits = { ...defaultLimits(spec), ...options.limits };
     const queue = new BatchQueue(limits, pool, { id: spec.id, hiddenSize: spec.hiddenSize });
-    const engine = new Engine(spec, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log, precision);
+    const engine = new Engine(description, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log);
     options.log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s))`);
     return engine;
   }
@@ -176,8 +180,10 @@ export class Engine implements Embedder {
       limits: { ...this.queue.limits },
       inputNames: this.pool.info.inputNames,
       pooledOutput: this.pool.info.pooledOutput,
-      stages: this.pool.info.stages,
-      precision: this.precision,
+      stages: this.stages,
+      precision: this.description.precision,
+      task: this.description.task,
+      graphs: { unsplit: this.description.graphs.unsplit !== null, weights: this.description.graphs.weights },
     };
   }
 
@@ -192,7 +198,7 @@ export class Engine implements Embedder {
 
   /** Checks a request's knobs against the model (`checkKnobs`); throws a RuntimeError naming the problem. */
   validate(opts: EmbedOptions): void {
-    checkKnobs(this.spec, this.pool.info.stages, opts);
+    checkKnobs(this.spec, this.stages, opts);
   }
 
 

@@ -6,7 +6,16 @@ import type { PoolingMode } from '../pooling/index.js';
 
 /** Everything a worker needs to build its session; sent once as workerData. */
 export interface WorkerConfig {
-  onnxPath: string;
+  /**
+   * The finished graphs to load (see description.ts): the unsplit graph, the stage directory, or
+   * both. With no unsplit graph, full depth runs through the stages.
+   */
+  graphs: { unsplit: string | null; stagesDir: string | null };
+  /**
+   * ONNX Runtime's CPU memory arena. Off by default: each session (every stage is one) keeps its
+   * own arena at the peak of the largest batch it ran, which multiplied the stages' memory.
+   */
+  memoryArena: boolean;
   /** Execution providers in order of preference; the first that creates a session wins. */
   providers: string[];
   intraOpThreads: number;
@@ -16,8 +25,6 @@ export interface WorkerConfig {
   /** Nice value for inference threads (0 = unchanged); the HTTP thread keeps its own. */
   nice: number;
   numLayers: number;
-  /** Split the graph into per-layer stages (cached beside the model) for layer exit and Token Prepending. */
-  layerExit: boolean;
   /** Pre-LN decoders: run the final norm on an early exit's hidden state. */
   finalNormOnExit: boolean;
   /** Layers (1-based, inclusive) after which the placeholder state is overwritten, when the model declares it. */
@@ -55,8 +62,6 @@ export interface ReadyMessage {
   outputName: string;
   /** True when the graph pools itself (a `sentence_embedding` output). */
   pooledOutput: boolean;
-  /** Whether per-layer stages are available, or why not. */
-  stages: { ok: true; count: number } | { ok: false; reason: string };
 }
 
 export interface ResultMessage {

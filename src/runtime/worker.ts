@@ -1,5 +1,6 @@
 /**
- * An inference worker: owns one ONNX Runtime session, turns batches of token ids into padded
+ * An inference worker: owns the ONNX Runtime sessions of the graphs the model's description
+ * names (it prepares nothing itself: see description.ts), turns batches of token ids into padded
  * tensors, runs the graph and pools the result. Runs in a worker thread because `session.run`
  * holds its thread for the whole inference.
  */
@@ -10,8 +11,7 @@ import ort from 'onnxruntime-node';
 import { pool } from '../pooling/index.js';
 import type { TokenSpan } from '../pooling/index.js';
 import { StagedRunner } from './onnx/staged.js';
-import { ensureStages } from './onnx/cache.js';
-import type { FromWorker, ReadyMessage, RunMessage, WorkerConfig } from './protocol.js';
+import type { FromWorker, RunMessage, WorkerConfig } from './protocol.js';
 
 const config = workerData as WorkerConfig;
 const port = parentPort!;
@@ -40,26 +40,17 @@ function sessionOptions(provider: string): ort.InferenceSession.SessionOptions {
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
+    // Without the arena, activations go back to the allocator after each run instead of staying
+    // reserved per session at the largest batch's peak (see WorkerConfig.memoryArena).
+    enableCpuMemArena: config.memoryArena,
     logSeverityLevel: 3,
   };
 }
 
-async function createSession(): Promise<{ session: ort.InferenceSession; provider: string; errors: string[] }> {
-  const errors: string[] = [];
-  for (const provider of config.providers) {
-    try {
-      const session = await ort.InferenceSession.create(config.onnxPath, sessionOptions(provider));
-      return { session, provider, errors };
-    } catch (err) {
-      errors.push(`${provider}: ${(err as Error).message.split('\n')[0]}`);
-    }
-  }
-  throw new Error(`no execution provider could load ${config.onnxPath}: ${errors.join('; ')}`);
-}
-
 interface Graph {
-  session: ort.InferenceSession;
-  /** Per-layer stages, when the graph could be split. */
+  /** The unsplit graph, when the description provides one; else full depth runs through the stages. */
+  session: ort.InferenceSession | null;
+  /** Per-layer stages, when the description provides them. */
   staged: StagedRunner | null;
   inputs: Set<string>;
   /** Integer inputs typed int32 instead of the usual int64. */
@@ -68,31 +59,36 @@ interface Graph {
   pooledOutput: boolean;
 }
 
-function describe(session: ort.InferenceSession): Graph {
-  const inputs = new Set(session.inputNames);
-  for (const required of ['input_ids', 'attention_mask']) {
-    if (!inputs.has(required)) throw new Error(`${config.onnxPath} has no ${required} input (inputs: ${[...inputs].join(', ')})`);
+/** Loads the graphs the description names, with the first execution provider that can. */
+async function loadGraphs(): Promise<{ graph: Graph; provider: string; errors: string[] }> {
+  const { unsplit, stagesDir } = config.graphs;
+  const errors: string[] = [];
+  for (const provider of config.providers) {
+    let session: ort.InferenceSession | null = null;
+    try {
+      if (unsplit) session = await ort.InferenceSession.create(unsplit, sessionOptions(provider));
+      const staged = stagesDir ? await StagedRunner.create(stagesDir, sessionOptions(provider)) : null;
+      return { graph: describe(session, staged), provider, errors };
+    } catch (err) {
+      await session?.release();
+      errors.push(`${provider}: ${(err as Error).message.split('\n')[0]}`);
+    }
   }
+  throw new Error(`no execution provider could load ${unsplit ?? stagesDir}: ${errors.join('; ')}`);
+}
+
+function describe(session: ort.InferenceSession | null, staged: StagedRunner | null): Graph {
+  const metadata = session ? session.inputMetadata ?? [] : staged!.inputMetadata;
+  const inputs = new Set(session ? session.inputNames : staged!.inputNames);
   const int32Inputs = new Set<string>();
-  for (const meta of session.inputMetadata ?? []) {
+  for (const meta of metadata) {
     if (meta.isTensor && meta.type === 'int32') int32Inputs.add(meta.name);
   }
+  if (!session) return { session, staged, inputs, int32Inputs, outputName: staged!.manifest.outputName, pooledOutput: false };
   const names = session.outputNames;
   const pooledOutput = names.includes('sentence_embedding');
   const outputName = pooledOutput ? 'sentence_embedding' : names.includes('last_hidden_state') ? 'last_hidden_state' : names[0]!;
-  return { session, staged: null, inputs, int32Inputs, outputName, pooledOutput };
-}
-
-/** Splits the graph into per-layer stages (once, cached on disk) and loads them. */
-async function loadStages(provider: string): Promise<{ staged: StagedRunner | null; status: ReadyMessage['stages'] }> {
-  if (!config.layerExit) return { staged: null, status: { ok: false, reason: 'layer exit is turned off (LAYER_EXIT=off)' } };
-  try {
-    const { dir } = await ensureStages(config.onnxPath);
-    const staged = await StagedRunner.create(dir, sessionOptions(provider));
-    return { staged, status: { ok: true, count: staged.manifest.stages.length } };
-  } catch (err) {
-    return { staged: null, status: { ok: false, reason: (err as Error).message.split('\n')[0]! } };
-  }
+  return { session, staged, inputs, int32Inputs, outputName, pooledOutput };
 }
 
 /**
@@ -155,7 +151,7 @@ function buildFeeds(graph: Graph, msg: RunMessage): { feeds: Record<string, ort.
 /** Full depth without hooks runs the unsplit graph (fastest); anything else runs the stages. */
 async function forward(graph: Graph, msg: RunMessage, feeds: Record<string, ort.Tensor>, spans: TokenSpan[], seqLen: number): Promise<ort.Tensor> {
   const { layer, tokenPrepending } = msg.plan;
-  if (layer === config.numLayers && !tokenPrepending) {
+  if (layer === config.numLayers && !tokenPrepending && graph.session) {
     return (await graph.session.run(feeds, [graph.outputName]))[graph.outputName]!;
   }
   if (!graph.staged) throw new Error('this model has no per-layer stages');
@@ -172,7 +168,7 @@ async function run(graph: Graph, msg: RunMessage): Promise<void> {
   const started = performance.now();
   const out = await forward(graph, msg, feeds, spans, seqLen);
   const data = out.data as Float32Array;
-  const fullGraph = msg.plan.layer === config.numLayers && !msg.plan.tokenPrepending;
+  const fullGraph = graph.session !== null && msg.plan.layer === config.numLayers && !msg.plan.tokenPrepending;
   // Token Prepending pools the last token, whatever the model's usual pooling.
   const mode = msg.plan.tokenPrepending ? 'last' : config.pooling;
   const vectors = graph.pooledOutput && fullGraph
@@ -195,20 +191,13 @@ async function main(): Promise<void> {
   let graph: Graph;
   let provider: string;
   let errors: string[];
-  let stages: ReadyMessage['stages'];
   try {
-    const created = await createSession();
-    provider = created.provider;
-    errors = created.errors;
-    graph = describe(created.session);
-    const dimsOut = graph.session.outputMetadata?.find((m) => m.name === graph.outputName);
+    ({ graph, provider, errors } = await loadGraphs());
+    const dimsOut = graph.session?.outputMetadata?.find((m) => m.name === graph.outputName);
     const last = dimsOut && dimsOut.isTensor ? dimsOut.shape[dimsOut.shape.length - 1] : undefined;
     if (typeof last === 'number' && last !== config.hiddenSize) {
-      throw new Error(`${config.onnxPath}: output ${graph.outputName} has width ${last} but config.json says hidden_size ${config.hiddenSize}`);
+      throw new Error(`${config.graphs.unsplit}: output ${graph.outputName} has width ${last} but config.json says hidden_size ${config.hiddenSize}`);
     }
-    const loaded = await loadStages(provider);
-    graph.staged = loaded.staged;
-    stages = loaded.status;
   } catch (err) {
     send({ type: 'init-error', message: (err as Error).message });
     return;
@@ -225,7 +214,6 @@ async function main(): Promise<void> {
     inputNames: [...graph.inputs],
     outputName: graph.outputName,
     pooledOutput: graph.pooledOutput,
-    stages,
   });
 }
 

@@ -41,6 +41,7 @@ async function main(): Promise<void> {
       executionProviders: config.executionProviders,
       inferenceNice: config.inferenceNice,
       layerExit: config.layerExit === 'on',
+      memoryArena: config.memoryArena === 'on',
       quantize: config.quantize as 'int8' | 'none' | undefined,
       quantizeFloor: config.quantizeMinAgreement,
       limits: {

@@ -52,6 +52,31 @@ export class Metrics {
         this.set({ model: info.model.id, provider: info.provider, dimensions: String(info.model.hiddenSize), layers: String(info.model.numLayers), max_input_length: String(info.model.maxLength) }, 1);
       },
     });
+    // What the model's weights cost, per graph variant: `inline` bytes are decoded into each
+    // session that loads the variant; `shared` bytes live in the one external-data file every
+    // variant and worker maps (resident once per process, however many sessions read it).
+    new Gauge({
+      name: `${PREFIX}model_weight_bytes`,
+      help: 'Weight bytes of the served graph variants (storage: inline = per session, shared = one mapped file per process)',
+      labelNames: ['variant', 'storage'],
+      registers: [r],
+      collect() {
+        const { weights } = engine.info.graphs;
+        for (const [variant, w] of Object.entries({ unsplit: weights.unsplit, stages: weights.stages })) {
+          if (!w) continue;
+          this.set({ variant, storage: 'inline' }, w.inline);
+          this.set({ variant, storage: 'shared' }, w.shared);
+        }
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}model_weight_file_bytes`,
+      help: 'Size of the shared external-data file the graph variants map',
+      registers: [r],
+      collect() {
+        this.set(engine.info.graphs.weights.file);
+      },
+    });
     this.unsubscribe = subscribe('batchDone', (b) => {
       if (b.model !== engine.spec.id) return;
       this.batchSize.observe(b.size);

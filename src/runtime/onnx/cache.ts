@@ -1,7 +1,8 @@
 /**
  * Stage cache: split a model once, write its stages and manifest to disk, reuse them next start.
  *
- * Layout: `<model dir>/.stages/<key>/` holding `manifest.json` and `stage-NN-<name>.onnx`, where
+ * Layout: `<model dir>/.stages/<key>/` holding `manifest.json`, `stage-NN-<name>.onnx`, the unsplit
+ * graph `model.onnx` and `weights.bin`, the one external-data file all of those read, where
  * key = first 16 hex digits of sha256("<SPLITTER_VERSION>:<size>:<mtimeMs>") of the .onnx file
  * (so replacing the model, or a new splitter, gives a fresh directory; older keys are pruned).
  * The directory is built under a temporary name and renamed into place, so concurrent starts
@@ -15,10 +16,11 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { DataType, encodeModel, forEachTensor, inlineExternalData, isExternal, loadModel, saveModel, type ModelProto } from './model.js';
+import { externalizeWeights } from './external.js';
 import { splitModel, type SplitResult, type StageManifest, type ValueType } from './split.js';
 
 /** Bump when the splitter's output changes, so caches written by older code are rebuilt. */
-export const SPLITTER_VERSION = 2;
+export const SPLITTER_VERSION = 3;
 
 const ORT_TYPES: Record<string, number> = {
   float32: DataType.FLOAT,
@@ -100,7 +102,8 @@ export function readManifest(dir: string): StageManifest {
 function validCache(dir: string): StageManifest | null {
   try {
     const manifest = readManifest(dir);
-    for (const s of manifest.stages) if (!fs.statSync(path.join(dir, s.file)).isFile()) return null;
+    const files = [...manifest.stages.map((s) => s.file), manifest.unsplitFile, manifest.weights?.file];
+    for (const f of files) if (f !== undefined && !fs.statSync(path.join(dir, f)).isFile()) return null;
     return manifest;
   } catch {
     return null;
@@ -141,10 +144,25 @@ export function stagesRoot(onnxPath: string, cacheDir?: string): string {
   return cacheDir ?? cacheRoot(onnxPath, 'stages');
 }
 
-/** Writes stages and manifest into `dir` (created if needed). */
-export function writeStages(result: Extract<SplitResult, { ok: true }>, dir: string): void {
+/** File names inside a stage directory besides the stages themselves. */
+export const UNSPLIT_FILE = 'model.onnx';
+export const WEIGHTS_FILE = 'weights.bin';
+
+/**
+ * Writes stages and manifest into `dir` (created if needed), with every weight in one shared
+ * external-data file (`weights.bin`). With `unsplit`, the whole graph is written beside them as
+ * `model.onnx`, reading the same file: the stages then cost no second copy of the weights.
+ */
+export function writeStages(result: Extract<SplitResult, { ok: true }>, dir: string, unsplit?: ModelProto): void {
   fs.mkdirSync(dir, { recursive: true });
+  const models = result.stages.map((s) => s.model);
+  const weights = externalizeWeights(unsplit ? [unsplit, ...models] : models, path.join(dir, WEIGHTS_FILE));
   for (const s of result.stages) saveModel(s.model, path.join(dir, s.info.file));
+  if (unsplit) {
+    saveModel(unsplit, path.join(dir, UNSPLIT_FILE));
+    result.manifest.unsplitFile = UNSPLIT_FILE;
+  }
+  result.manifest.weights = { file: WEIGHTS_FILE, bytes: weights.weightBytes, tensors: weights.tensors };
   fs.writeFileSync(path.join(dir, 'manifest.json'), `${JSON.stringify(result.manifest, null, 2)}\n`);
 }
 
@@ -178,7 +196,7 @@ export async function ensureStages(onnxPath: string, cacheDir?: string): Promise
   result.manifest.source = { file: path.resolve(onnxPath), size: st.size, mtimeMs: st.mtimeMs };
 
   const tmp = path.join(root, `${key}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`);
-  writeStages(result, tmp);
+  writeStages(result, tmp, model);
   try {
     fs.renameSync(tmp, dir);
   } catch (err) {
@@ -194,6 +212,30 @@ export async function ensureStages(onnxPath: string, cacheDir?: string): Promise
     if (/^[0-9a-f]{16}$/.test(entry)) fs.rmSync(path.join(root, entry), { recursive: true, force: true });
   }
   return { dir, manifest: result.manifest, reused: false };
+}
+
+/**
+ * The unsplit graph with its weights moved to one page-aligned external-data file, for when there
+ * are no stages (layer exit off, or a graph that cannot be split): ONNX Runtime then maps the
+ * weights from the file, so the workers of a process share them instead of each decoding its own
+ * copy. Cached in `<model dir>/.shared/<key>/` like the stages. Returns the graph's path.
+ */
+export function ensureSharedGraph(onnxPath: string, cacheDir?: string): string {
+  const dir = path.join(cacheDir ?? cacheRoot(onnxPath, 'shared'), cacheKey(onnxPath, `shared-v${SPLITTER_VERSION}`));
+  const file = path.join(dir, UNSPLIT_FILE);
+  if (fs.existsSync(file) && fs.existsSync(path.join(dir, WEIGHTS_FILE))) return file;
+  const tmp = `${dir}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+  fs.mkdirSync(tmp, { recursive: true });
+  const model = loadForSplit(onnxPath);
+  externalizeWeights([model], path.join(tmp, WEIGHTS_FILE));
+  saveModel(model, path.join(tmp, UNSPLIT_FILE));
+  try {
+    fs.renameSync(tmp, dir);
+  } catch (err) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    if (!fs.existsSync(file)) throw err;
+  }
+  return file;
 }
 
 /**

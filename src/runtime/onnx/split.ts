@@ -86,6 +86,12 @@ export interface StageManifest {
   notes: string[];
   /** Filled by ensureStages: the file the stages came from. */
   source?: { file: string; size: number; mtimeMs: number };
+  /**
+   * Filled by writeStages: the unsplit graph written beside the stages (`model.onnx`), and the one
+   * external-data file all of them read their weights from (see external.ts).
+   */
+  unsplitFile?: string;
+  weights?: { file: string; bytes: number; tensors: number };
 }
 
 export interface Stage {

@@ -107,6 +107,14 @@ export class StagedRunner {
     return this.manifest.graphInputs.filter((n) => this.inputSet.has(n));
   }
 
+  /** Metadata of the original graph inputs, as the stages that read them declare them. */
+  get inputMetadata(): ort.InferenceSession.ValueMetadata[] {
+    const wanted = new Set(this.inputNames);
+    const out = new Map<string, ort.InferenceSession.ValueMetadata>();
+    for (const s of this.sessions) for (const m of s.inputMetadata ?? []) if (wanted.has(m.name) && !out.has(m.name)) out.set(m.name, m);
+    return [...out.values()];
+  }
+
   /** Name of the tensor holding the hidden state after layer k (0 = embeddings output). */
   hiddenStateName(layer: number): string {
     const name = this.manifest.hiddenStates[layer];
