@@ -125,6 +125,96 @@ describe('collections', () => {
   });
 });
 
+describe('search v2 over HTTP: lexical, hybrid, funnel', () => {
+  const texts = ['the quick brown fox', 'a lazy dog sleeps', 'foxes and dogs are animals', 'stock markets fell today', 'the brown dog barks'];
+
+  it('searches a lexical collection in every mode, paginates and thresholds', async () => {
+    expect((await put('/collections/hyb', { lexical: { k1: 1.2, b: 0.75 } })).json.settings.lexical).toEqual({ k1: 1.2, b: 0.75 });
+    const up = await postJson(`${url}/collections/hyb/documents`, { documents: texts.map((text, i) => ({ id: `t${i}`, text, metadata: { i } })) });
+    expect(up.status).toBe(200);
+    const lexical = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'lexical', k: 10 });
+    expect(lexical.status).toBe(200);
+    // "brown dog" matches t4 on both words; t0 (brown) and t1 (dog) on one.
+    expect(lexical.json.results[0]).toMatchObject({ id: 't4', text: texts[4] });
+    expect(lexical.json.results.map((r: { id: string }) => r.id).sort()).toEqual(['t0', 't1', 't4']);
+    for (const r of lexical.json.results) expect(r.lexical_score).toBe(r.score);
+    const hybrid = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'hybrid', k: 5, include: [] });
+    expect(hybrid.status).toBe(200);
+    expect(hybrid.json.results).toHaveLength(5);
+    // rrf: t4 is ranked by both lists, so it has a dense and a lexical score and cannot lose to a one-list hit of equal rank.
+    const t4 = hybrid.json.results.find((r: { id: string }) => r.id === 't4');
+    expect(t4.dense_score).toBeTypeOf('number');
+    expect(t4.lexical_score).toBeTypeOf('number');
+    expect(hybrid.json.results[0].score).toBeGreaterThan(1 / 61);
+    // alpha 0: the lexical order (its last hit normalizes to 0, tying with dense-only hits, so compare the top 2).
+    const weighted = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'hybrid', fusion: { method: 'weighted', alpha: 0 }, k: 2 });
+    expect(weighted.json.results.map((r: { id: string }) => r.id)).toEqual(lexical.json.results.slice(0, 2).map((r: { id: string }) => r.id));
+    const page2 = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'lexical', k: 1, offset: 1 });
+    expect(page2.json.results.map((r: { id: string }) => r.id)).toEqual([lexical.json.results[1].id]);
+    const above = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'lexical', k: 10, score_threshold: lexical.json.results[0].score });
+    expect(above.json.results.map((r: { id: string }) => r.id)).toEqual(['t4']);
+    const dense = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', k: 2 });
+    expect(dense.json.results[0].dense_score).toBeUndefined();
+  });
+
+  it('keeps full vectors of a funnel collection and rescored scores at full width', async () => {
+    const made = await put('/collections/fun', { index_dimensions: 32, storage: 'float16' });
+    expect(made.status).toBe(200);
+    expect(made.json.settings).toMatchObject({ dimensions: 64, index_dimensions: 32, storage: 'float16' });
+    await postJson(`${url}/collections/fun/documents`, { documents: texts.map((text, i) => ({ id: `t${i}`, text })) });
+    const res = await postJson(`${url}/search`, { collection: 'fun', query: texts[3], k: 2, rescore: 5, include: ['vector'] });
+    expect(res.status).toBe(200);
+    expect(res.json.results[0].id).toBe('t3');
+    expect(res.json.results[0].vector).toHaveLength(64);
+    const direct = await postJson(`${url}/embed`, { inputs: texts[3] });
+    // float16 keeps ~3 decimal digits: the stored vector and its score are the full-width ones within that.
+    expect(res.json.results[0].score).toBeCloseTo(1, 3);
+    expect(cosine(res.json.results[0].vector, direct.json[0])).toBeGreaterThan(0.9999);
+  });
+
+  it('422s every new misuse with a message', async () => {
+    await put('/collections/plain2', {});
+    const cases: [string, unknown, RegExp][] = [
+      ['/search', { collection: 'plain2', query: 'x', mode: 'lexical' }, /lexical index/],
+      ['/search', { collection: 'plain2', query: 'x', mode: 'hybrid' }, /lexical index/],
+      ['/search', { collection: 'hyb', vector: new Array(64).fill(0.1), mode: 'hybrid' }, /needs query/],
+      ['/search', { collection: 'hyb', query: 'x', mode: 'semantic' }, /mode/],
+      ['/search', { collection: 'hyb', query: 'x', fusion: { method: 'rrf' } }, /fusion applies/],
+      ['/search', { collection: 'hyb', query: 'x', mode: 'hybrid', fusion: { method: 'max' } }, /method/],
+      ['/search', { collection: 'hyb', query: 'x', mode: 'hybrid', fusion: { method: 'weighted', alpha: 1.5 } }, /alpha/],
+      ['/search', { collection: 'hyb', query: 'x', offset: -1 }, /offset/],
+      ['/search', { collection: 'hyb', query: 'x', score_threshold: 'high' }, /score_threshold/],
+      ['/search', { collection: 'plain2', query: 'x', rescore: 10 }, /index_dimensions/],
+      ['/search', { collection: 'hyb', query: 'x', mode: 'lexical', rescore: 10 }, /rescore/],
+      ['/search', { query: 'x', candidates: ['a'], mode: 'hybrid' }, /collection search only/],
+    ];
+    for (const [path, body, msg] of cases) {
+      const r = await postJson(`${url}${path}`, body);
+      expect(r.status, JSON.stringify(body)).toBe(422);
+      expect(r.json.error_type).toBe('validation');
+      expect(r.json.error, JSON.stringify(body)).toMatch(msg);
+    }
+    const creates: [unknown, RegExp][] = [
+      [{ storage: 'int8' }, /index_dimensions/],
+      [{ index_dimensions: 128 }, /index_dimensions/],
+      [{ index_dimensions: 32, storage: 'int4' }, /storage/],
+      [{ lexical: { k1: -1 } }, /k1/],
+      [{ lexical: { b: 2 } }, /\bb\b/],
+      [{ lexical: 'yes' }, /lexical/],
+    ];
+    for (const [body, msg] of creates) {
+      const r = await put('/collections/bad2', body);
+      expect(r.status, JSON.stringify(body)).toBe(422);
+      expect(r.json.error, JSON.stringify(body)).toMatch(msg);
+    }
+    await put('/collections/f16', { metric: 'ip', index_dimensions: 32, storage: 'float16' });
+    const big = await postJson(`${url}/collections/f16/documents`, { documents: [{ id: 'x', vector: [70000, ...new Array(63).fill(0)] }] });
+    expect(big.status).toBe(422);
+    expect(big.json.error).toMatch(/float16/);
+    expect((await put('/collections/hyb', { lexical: true })).status).toBe(409);
+  });
+});
+
 describe('query against inline candidates', () => {
   it('ranks an exact duplicate first and names candidates by position', async () => {
     const candidates = [ref.sentences[0], ref.sentences[4], ref.sentences[6], ref.sentences[1]];
