@@ -267,12 +267,28 @@ export async function loadSnapshot(dir: string, settings: CollectionSettings): P
   if (settings.storage) {
     const want = manifest.files.vectors;
     if (!want) corrupt(dir, "the collection keeps full vectors but the snapshot has none");
-    const buf = await fsp.readFile(path.join(dir, VECTORS_FILE));
     const expect = VectorStorage.fileBytes(settings.storage, settings.dimensions, manifest.next_label);
-    if (buf.length !== want.bytes || crc32(buf) !== want.crc32 || buf.length !== expect) {
-      corrupt(dir, "vectors file does not match its checksum or size");
+    const vfh = await fsp.open(path.join(dir, VECTORS_FILE), "r");
+    try {
+      const { size } = await vfh.stat();
+      if (size !== want.bytes || size !== expect) corrupt(dir, `vectors file has ${size} bytes, expected ${expect}`);
+      // Read straight into the storage's arrays, checksumming as it goes.
+      storage = new VectorStorage(settings.storage, settings.dimensions, manifest.next_label);
+      let pos = 0;
+      let crc = 0;
+      for (const target of storage.targets(manifest.next_label)) {
+        for (let off = 0; off < target.length; ) {
+          const { bytesRead } = await vfh.read(target, off, Math.min(4 << 20, target.length - off), pos);
+          if (bytesRead <= 0) corrupt(dir, "vectors file is short");
+          crc = crc32(target.subarray(off, off + bytesRead), crc);
+          off += bytesRead;
+          pos += bytesRead;
+        }
+      }
+      if (crc !== want.crc32) corrupt(dir, "vectors file does not match its checksum");
+    } finally {
+      await vfh.close();
     }
-    storage = VectorStorage.fromBytes(settings.storage, settings.dimensions, manifest.next_label, buf);
   }
 
   const index = await VectorIndex.load(settings, indexPath, docs.size);

@@ -204,6 +204,18 @@ export class VectorStorage {
     return count * (dimensions * BYTES_PER_COMPONENT[precision] + (precision === "int8" ? 4 : 0));
   }
 
+  /**
+   * The bytes `chunks(count)` returned, as views over this storage's own arrays, so a
+   * snapshot file can be read straight into them (no second copy of a million vectors).
+   */
+  targets(count: number): Uint8Array[] {
+    this.ensureCapacity(count);
+    const dataBytes = count * this.dimensions * BYTES_PER_COMPONENT[this.precision];
+    const out = [new Uint8Array(this.data.buffer, this.data.byteOffset, dataBytes)];
+    if (this.precision === "int8") out.push(new Uint8Array(this.scales.buffer, this.scales.byteOffset, count * 4));
+    return out;
+  }
+
   /** The inverse of `chunks`: `buf` holds exactly `fileBytes(precision, dimensions, count)` bytes. */
   static fromBytes(precision: StoragePrecision, dimensions: number, count: number, buf: Buffer): VectorStorage {
     const s = new VectorStorage(precision, dimensions, Math.max(INITIAL_CAPACITY, count));
