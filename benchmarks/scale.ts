@@ -102,7 +102,7 @@ async function startServer(dataDir: string): Promise<Server> {
   const port = await freePort();
   const t0 = performance.now();
   const child = spawn(process.execPath, [join(ROOT, 'dist/server/main.js')], {
-    env: { ...process.env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, MODEL_DIR, LAYER_EXIT: 'off', WORKERS: '1', BODY_LIMIT: String(16 << 20) },
+    env: { ...process.env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, MODEL_DIR, LAYER_EXIT: 'off', WORKERS: '1', BODY_LIMIT: String(16 << 20), MAX_EVENT_LOOP_DELAY_MS: '0', REQUEST_TIMEOUT_MS: '600000' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let buf = '';
@@ -134,10 +134,17 @@ const rssMb = (pid: number, field: 'VmRSS' | 'VmHWM'): number =>
   Number(new RegExp(`${field}:\\s+(\\d+)`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0) / 1024;
 
 async function post(url: string, body: string): Promise<any> {
-  const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-  const json = await r.json();
-  if (r.status !== 200) throw new Error(`${url}: ${r.status} ${JSON.stringify(json)}`);
-  return json;
+  for (let attempt = 0; ; attempt++) {
+    const r = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const json = await r.json();
+    if (r.status === 200) return json;
+    // A shared machine can still shed a request (503/429): back off and retry, a few times.
+    if ((r.status === 503 || r.status === 429) && attempt < 5) {
+      await new Promise((res) => setTimeout(res, 1000 * (attempt + 1)));
+      continue;
+    }
+    throw new Error(`${url}: ${r.status} ${JSON.stringify(json)}`);
+  }
 }
 
 const vecJson = (v: Float32Array): string => `[${Array.from(v, (x) => x.toPrecision(7)).join(',')}]`;
