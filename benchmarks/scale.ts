@@ -2,7 +2,10 @@
  * A million documents on one machine: the Matryoshka funnel (64-d graph + int8 full vectors)
  * against today's full-width float32 graph, through the real server over HTTP.
  *
- *   npm run build && flock /tmp/bench.lock nice -n 19 npx tsx benchmarks/scale.ts [--n 1000000] [--configs funnel,full]
+ *   npm run build && flock /tmp/bench.lock nice npx tsx benchmarks/scale.ts [--n 1000000] [--configs funnel,full]
+ *
+ * (The RESULTS.md run started the two configurations as two processes side by side, each with
+ * --configs one, to fit the session: their insert rates and latencies include each other's load.)
  *
  * Data: 384-d embedding-shaped vectors exactly as benchmarks/hnsw-recall.ts makes them
  * (tests/index/helpers.ts EmbeddingSpace), generated batch by batch so the client never holds
@@ -159,8 +162,8 @@ function newestSnapshotSizes(colDir: string): { count: number; indexBytes: numbe
 
 const pct = (sorted: number[], p: number): number => sorted[Math.min(sorted.length - 1, Math.floor(p * sorted.length))]!;
 
-async function measureSearch(url: string, truth: Set<string>[]): Promise<{ recall: number; p50: number; p99: number }> {
-  const bodies = queries.map((q) => `{"collection":"scale","vector":${vecJson(q)},"k":${K},"include":[]}`);
+async function measureSearch(url: string, truth: Set<string>[], extra = ''): Promise<{ recall: number; p50: number; p99: number }> {
+  const bodies = queries.map((q) => `{"collection":"scale","vector":${vecJson(q)},"k":${K},"include":[]${extra}}`);
   for (const b of bodies.slice(0, 20)) await post(`${url}/search`, b); // warm-up
   const times: number[] = [];
   let found = 0;
@@ -217,7 +220,15 @@ for (const config of values.configs!.split(',')) {
       const pid = server.child.pid!;
       const snap = newestSnapshotSizes(colDir);
       const perVec = snap ? `${(snap.indexBytes / snap.count).toFixed(0)} | ${snap.vectorBytes ? (snap.vectorBytes / snap.count).toFixed(0) : '—'}` : '— | —';
+      let variants = '';
+      if (config === 'funnel') {
+        for (const rescore of [40, 200, 400]) {
+          const v = await measureSearch(server.url, truth.sets(), `,"rescore":${rescore}`);
+          variants += `; rescore ${rescore}: recall ${v.recall.toFixed(4)}, p50 ${v.p50.toFixed(2)} ms`;
+        }
+      }
       console.log(`| ${config} | ${done.toLocaleString('en')} | ${rssMb(pid, 'VmRSS').toFixed(0)} (${rssMb(pid, 'VmHWM').toFixed(0)}) | ${s.recall.toFixed(4)} | ${s.p50.toFixed(2)} / ${s.p99.toFixed(2)} | ${rate.toFixed(0)} | ${perVec} |`);
+      if (variants) console.log(`|   | (${config} at ${done.toLocaleString('en')}${variants}) | | | | | | |`);
       segStart = performance.now();
       segDocs = 0;
     }

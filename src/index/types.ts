@@ -125,7 +125,7 @@ export interface SearchOptions {
   score_threshold?: number;
   /**
    * Funnel collections only: how many graph candidates are rescored with the
-   * full vectors. Default max(4 × (offset + k), 40).
+   * full vectors. Default max(10 × (offset + k), 100).
    */
   rescore?: number;
   /**

@@ -280,7 +280,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
               properties: { method: { type: 'string', enum: ['rrf', 'weighted'] }, k: { type: 'number', minimum: 0 }, alpha: { type: 'number', minimum: 0, maximum: 1 } },
             },
             score_threshold: { type: 'number', description: 'Only results whose score is at least this' },
-            rescore: { type: 'integer', minimum: 1, maximum: 10000, description: 'Collections with index_dimensions: graph candidates rescored with the full vectors (default max(4 × (offset + k), 40))' },
+            rescore: { type: 'integer', minimum: 1, maximum: 10000, description: 'Collections with index_dimensions: graph candidates rescored with the full vectors (default max(10 × (offset + k), 100))' },
             filter: { type: 'object', properties: { must: { type: 'array', items: condition }, must_not: { type: 'array', items: condition } } },
             include: { type: 'array', items: { type: 'string', enum: ['metadata', 'text', 'vector'] } },
             query_prompt_name: { type: 'string' },
