@@ -30,8 +30,9 @@ describe('real client libraries against a running server', () => {
   let reference: number[][];
   /** /embed's vector for each of TEXTS, fetched in requests of up to 1000. */
   beforeAll(async () => {
-    // No load shedding (503 on event-loop lag): a busy CI machine must not turn into client retries.
-    server = await startServer({ modelDir: DEFAULT_MODEL, workers: 2 }, { maxEventLoopDelayMs: 0 });
+    // No load shedding (503 on event-loop lag) and a long deadline: a busy CI machine must not turn
+    // into client retries or 504s.
+    server = await startServer({ modelDir: DEFAULT_MODEL, workers: 2 }, { maxEventLoopDelayMs: 0, requestTimeoutMs: 120_000 });
     reference = [];
     for (let i = 0; i < TEXTS.length; i += 1000) {
       const res = await postJson(`${server.url}/embed`, { inputs: TEXTS.slice(i, i + 1000) });
@@ -125,7 +126,7 @@ describe('a burst beyond the queue limit', () => {
   let server: TestServer;
   beforeAll(async () => {
     // Room for one SDK request only: the AI SDK's second, concurrent request is refused with 429.
-    server = await startServer({ modelDir: DEFAULT_MODEL, workers: 2, limits: { maxQueueInputs: 256 } }, { maxEventLoopDelayMs: 0 });
+    server = await startServer({ modelDir: DEFAULT_MODEL, workers: 2, limits: { maxQueueInputs: 256 } }, { maxEventLoopDelayMs: 0, requestTimeoutMs: 120_000 });
   }, 60_000);
   afterAll(async () => server?.close());
 
