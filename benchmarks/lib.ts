@@ -122,10 +122,10 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-/** Starts the built service (dist/) as a separate process and waits for /ready. */
-export async function startService(env: Record<string, string>, port: number): Promise<Service> {
-  if (!existsSync(join(ROOT, 'dist/server/main.js'))) throw new Error('run `npm run build` first');
-  const child = spawn(process.execPath, [join(ROOT, 'dist/server/main.js')], {
+/** Starts the built service (dist/ of `root`, default this checkout) as a separate process and waits for /ready. */
+export async function startService(env: Record<string, string>, port: number, root = ROOT): Promise<Service> {
+  if (!existsSync(join(root, 'dist/server/main.js'))) throw new Error(`run \`npm run build\` in ${root} first`);
+  const child = spawn(process.execPath, [join(root, 'dist/server/main.js')], {
     env: { ...process.env, LOG_LEVEL: 'warn', HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'inherit', 'inherit'],
   });

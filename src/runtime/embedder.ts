@@ -7,7 +7,7 @@ import type { EmbeddingType } from '../pooling/index.js';
 import type { GraphVariants, ModelTask } from './description.js';
 import type { ModelSpec } from './model-dir.js';
 import type { PrecisionChoice } from './precision.js';
-import type { QueueLimits, QueueStats } from './queue.js';
+import type { Admission, QueueLimits, QueueStats } from './queue.js';
 import type { TokenDetail, TruncationDirection } from './tokenize.js';
 
 /** Per-request knobs, as the public API names them. */
@@ -25,6 +25,8 @@ export interface EmbedOptions {
   /** Absolute deadline on the performance.now() clock. */
   deadline?: number;
   signal?: AbortSignal;
+  /** The queue reservation `admit` made for this request (released when its inputs are queued). */
+  admission?: Admission;
 }
 
 export interface EmbedResult {
@@ -61,8 +63,13 @@ export interface Embedder {
   readonly stats: EngineStats;
   /** Loaded, warmed up, and with a live worker. */
   readonly isReady: boolean;
-  /** Throws QUEUE_FULL at once when the queue is full (call before doing any work for a request). */
-  admit(): void;
+  /**
+   * Admits a request before any work is done for it, reserving room in the queue for a request of
+   * the average size, or throws QUEUE_FULL at once. Pass the admission to `embed` (it is released
+   * when the inputs are queued) and `release` it when the request ends any other way (idempotent).
+   */
+  admit(): Admission;
+  release(admission: Admission): void;
   /** Checks a request's knobs against the model; throws a RuntimeError naming the problem. */
   validate(opts: EmbedOptions): void;
   /** One finished vector per text, in order, with token counts and timings. */

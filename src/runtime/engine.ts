@@ -13,7 +13,7 @@ import type { Quantize } from './precision.js';
 import type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats } from './embedder.js';
 import { probeBudget } from './budget-probe.js';
 import { checkKnobs } from './knobs.js';
-import { BatchQueue, type QueueLimits } from './queue.js';
+import { BatchQueue, type Admission, type QueueLimits } from './queue.js';
 import { TextTokenizer, type TokenDetail } from './tokenize.js';
 
 export interface EngineOptions extends LoadModelOptions {
@@ -124,7 +124,7 @@ export class Engine implements Embedder {
       log: options.log,
     });
     const limits = { ...defaultLimits(spec), ...options.limits };
-    const queue = new BatchQueue(limits, pool, { id: spec.id, hiddenSize: spec.hiddenSize });
+    const queue = new BatchQueue(limits, pool, { id: spec.id, hiddenSize: spec.hiddenSize }, threading.workers);
     const engine = new Engine(description, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log);
     options.log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s))`);
     return engine;
@@ -140,7 +140,7 @@ export class Engine implements Embedder {
     if (!this.budgetConfigured) {
       const budget = await this.probeBudget();
       const previous = this.queue;
-      this.queue = new BatchQueue({ ...previous.limits, maxBatchTokens: budget }, this.pool, { id: this.spec.id, hiddenSize: this.spec.hiddenSize });
+      this.queue = new BatchQueue({ ...previous.limits, maxBatchTokens: budget }, this.pool, { id: this.spec.id, hiddenSize: this.spec.hiddenSize }, this.threading.workers);
       await previous.close(30_000);
     }
     this.ready = true;
@@ -192,8 +192,12 @@ export class Engine implements Embedder {
   }
 
   /** Throws `overloaded` at once when the queue is full (call before doing any work for a request). */
-  admit(): void {
-    this.queue.admit();
+  admit(): Admission {
+    return this.queue.admit();
+  }
+
+  release(admission: Admission): void {
+    this.queue.release(admission);
   }
 
   /** Checks a request's knobs against the model (`checkKnobs`); throws a RuntimeError naming the problem. */
@@ -220,6 +224,7 @@ export class Engine implements Embedder {
       plan: { layer: opts.layer ?? this.spec.numLayers, tokenPrepending: opts.tokenPrepending ?? false },
       deadline: opts.deadline,
       signal: opts.signal,
+      admission: opts.admission,
     });
     const dims = opts.dimensions ?? this.spec.hiddenSize;
     const normalize = opts.normalize ?? true;

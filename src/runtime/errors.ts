@@ -30,6 +30,10 @@ export const RUNTIME_ERRORS = {
   QUEUE_FULL: 'the queue is full',
   /** The request's deadline passed before its work started. */
   DEADLINE_EXCEEDED: 'the deadline passed before the work started',
+  /** At the measured throughput the request cannot finish by its deadline even alone. */
+  DEADLINE_TOO_SHORT: 'the request cannot finish by its deadline',
+  /** At the measured throughput the work queued ahead would make the request miss its deadline. */
+  DEADLINE_BEHIND_QUEUE: 'the queued work would make the request miss its deadline',
   /** The caller went away; nobody is waiting for the answer. */
   CANCELLED: 'the caller went away',
   /** The engine is closing and takes no more work. */
@@ -43,7 +47,7 @@ export const RUNTIME_ERRORS = {
 export type RuntimeErrorCode = keyof typeof RUNTIME_ERRORS;
 
 export interface RuntimeErrorDetails {
-  /** QUEUE_FULL: how long the waiting work should take to drain at the recent throughput. */
+  /** QUEUE_FULL, DEADLINE_BEHIND_QUEUE: how long the waiting work should take to drain at the recent throughput. */
   drainMs?: number;
 }
 

@@ -41,6 +41,18 @@ export interface QueueInput {
   promptTokens: number;
 }
 
+/**
+ * Room reserved in the queue by a request admitted before its body was parsed: it counts against
+ * the bounds until the request's inputs are submitted (or it fails first), so that admission
+ * cannot let in more requests than the queue will take, whose parsing and tokenizing would be
+ * thrown away at submit.
+ */
+export interface Admission {
+  inputs: number;
+  tokens: number;
+  released: boolean;
+}
+
 export interface QueueRequest {
   inputs: QueueInput[];
   /** How the inputs are computed; inputs with different plans never share a batch. */
@@ -49,6 +61,8 @@ export interface QueueRequest {
   deadline?: number;
   /** Aborted when the client goes away. */
   signal?: AbortSignal;
+  /** The reservation `admit` made for this request, released as the inputs take its place. */
+  admission?: Admission;
 }
 
 export interface QueueResult {
@@ -114,8 +128,19 @@ export class BatchQueue {
   private closed = false;
   /** Batches handed to workers and not yet answered. */
   private running = 0;
-  /** Recent throughput in tokens/ms, to estimate how long the queue takes to drain. */
+  /** Recent throughput of one worker in tokens/ms, to estimate how long the queue takes to drain. */
   private tokensPerMs = 0;
+  /**
+   * Throughput of one worker on near-full batches (tokens/ms), which is how a big request runs: the
+   * basis of the deadline estimate (the rate of small batches would make it far too pessimistic).
+   */
+  private fullBatchTokensPerMs = 0;
+  /** Room held by admitted requests whose inputs are not submitted yet. */
+  private reservedInputs = 0;
+  private reservedTokens = 0;
+  /** Running averages of a request's size (from the first request on), which is what an admission reserves. */
+  private avgInputs = 0;
+  private avgTokens = 0;
   readonly stats: QueueStats = { queuedInputs: 0, queuedTokens: 0, batches: 0, rejectedOverloaded: 0, rejectedDeadline: 0, dropped: 0 };
   readonly limits: Readonly<QueueLimits>;
   private readonly unsubscribe: () => void;
@@ -124,6 +149,8 @@ export class BatchQueue {
     limits: QueueLimits,
     private readonly runner: BatchRunner,
     private readonly model: { id: string; hiddenSize: number },
+    /** Workers running batches in parallel, for the aggregate throughput. */
+    private readonly parallelism = 1,
   ) {
     this.limits = Object.freeze({ ...limits });
     this.unsubscribe = runner.onIdle(() => this.pump());
@@ -134,6 +161,7 @@ export class BatchQueue {
   }
 
   submit(request: QueueRequest): Promise<QueueResult> {
+    if (request.admission) this.release(request.admission);
     if (this.closed) {
       this.reject('shutting_down', request.inputs.length);
       return Promise.reject(new RuntimeError('SHUTTING_DOWN'));
@@ -143,6 +171,16 @@ export class BatchQueue {
       return Promise.reject(new RuntimeError('CANCELLED'));
     }
     const tokens = request.inputs.reduce((n, x) => n + x.ids.length, 0);
+    if (request.inputs.length > 0) {
+      this.avgInputs = this.avgInputs === 0 ? request.inputs.length : 0.8 * this.avgInputs + 0.2 * request.inputs.length;
+      this.avgTokens = this.avgTokens === 0 ? tokens : 0.8 * this.avgTokens + 0.2 * tokens;
+    }
+    const late = this.lateness(request, tokens);
+    if (late) {
+      this.stats[late.code === 'DEADLINE_TOO_SHORT' ? 'rejectedDeadline' : 'rejectedOverloaded']++;
+      this.reject(late.code === 'DEADLINE_TOO_SHORT' ? 'deadline' : 'queue_full', request.inputs.length);
+      return Promise.reject(new RuntimeError(late.code, late.message, { drainMs: this.drainMs() }));
+    }
     const queueEmpty = this.stats.queuedInputs === 0;
     // An empty queue admits any request, so one larger than the bounds is still served.
     if (
@@ -178,17 +216,64 @@ export class BatchQueue {
   }
 
   /**
-   * Refuses at once when the queue is already full, before any work is spent on the request
-   * (parsing, tokenizing): under a flood of requests, refusals must stay cheap or they eat the
-   * CPU the queued work needs.
+   * Admits a request before any work is spent on it (parsing, tokenizing), reserving room for a
+   * request of the average size, or refuses at once when the queue, with what admitted requests
+   * have reserved, is full: under a flood of requests, refusals must stay cheap or they eat the
+   * CPU the queued work needs, and an admitted request must find room when it is submitted.
+   * `release` (or `submit` with the admission) gives the reservation back; it is idempotent.
    */
-  admit(): void {
+  admit(): Admission {
     if (this.closed) throw new RuntimeError('SHUTTING_DOWN');
-    if (this.stats.queuedInputs >= this.limits.maxQueueInputs || this.stats.queuedTokens >= this.limits.maxQueueTokens) {
+    const idle = this.stats.queuedInputs === 0 && this.reservedInputs === 0;
+    if (
+      !idle &&
+      (this.stats.queuedInputs + this.reservedInputs >= this.limits.maxQueueInputs ||
+        this.stats.queuedTokens + this.reservedTokens >= this.limits.maxQueueTokens)
+    ) {
       this.stats.rejectedOverloaded++;
       this.reject('queue_full', 0);
       throw new RuntimeError('QUEUE_FULL', 'the queue is at capacity; retry later', { drainMs: this.drainMs() });
     }
+    const admission: Admission = { inputs: Math.max(1, Math.round(this.avgInputs)), tokens: Math.max(1, Math.round(this.avgTokens)), released: false };
+    this.reservedInputs += admission.inputs;
+    this.reservedTokens += admission.tokens;
+    return admission;
+  }
+
+  release(admission: Admission): void {
+    if (admission.released) return;
+    admission.released = true;
+    this.reservedInputs -= admission.inputs;
+    this.reservedTokens -= admission.tokens;
+  }
+
+  /**
+   * Whether a request cannot finish by its deadline at the measured throughput: alone (it is too
+   * big for its deadline: no retry helps) or behind the work already queued (retry later). Once a
+   * request is queued its work is finished even if that runs past the deadline; only a request
+   * none of whose work has started is dropped at its deadline. Undecided until a batch has run.
+   */
+  private lateness(request: QueueRequest, tokens: number): { code: 'DEADLINE_TOO_SHORT' | 'DEADLINE_BEHIND_QUEUE'; message: string } | undefined {
+    if (request.deadline === undefined || this.fullBatchTokensPerMs <= 0 || tokens === 0) return undefined;
+    const rate = this.fullBatchTokensPerMs * this.parallelism;
+    const left = request.deadline - performance.now();
+    const own = tokens / rate;
+    const behind = this.stats.queuedTokens / rate;
+    if (own > left) {
+      return {
+        code: 'DEADLINE_TOO_SHORT',
+        message:
+          `this request needs about ${Math.ceil(own)} ms of inference (${tokens} tokens at the measured ${Math.round(rate * 1000)} tokens/s) ` +
+          `but its deadline is ${Math.max(0, Math.floor(left))} ms away: split it into smaller requests or allow more time (x-request-timeout-ms)`,
+      };
+    }
+    if (own + behind > left) {
+      return {
+        code: 'DEADLINE_BEHIND_QUEUE',
+        message: `the queued work (about ${Math.ceil(behind)} ms) would keep this request from finishing by its deadline; retry later`,
+      };
+    }
+    return undefined;
   }
 
   /** How long what is queued should take to drain at the recent throughput (0 before any batch ran). */
@@ -198,8 +283,9 @@ export class BatchQueue {
 
   private expire(job: Job): void {
     job.timer = null;
-    // Work already running finishes; only a request with inputs still waiting is timed out.
-    if (job.settled || job.queued === 0) return;
+    // Once any of a request's work has started, all of it is finished: computing most of a
+    // request and then answering 504 would throw that work away. Only untouched requests expire.
+    if (job.settled || job.firstStart >= 0) return;
     this.stats.rejectedDeadline++;
     this.reject('deadline', job.queued);
     this.cancel(job, new RuntimeError('DEADLINE_EXCEEDED', 'the request deadline passed before its work could start'), null);
@@ -331,6 +417,9 @@ export class BatchQueue {
         const elapsed = Math.max(ended - started, 1e-3);
         const rate = total / elapsed;
         this.tokensPerMs = this.tokensPerMs === 0 ? rate : 0.8 * this.tokensPerMs + 0.2 * rate;
+        if (batch.length * longest * 2 >= this.limits.maxBatchTokens) {
+          this.fullBatchTokensPerMs = this.fullBatchTokensPerMs === 0 ? rate : 0.8 * this.fullBatchTokensPerMs + 0.2 * rate;
+        }
         publish('batchDone', { ...shape, inferenceMs: result.inferenceMs });
         const h = this.model.hiddenSize;
         batch.forEach((item, b) => {

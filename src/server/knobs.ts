@@ -92,7 +92,10 @@ export function requestEmbedder(
 ): (texts: readonly string[], opts: EmbedOptions) => Promise<EmbedResult> {
   const { deadline, signal } = requestLifetime(request, reply, defaultTimeoutMs);
   return async (texts, opts) => {
-    const result = await embedder.embed(texts, { ...opts, deadline, signal });
+    // The first embed call takes the request's admission (its queue reservation), if it has one.
+    const admission = request.admission;
+    request.admission = undefined;
+    const result = await embedder.embed(texts, { ...opts, deadline, signal, admission });
     metrics.observeEmbed(result);
     return result;
   };

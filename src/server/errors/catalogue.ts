@@ -125,6 +125,9 @@ export const RUNTIME_ERROR_HTTP: { [C in RuntimeErrorCode]: Omit<CatalogueEntry,
   INPUT_TOO_LONG: { type: 'payload_too_large' },
   QUEUE_FULL: { type: 'overloaded' },
   DEADLINE_EXCEEDED: { type: 'timeout' },
+  // Refused up front rather than computed and thrown away at the deadline (split it, or allow more time).
+  DEADLINE_TOO_SHORT: { type: 'payload_too_large' },
+  DEADLINE_BEHIND_QUEUE: { type: 'overloaded' },
   // Never sent: the client is gone (the reply is a 499 that only the logs and metrics see).
   CANCELLED: { type: 'unavailable' },
   SHUTTING_DOWN: { type: 'unavailable', retryAfterSeconds: 1 },

@@ -74,7 +74,7 @@ export function classify(err: unknown): ClassifiedError {
   }
   if (err instanceof RuntimeError) {
     const { type, retryAfterSeconds } = RUNTIME_ERROR_HTTP[err.code];
-    const retry = err.code === 'QUEUE_FULL' ? queueRetryAfterSeconds(err) : retryAfterSeconds;
+    const retry = err.code === 'QUEUE_FULL' || err.code === 'DEADLINE_BEHIND_QUEUE' ? queueRetryAfterSeconds(err) : retryAfterSeconds;
     return { code: err.code, type, message: err.message, ...(retry !== undefined && { retryAfterSeconds: retry }), ...(err.code === 'CANCELLED' && { cancelled: true }) };
   }
   const fe = err as FastifyError;

@@ -7,6 +7,7 @@ import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '.
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
+import { admissionHook } from '../admission.js';
 
 interface EmbedBody extends KnobBody {
   inputs: string | string[];
@@ -26,7 +27,7 @@ export function embedRoute(app: FastifyInstance, url: string, { embedder, limits
     method: 'POST',
     url,
     // Refuse before the body is even parsed when the queue is full.
-    onRequest: async () => embedder.admit(),
+    onRequest: admissionHook(embedder),
     schema: {
       summary,
       tags: ['embeddings'],

@@ -6,6 +6,7 @@ import { knobProperties, knobsFromBody, requestEmbedder } from '../knobs.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
+import { admissionHook } from '../admission.js';
 
 interface OllamaEmbedBody {
   model?: string;
@@ -20,7 +21,7 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
   app.post<{ Body: OllamaEmbedBody }>(
     '/api/embed',
     {
-      onRequest: async () => embedder.admit(),
+      onRequest: admissionHook(embedder),
       schema: {
         summary: 'Embed texts (Ollama-compatible)',
         tags: ['embeddings'],

@@ -13,6 +13,7 @@ import { timingHeaders } from '../timing.js';
 import { base64Vector, vectorJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
 import { EMBEDDING_TYPES, embeddingTypeDescription } from './embed.js';
+import { admissionHook } from '../admission.js';
 
 interface EmbeddingsBody extends KnobBody {
   input: string | string[] | number[] | number[][];
@@ -37,7 +38,7 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
   for (const url of ['/v1/embeddings', '/embeddings']) app.post<{ Body: EmbeddingsBody }>(
     url,
     {
-      onRequest: async () => embedder.admit(),
+      onRequest: admissionHook(embedder),
       schema: {
         summary: 'Embed texts (OpenAI-compatible)',
         tags: ['openai'],

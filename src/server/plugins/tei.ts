@@ -11,6 +11,7 @@ import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '.
 import { timingHeaders } from '../timing.js';
 import type { RouteDeps } from './deps.js';
 import { embedRoute } from './embed.js';
+import { admissionHook } from '../admission.js';
 
 interface TokenizeBody {
   inputs: string | string[];
@@ -120,7 +121,7 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   app.post<{ Body: SimilarityBody }>(
     '/similarity',
     {
-      onRequest: async () => embedder.admit(),
+      onRequest: admissionHook(embedder),
       schema: {
         summary: 'Cosine similarity of a source sentence to each of several sentences (TEI-compatible)',
         tags: ['embeddings'],
