@@ -342,3 +342,32 @@ describe('shutdown (point 9)', () => {
     expect(took).toBeLessThan(2000 + 1500);
   }, 60_000);
 });
+
+describe('smaller contract holes (point 13)', () => {
+  it('names the array element of the wrong type', async () => {
+    const { url } = await serve();
+    const res = await postJson(`${url}/embed`, { inputs: ['a', 5] });
+    expect(res.status).toBe(422);
+    expect(res.json.error).toBe('body.inputs[1] must be string');
+    expect((await postJson(`${url}/embed`, { inputs: 5 })).json.error).toBe('body.inputs must be string or array');
+  });
+
+  it('makes /docs public with everything under it when listed, and nothing else', async () => {
+    const { url } = await serve({ apiKeys: ['k1'], publicRoutes: ['/health', '/docs'] });
+    expect((await fetch(`${url}/docs/json`)).status).toBe(200);
+    expect((await fetch(`${url}/docs`, { redirect: 'manual' })).status).toBeLessThan(400);
+    expect((await fetch(`${url}/info`)).status).toBe(401);
+    expect((await fetch(`${url}/openapi.json`)).status).toBe(401);
+  });
+
+  it('keeps collection names unique regardless of case and refuses Windows device names', async () => {
+    const store = await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-')));
+    await store.create('notes', { dimensions: 4 });
+    await expect(store.create('Notes', { dimensions: 4 })).rejects.toThrow(/collection notes already exists; names must differ in more than letter case/);
+    for (const name of ['CON', 'nul', 'Com1', 'lpt9', 'aux']) {
+      await expect(store.create(name, { dimensions: 4 })).rejects.toThrow(/reserved device name/);
+    }
+    await expect(store.create('console', { dimensions: 4 })).resolves.toMatchObject({ created: true });
+    await store.close();
+  });
+});

@@ -163,6 +163,11 @@ export class CollectionStore implements StoreBackend {
       if (broken !== undefined) {
         throw new UnavailableError(`collection ${valid} exists but is unavailable (${broken}); drop it to create it anew`);
       }
+      // Names are directories: on a case-insensitive filesystem `a` and `A` would be one directory.
+      const folded = [...this.collections.keys(), ...this.unavailable.keys()].find((n) => n !== valid && n.toLowerCase() === valid.toLowerCase());
+      if (folded !== undefined) {
+        throw new ConflictError(`collection ${folded} already exists; names must differ in more than letter case`);
+      }
       const existing = this.collections.get(valid);
       if (existing) {
         if (!existing.sameSettings(normalized)) {

@@ -41,8 +41,14 @@ export function validateName(name: unknown): string {
       `collection name must be 1-64 characters of [A-Za-z0-9_-], got ${JSON.stringify(name)}`,
     );
   }
+  if (RESERVED_NAME.test(name)) {
+    throw new ValidationError(`collection name ${JSON.stringify(name)} is a reserved device name on Windows filesystems; choose another`);
+  }
   return name;
 }
+
+/** Names Windows reserves for devices in any directory (CON, NUL, COM1, …), in any case. */
+const RESERVED_NAME = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   if (typeof v !== "object" || v === null || Array.isArray(v)) return false;

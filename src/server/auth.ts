@@ -25,9 +25,10 @@ export function loadApiKeys(list: string | undefined, file: string | undefined):
  */
 export function registerAuth(app: FastifyInstance, keys: readonly string[], publicRoutes?: readonly string[]): void {
   if (publicRoutes) {
-    const listed = new Set(publicRoutes);
+    // A listed path is public with everything under it (`/docs` covers `/docs/json`, `/docs/static/*`).
+    const isPublic = (url: string): boolean => publicRoutes.some((p) => url === p || url.startsWith(p.endsWith('/') ? p : `${p}/`));
     app.addHook('onRoute', (route) => {
-      route.config = { ...route.config, public: listed.has(route.url) };
+      route.config = { ...route.config, public: isPublic(route.url) };
     });
   }
   if (keys.length === 0) return;

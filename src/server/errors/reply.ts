@@ -59,6 +59,12 @@ function fromSchema(fe: FastifyError): ClassifiedError {
       .filter((e) => e.keyword === 'type' && e.instancePath === anyOf.instancePath)
       .map((e) => String((e.params as { type?: unknown }).type));
     const accepted = types.length ? types.join(' or ') : 'one of the accepted forms';
+    // An array that failed on one element: name the element (`body.inputs[1] must be string`).
+    const inner = validation.find((e) => e.keyword === 'type' && e.instancePath.startsWith(`${anyOf.instancePath}/`));
+    if (inner) {
+      const at = `${where}${inner.instancePath.replace(/\/(\d+)(?=\/|$)/g, '[$1]').replace(/\//g, '.')}`;
+      return server('REQUEST_VALIDATION', `${at} must be ${String((inner.params as { type?: unknown }).type)}`, fieldOf(anyOf.instancePath));
+    }
     return server('REQUEST_VALIDATION', `${path} must be ${accepted}`, fieldOf(anyOf.instancePath));
   }
   const missing = first?.keyword === 'required' ? String((first.params as { missingProperty?: unknown }).missingProperty) : undefined;
