@@ -20,7 +20,8 @@ import { quantizeModel, agreement, DEFAULT_WEIGHT_FORMAT, type WeightFormat } fr
 import { cpuFeatures, describeCpu } from '../src/runtime/cpu.js';
 import { ensureStages } from '../src/runtime/onnx/cache.js';
 import { StagedRunner, withoutSpinning } from '../src/runtime/onnx/staged.js';
-import { padFeeds, PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
+import { graphInputs, padFeeds } from '../src/runtime/feeds.js';
+import { PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -97,11 +98,11 @@ for (const v of variants) {
 const texts = Array.from({ length: 64 }, (_, i) => [0, 1, 2, 3, 4, 5].map((j) => PROBE_SENTENCES[(i + j) % PROBE_SENTENCES.length]).join(' '));
 const ids = (await tokenize(tokenizerPath, texts, SEQ)).map((r) => r.slice(0, SEQ));
 if (ids.some((r) => r.length !== SEQ)) throw new Error('probe rows shorter than 32 tokens');
-const inputNames = sessions.get('fp32')!.inputNames;
-const feedsFor = (batch: number): Record<string, ort.Tensor> => padFeeds(ids.slice(0, batch), { padTo: SEQ, inputNames });
+const inputs = graphInputs(sessions.get('fp32')!);
+const feedsFor = (batch: number): Record<string, ort.Tensor> => padFeeds(ids.slice(0, batch), inputs, { padTo: SEQ }).feeds;
 
 // Agreement on the probe sentences (natural lengths, padded batch): mean and worst sentence.
-const probeFeeds = padFeeds(await tokenize(tokenizerPath, PROBE_SENTENCES, 128), { inputNames });
+const probeFeeds = padFeeds(await tokenize(tokenizerPath, PROBE_SENTENCES, 128), inputs).feeds;
 const quality = new Map<string, { mean: number; min: number }>();
 for (const v of variants.slice(1)) quality.set(v.name, await agreement(sessions.get('fp32')!, sessions.get(v.name)!, probeFeeds));
 

@@ -13,7 +13,8 @@ import ort from 'onnxruntime-node';
 import { findTokenizer, loadForSplit, resolveOnnxPath } from '../src/runtime/onnx/cache.js';
 import { saveModel } from '../src/runtime/onnx/model.js';
 import { agreement, quantizeModel } from '../src/runtime/onnx/quantize.js';
-import { padFeeds, PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
+import { graphInputs, padFeeds } from '../src/runtime/feeds.js';
+import { PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
 
 function usage(): never {
   console.error('usage: model-quantize DIR|FILE.onnx [--per-tensor] [--out FILE] [--min-cosine 0.99]');
@@ -60,7 +61,7 @@ try {
     const opts: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 2, graphOptimizationLevel: 'all', logSeverityLevel: 3 };
     const fp32 = await ort.InferenceSession.create(src, opts);
     const int8 = await ort.InferenceSession.create(out, opts);
-    const feeds = padFeeds(await tokenize(tokenizer, PROBE_SENTENCES, 128), { inputNames: fp32.inputNames });
+    const feeds = padFeeds(await tokenize(tokenizer, PROBE_SENTENCES, 128), graphInputs(fp32)).feeds;
     const a = await agreement(fp32, int8, feeds);
     await fp32.release();
     await int8.release();

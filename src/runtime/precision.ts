@@ -19,7 +19,8 @@ import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { cacheKey, cacheRoot, loadForSplit } from './onnx/cache.js';
 import { saveModel } from './onnx/model.js';
-import { padFeeds, PROBE_SENTENCES, tokenize } from './onnx/probe.js';
+import { graphInputs, padFeeds } from './feeds.js';
+import { PROBE_SENTENCES, tokenize } from './onnx/probe.js';
 import { agreement, DEFAULT_WEIGHT_FORMAT, quantizeModel, type WeightFormat } from './onnx/quantize.js';
 import { int8PairsSaturate } from './onnx/int8-kernel.js';
 import type { ModelSpec } from './model-dir.js';
@@ -77,7 +78,7 @@ async function measureAgreement(spec: ModelSpec, fp32Path: string, int8Path: str
   const int8 = await ort.InferenceSession.create(int8Path, options);
   try {
     const ids = await tokenize(spec.tokenizerPath, PROBE_SENTENCES, Math.min(128, spec.maxLength));
-    return await agreement(fp32, int8, padFeeds(ids, { inputNames: fp32.inputNames }));
+    return await agreement(fp32, int8, padFeeds(ids, graphInputs(fp32)).feeds);
   } finally {
     await fp32.release();
     await int8.release();

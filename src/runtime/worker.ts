@@ -11,6 +11,7 @@ import ort from 'onnxruntime-node';
 import { pool } from '../pooling/index.js';
 import type { TokenSpan } from '../pooling/index.js';
 import { StagedRunner } from './onnx/staged.js';
+import { graphInputs, padFeeds, type GraphInputs } from './feeds.js';
 import type { FromWorker, RunMessage, WorkerConfig } from './protocol.js';
 
 const config = workerData as WorkerConfig;
@@ -52,9 +53,7 @@ interface Graph {
   session: ort.InferenceSession | null;
   /** Per-layer stages, when the description provides them. */
   staged: StagedRunner | null;
-  inputs: Set<string>;
-  /** Integer inputs typed int32 instead of the usual int64. */
-  int32Inputs: Set<string>;
+  inputs: GraphInputs;
   outputName: string;
   pooledOutput: boolean;
 }
@@ -78,17 +77,12 @@ async function loadGraphs(): Promise<{ graph: Graph; provider: string; errors: s
 }
 
 function describe(session: ort.InferenceSession | null, staged: StagedRunner | null): Graph {
-  const metadata = session ? session.inputMetadata ?? [] : staged!.inputMetadata;
-  const inputs = new Set(session ? session.inputNames : staged!.inputNames);
-  const int32Inputs = new Set<string>();
-  for (const meta of metadata) {
-    if (meta.isTensor && meta.type === 'int32') int32Inputs.add(meta.name);
-  }
-  if (!session) return { session, staged, inputs, int32Inputs, outputName: staged!.manifest.outputName, pooledOutput: false };
+  const inputs = graphInputs(session ?? staged!);
+  if (!session) return { session, staged, inputs, outputName: staged!.manifest.outputName, pooledOutput: false };
   const names = session.outputNames;
   const pooledOutput = names.includes('sentence_embedding');
   const outputName = pooledOutput ? 'sentence_embedding' : names.includes('last_hidden_state') ? 'last_hidden_state' : names[0]!;
-  return { session, staged, inputs, int32Inputs, outputName, pooledOutput };
+  return { session, staged, inputs, outputName, pooledOutput };
 }
 
 /**
@@ -110,41 +104,16 @@ function prependHook(spans: TokenSpan[], seqLen: number): (layer: number, hidden
   };
 }
 
-function tensor(graph: Graph, name: string, values: BigInt64Array, dims: number[]): ort.Tensor {
-  if (graph.int32Inputs.has(name)) return new ort.Tensor('int32', Int32Array.from(values, Number), dims);
-  return new ort.Tensor('int64', values, dims);
-}
-
 /** Pads the batch to its longest sequence on the model's side and builds the graph's feeds. */
 function buildFeeds(graph: Graph, msg: RunMessage): { feeds: Record<string, ort.Tensor>; seqLen: number; spans: TokenSpan[] } {
-  const batch = msg.lengths.length;
-  let seqLen = 0;
-  for (const len of msg.lengths) seqLen = Math.max(seqLen, len);
-  const ids = new BigInt64Array(batch * seqLen);
-  const mask = new BigInt64Array(batch * seqLen);
-  const positions = graph.inputs.has('position_ids') ? new BigInt64Array(batch * seqLen) : null;
-  const spans: TokenSpan[] = [];
+  const rows: Int32Array[] = [];
   let offset = 0;
-  for (let b = 0; b < batch; b++) {
-    const len = msg.lengths[b]!;
-    const start = config.paddingSide === 'left' ? seqLen - len : 0;
-    const row = b * seqLen + start;
-    for (let t = 0; t < len; t++) {
-      ids[row + t] = BigInt(msg.ids[offset + t]!);
-      mask[row + t] = 1n;
-      // Positions count real tokens only, so left padding does not shift them.
-      if (positions) positions[row + t] = BigInt(t);
-    }
-    spans.push({ start, length: len, skip: msg.skips[b]! });
+  for (const len of msg.lengths) {
+    rows.push(msg.ids.subarray(offset, offset + len));
     offset += len;
   }
-  const dims = [batch, seqLen];
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: tensor(graph, 'input_ids', ids, dims),
-    attention_mask: tensor(graph, 'attention_mask', mask, dims),
-  };
-  if (graph.inputs.has('token_type_ids')) feeds.token_type_ids = tensor(graph, 'token_type_ids', new BigInt64Array(batch * seqLen), dims);
-  if (positions) feeds.position_ids = tensor(graph, 'position_ids', positions, dims);
+  const { feeds, seqLen, starts } = padFeeds(rows, graph.inputs, { side: config.paddingSide });
+  const spans = starts.map((start, b) => ({ start, length: msg.lengths[b]!, skip: msg.skips[b]! }));
   return { feeds, seqLen, spans };
 }
 
@@ -211,7 +180,7 @@ async function main(): Promise<void> {
     type: 'ready',
     provider,
     providerErrors: errors,
-    inputNames: [...graph.inputs],
+    inputNames: [...graph.inputs.names],
     outputName: graph.outputName,
     pooledOutput: graph.pooledOutput,
   });

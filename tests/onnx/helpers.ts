@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
+import { padFeeds } from '../../src/runtime/feeds.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 export const TINY_BERT_DIR = join(ROOT, 'tests/fixtures/models/tiny-bert');
@@ -49,33 +50,9 @@ export interface Batch {
   lengths: number[];
 }
 
-/**
- * A padded batch as the worker builds it: right padding (BERT: token_type_ids zeros) or left
- * padding (decoder: position_ids count real tokens from 0).
- */
+/** A padded batch as the worker builds it (src/runtime/feeds.ts), for a graph with int64 inputs. */
 export function makeBatch(ids: number[][], side: 'right' | 'left', inputs: readonly string[]): Batch {
-  const B = ids.length;
-  const seqLen = Math.max(...ids.map((r) => r.length));
-  const inputIds = new BigInt64Array(B * seqLen);
-  const mask = new BigInt64Array(B * seqLen);
-  const pos = new BigInt64Array(B * seqLen);
-  const starts: number[] = [];
-  ids.forEach((row, b) => {
-    const start = side === 'left' ? seqLen - row.length : 0;
-    starts.push(start);
-    row.forEach((id, t) => {
-      inputIds[b * seqLen + start + t] = BigInt(id);
-      mask[b * seqLen + start + t] = 1n;
-      pos[b * seqLen + start + t] = BigInt(t);
-    });
-  });
-  const dims = [B, seqLen];
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', inputIds, dims),
-    attention_mask: new ort.Tensor('int64', mask, dims),
-  };
-  if (inputs.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(B * seqLen), dims);
-  if (inputs.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', pos, dims);
+  const { feeds, seqLen, starts } = padFeeds(ids, { names: new Set(inputs), int32: new Set() }, { side });
   return { feeds, seqLen, starts, lengths: ids.map((r) => r.length) };
 }
 

@@ -51,4 +51,4 @@ export {
   type QuantizeResult,
   type Runnable,
 } from './quantize.js';
-export { padFeeds, PROBE_SENTENCES, tokenize, type TokenizeOptions } from './probe.js';
+export { PROBE_SENTENCES, tokenize } from './probe.js';

@@ -1,8 +1,7 @@
 /**
  * A fixed probe set for quality checks (fp32 vs int8 agreement at quantization time or at load),
- * and a helper that tokenizes it into right-padded feeds.
+ * and a helper that tokenizes it (padded into feeds by src/runtime/feeds.ts).
  */
-import ort from 'onnxruntime-node';
 import { Tokenizer } from 'tokenizers';
 
 export const PROBE_SENTENCES: readonly string[] = [
@@ -74,15 +73,6 @@ export const PROBE_SENTENCES: readonly string[] = [
   'What are the side effects of taking ibuprofen every day for a month?',
 ];
 
-export interface TokenizeOptions {
-  /** Truncate to this many tokens (default 128). */
-  maxLength?: number;
-  /** Pad every row to exactly this length (default: the longest row). */
-  padTo?: number;
-  /** Which inputs the model takes (adds token_type_ids / position_ids when listed). */
-  inputNames?: readonly string[];
-}
-
 /** Token ids for each text, truncated on the right, no padding. */
 export async function tokenize(tokenizerPath: string, texts: readonly string[], maxLength = 128): Promise<number[][]> {
   const tok = Tokenizer.fromFile(tokenizerPath);
@@ -90,29 +80,4 @@ export async function tokenize(tokenizerPath: string, texts: readonly string[], 
   tok.setTruncation(maxLength, { direction: 'right' });
   const encodings = await Promise.all(texts.map((t) => tok.encode(t)));
   return encodings.map((e) => Array.from(e.getIds()));
-}
-
-/** Right-padded int64 feeds (input_ids, attention_mask, and token_type_ids/position_ids if asked). */
-export function padFeeds(ids: number[][], options: TokenizeOptions = {}): Record<string, ort.Tensor> {
-  const B = ids.length;
-  const S = options.padTo ?? Math.max(...ids.map((r) => r.length));
-  const inputIds = new BigInt64Array(B * S);
-  const mask = new BigInt64Array(B * S);
-  const positions = new BigInt64Array(B * S);
-  ids.forEach((row, b) => {
-    row.slice(0, S).forEach((id, t) => {
-      inputIds[b * S + t] = BigInt(id);
-      mask[b * S + t] = 1n;
-      positions[b * S + t] = BigInt(t);
-    });
-  });
-  const dims = [B, S];
-  const names = options.inputNames ?? ['input_ids', 'attention_mask', 'token_type_ids'];
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', inputIds, dims),
-    attention_mask: new ort.Tensor('int64', mask, dims),
-  };
-  if (names.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(B * S), dims);
-  if (names.includes('position_ids')) feeds.position_ids = new ort.Tensor('int64', positions, dims);
-  return feeds;
 }
