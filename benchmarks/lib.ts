@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
 import { Worker } from 'node:worker_threads';
-import { Tokenizer } from 'tokenizers';
+import { loadTokenizer } from '../src/runtime/tokenize.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 export const MINILM = join(ROOT, 'models/minilm-shaped');
@@ -23,9 +23,7 @@ const WORDS = 'the of and to in a is that for it as was with be by on not he thi
 
 /** Deterministic sentences that tokenize to exactly `tokens` tokens (special tokens included). */
 export async function sentencesOfLength(modelDir: string, tokens: number, count: number): Promise<string[]> {
-  const tok = Tokenizer.fromFile(join(modelDir, 'tokenizer.json'));
-  tok.disablePadding();
-  tok.disableTruncation();
+  const tok = loadTokenizer(join(modelDir, 'tokenizer.json'), null);
   const out: string[] = [];
   for (let i = 0; out.length < count; i++) {
     const words: string[] = [];

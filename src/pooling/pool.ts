@@ -83,3 +83,32 @@ export function finishVector(vector: Float32Array, dimensions: number, normalize
   if (norm > 0) for (let i = 0; i < out.length; i++) out[i]! /= norm;
   return out;
 }
+
+/** Cosine similarity of two vectors (0 when either is all zeros). */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let dot = 0;
+  let na = 0;
+  let nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i]! * b[i]!;
+    na += a[i]! * a[i]!;
+    nb += b[i]! * b[i]!;
+  }
+  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
+}
+
+/** The spans of real tokens an attention mask marks, one per row of a [batch, seqLen] mask (padding on either side). */
+export function spansFromMask(mask: ArrayLike<number | bigint>, batch: number, seqLen: number): TokenSpan[] {
+  const spans: TokenSpan[] = [];
+  for (let b = 0; b < batch; b++) {
+    let start = -1;
+    let length = 0;
+    for (let t = 0; t < seqLen; t++) {
+      if (!Number(mask[b * seqLen + t])) continue;
+      if (start < 0) start = t;
+      length++;
+    }
+    spans.push({ start: Math.max(start, 0), length });
+  }
+  return spans;
+}

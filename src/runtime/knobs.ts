@@ -4,29 +4,18 @@
  * JSON schemas check the knobs' types and bounds; this checks what depends on the model.
  */
 import type { EmbedOptions } from './embedder.js';
-import { RuntimeError } from './errors.js';
+import { RuntimeError, type RuntimeErrorCode } from './errors.js';
 import type { ModelSpec } from './model-dir.js';
 
 export type StagesInfo = { ok: true; count: number } | { ok: false; reason: string };
 
 export function checkKnobs(s: ModelSpec, stages: StagesInfo, opts: Pick<EmbedOptions, 'dimensions' | 'layer' | 'promptName' | 'instruction' | 'tokenPrepending'>): void {
   if (opts.dimensions !== undefined) {
-    const d = opts.dimensions;
-    if (!Number.isInteger(d) || d < 1 || d > s.hiddenSize) {
-      throw new RuntimeError('DIMENSIONS_OUT_OF_RANGE', `dimensions must be an integer in 1..${s.hiddenSize}`);
-    }
-    if (s.matryoshkaDimensions && !s.matryoshkaDimensions.includes(d)) {
-      throw new RuntimeError('DIMENSIONS_NOT_ALLOWED', `dimensions must be one of ${s.matryoshkaDimensions.join(', ')} for this model`);
-    }
+    checkChoice('dimensions', opts.dimensions, s.hiddenSize, s.matryoshkaDimensions, 'DIMENSIONS_OUT_OF_RANGE', 'DIMENSIONS_NOT_ALLOWED');
   }
   if (opts.layer !== undefined) {
     const l = opts.layer;
-    if (!Number.isInteger(l) || l < 1 || l > s.numLayers) {
-      throw new RuntimeError('LAYER_OUT_OF_RANGE', `layer must be an integer in 1..${s.numLayers}`);
-    }
-    if (s.exitLayers && !s.exitLayers.includes(l)) {
-      throw new RuntimeError('LAYER_NOT_ALLOWED', `layer must be one of ${s.exitLayers.join(', ')} for this model`);
-    }
+    checkChoice('layer', l, s.numLayers, s.exitLayers, 'LAYER_OUT_OF_RANGE', 'LAYER_NOT_ALLOWED');
     if (l !== s.numLayers && !stages.ok) {
       throw new RuntimeError('LAYER_EXIT_UNAVAILABLE', `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`);
     }
@@ -47,4 +36,17 @@ export function checkKnobs(s: ModelSpec, stages: StagesInfo, opts: Pick<EmbedOpt
   if (opts.tokenPrepending && !stages.ok) {
     throw new RuntimeError('TOKEN_PREPENDING_UNAVAILABLE', `token_prepending needs the model split by layer, which failed: ${stages.reason}`);
   }
+}
+
+/** An integer in 1..max, and one of `allowed` when the model lists them. */
+function checkChoice(
+  name: string,
+  value: number,
+  max: number,
+  allowed: readonly number[] | null | undefined,
+  outOfRange: RuntimeErrorCode,
+  notAllowed: RuntimeErrorCode,
+): void {
+  if (!Number.isInteger(value) || value < 1 || value > max) throw new RuntimeError(outOfRange, `${name} must be an integer in 1..${max}`);
+  if (allowed && !allowed.includes(value)) throw new RuntimeError(notAllowed, `${name} must be one of ${allowed.join(', ')} for this model`);
 }

@@ -44,6 +44,23 @@ export interface TokenDetail {
   stop: number | null;
 }
 
+/**
+ * The one tokenizer loader: a tokenizer.json without padding, truncating to `maxLength` on one side
+ * (`null`: never truncating, so every token of a text is seen).
+ */
+export function loadTokenizer(path: string, truncation: { maxLength: number; direction: TruncationDirection } | null): Tokenizer {
+  let tok: Tokenizer;
+  try {
+    tok = Tokenizer.fromFile(path);
+  } catch (err) {
+    throw new Error(`${path} could not be loaded: ${(err as Error).message}`);
+  }
+  tok.disablePadding();
+  if (truncation) tok.setTruncation(truncation.maxLength, { direction: truncation.direction });
+  else tok.disableTruncation();
+  return tok;
+}
+
 export class TextTokenizer {
   /** One instance per truncation side: truncation is tokenizer state, and encodes run concurrently. */
   private readonly bySide: Record<TruncationDirection, Tokenizer>;
@@ -53,17 +70,7 @@ export class TextTokenizer {
   private whole: Tokenizer | null = null;
 
   constructor(private readonly spec: ModelSpec) {
-    const make = (direction: TruncationDirection): Tokenizer => {
-      let tok: Tokenizer;
-      try {
-        tok = Tokenizer.fromFile(spec.tokenizerPath);
-      } catch (err) {
-        throw new Error(`${spec.tokenizerPath} could not be loaded: ${(err as Error).message}`);
-      }
-      tok.disablePadding();
-      tok.setTruncation(this.budget(), { direction });
-      return tok;
-    };
+    const make = (direction: TruncationDirection): Tokenizer => loadTokenizer(spec.tokenizerPath, { maxLength: this.budget(), direction });
     this.bySide = { right: make('right'), left: make('left') };
     if (spec.tokenPrepending) {
       const id = this.bySide.right.tokenToId(spec.tokenPrepending.placeholder);
@@ -123,11 +130,7 @@ export class TextTokenizer {
   }
 
   private get untruncated(): Tokenizer {
-    if (!this.whole) {
-      this.whole = Tokenizer.fromFile(this.spec.tokenizerPath);
-      this.whole.disablePadding();
-      this.whole.disableTruncation();
-    }
+    this.whole ??= loadTokenizer(this.spec.tokenizerPath, null);
     return this.whole;
   }
 

@@ -9,6 +9,17 @@ import type { Metrics } from './metrics.js';
 
 const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ ...schema, type: [schema.type as string, 'null'] });
 
+/** The JSON schema of `inputs` / `input` on the embedding routes. */
+export const textOrTexts = {
+  anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
+  description: 'One text or a list of texts',
+} as const;
+
+/** A request body of `inputs` (one text or several) and the given other fields. */
+export function inputsBody<P extends Record<string, unknown>>(properties: P) {
+  return { type: 'object', required: ['inputs'], properties: { inputs: textOrTexts, ...properties } } as const;
+}
+
 /** JSON-schema properties of the shared knobs (null means "not given", as Python clients send it). */
 export const knobProperties = {
   dimensions: nullable({ type: 'integer', minimum: 1, description: 'Matryoshka: keep the first N dimensions, then renormalize' }),

@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import ort from 'onnxruntime-node';
+import { pool } from '../../src/pooling/index.js';
 import { padFeeds } from '../../src/runtime/feeds.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
@@ -56,18 +57,12 @@ export function makeBatch(ids: number[][], side: 'right' | 'left', inputs: reado
   return { feeds, seqLen, starts, lengths: ids.map((r) => r.length) };
 }
 
-/** Mean over each row's real tokens of a [B, S, H] tensor. */
+/** Mean over each row's real tokens of a [B, S, H] tensor (the service's own mean pooling). */
 export function meanPool(t: ort.Tensor, batch: Batch): Float32Array[] {
-  const [, S, H] = t.dims as number[];
-  const data = t.data as Float32Array;
-  return batch.lengths.map((len, b) => {
-    const out = new Float32Array(H!);
-    for (let s = batch.starts[b]!; s < batch.starts[b]! + len; s++) {
-      for (let h = 0; h < H!; h++) out[h]! += data[(b * S! + s) * H! + h]!;
-    }
-    for (let h = 0; h < H!; h++) out[h]! /= len;
-    return out;
-  });
+  const [B, S, H] = t.dims as number[];
+  const spans = batch.lengths.map((length, b) => ({ start: batch.starts[b]!, length }));
+  const pooled = pool('mean', t.data as Float32Array, S!, H!, spans);
+  return Array.from({ length: B! }, (_, b) => pooled.subarray(b * H!, (b + 1) * H!));
 }
 
 /** Each row's last real token of a [B, S, H] tensor. */

@@ -2,7 +2,7 @@
  * A fixed probe set for quality checks (fp32 vs int8 agreement at quantization time or at load),
  * and a helper that tokenizes it (padded into feeds by src/runtime/feeds.ts).
  */
-import { Tokenizer } from 'tokenizers';
+import { loadTokenizer } from '../tokenize.js';
 
 export const PROBE_SENTENCES: readonly string[] = [
   'The quick brown fox jumps over the lazy dog.',
@@ -75,9 +75,7 @@ export const PROBE_SENTENCES: readonly string[] = [
 
 /** Token ids for each text, truncated on the right, no padding. */
 export async function tokenize(tokenizerPath: string, texts: readonly string[], maxLength = 128): Promise<number[][]> {
-  const tok = Tokenizer.fromFile(tokenizerPath);
-  tok.disablePadding();
-  tok.setTruncation(maxLength, { direction: 'right' });
+  const tok = loadTokenizer(tokenizerPath, { maxLength, direction: 'right' });
   const encodings = await Promise.all(texts.map((t) => tok.encode(t)));
   return encodings.map((e) => Array.from(e.getIds()));
 }

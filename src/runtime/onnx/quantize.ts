@@ -23,6 +23,7 @@
  * `fuseBias: false` turns it off.
  */
 import ort from 'onnxruntime-node';
+import { cosine, pool, spansFromMask } from '../../pooling/index.js';
 import { attr, DataType, floatValues, isExternal, makeTensor, toNumber, type ModelProto, type NodeProto, type TensorProto } from './model.js';
 import { indexGraph, nodeReads } from './graph.js';
 
@@ -323,34 +324,8 @@ async function runToTokens(r: Runnable, feeds: Record<string, ort.Tensor>, outpu
 /** Mean over the tokens attention_mask marks, per row of a [B, S, H] tensor. */
 export function maskedMeanPool(t: ort.Tensor, mask: ort.Tensor): Float32Array[] {
   const [B, S, H] = t.dims as number[];
-  const data = t.data as Float32Array;
-  const m = mask.data as BigInt64Array | Int32Array;
-  const out: Float32Array[] = [];
-  for (let b = 0; b < B!; b++) {
-    const v = new Float32Array(H!);
-    let count = 0;
-    for (let s = 0; s < S!; s++) {
-      if (!Number(m[b * S! + s])) continue;
-      count++;
-      const off = (b * S! + s) * H!;
-      for (let h = 0; h < H!; h++) v[h]! += data[off + h]!;
-    }
-    if (count) for (let h = 0; h < H!; h++) v[h]! /= count;
-    out.push(v);
-  }
-  return out;
-}
-
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return na === 0 || nb === 0 ? (na === nb ? 1 : 0) : dot / Math.sqrt(na * nb);
+  const pooled = pool('mean', t.data as Float32Array, S!, H!, spansFromMask(mask.data as BigInt64Array | Int32Array, B!, S!));
+  return Array.from({ length: B! }, (_, b) => pooled.subarray(b * H!, (b + 1) * H!));
 }
 
 export interface Agreement {

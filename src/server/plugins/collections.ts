@@ -4,7 +4,7 @@
  * sides always live in the same space.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { CollectionSettings, DocumentInput, Filter, Fusion, IncludeField, Metric, SearchMode, StoragePrecision, StoreBackend, WriteReceipt } from '../../index/index.js';
+import type { CollectionSettings, CollectionSettingsInput, DocumentInput, Filter, Fusion, IncludeField, SearchMode, StoreBackend, WriteReceipt } from '../../index/index.js';
 import { scoreCandidates } from '../../index/index.js';
 import type { EmbedOptions } from '../../runtime/embedder.js';
 import { ApiError } from '../errors/catalogue.js';
@@ -66,17 +66,8 @@ const condition = {
   },
 } as const;
 
-interface CreateBody {
-  metric?: Metric;
-  dimensions?: number;
-  layer?: number;
-  document_prompt_name?: string;
-  query_prompt_name?: string;
-  hnsw?: { m?: number; ef_construction?: number };
-  lexical?: boolean | { k1?: number; b?: number };
-  index_dimensions?: number;
-  storage?: StoragePrecision;
-}
+/** The store's settings, with `dimensions` defaulting to the model's size. */
+type CreateBody = Omit<CollectionSettingsInput, 'dimensions'> & { dimensions?: number };
 
 interface DocumentsBody {
   documents: Array<{ id: string; text?: string; vector?: number[]; metadata?: Record<string, unknown> }>;

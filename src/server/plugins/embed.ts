@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { EmbeddingType } from '../../pooling/index.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, inputsBody, requestEmbedder, type KnobBody } from '../knobs.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
@@ -31,18 +31,10 @@ export function embedRoute(app: FastifyInstance, url: string, { embedder, limits
     schema: {
       summary,
       tags: ['embeddings'],
-      body: {
-        type: 'object',
-        required: ['inputs'],
-        properties: {
-          inputs: {
-            anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }],
-            description: 'One text or a list of texts',
-          },
-          embedding_type: { type: 'string', enum: EMBEDDING_TYPES, default: 'float', description: embeddingTypeDescription },
-          ...knobProperties,
-        },
-      },
+      body: inputsBody({
+        embedding_type: { type: 'string', enum: EMBEDDING_TYPES, default: 'float', description: embeddingTypeDescription },
+        ...knobProperties,
+      }),
       response: {
         200: {
           description: 'One vector per input, in order (integers for the quantized types)',

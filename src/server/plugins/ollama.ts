@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, requestEmbedder } from '../knobs.js';
+import { knobProperties, knobsFromBody, requestEmbedder, textOrTexts } from '../knobs.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
@@ -30,7 +30,7 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
           required: ['input'],
           properties: {
             model: { type: 'string', description: 'Accepted; the served model answers' },
-            input: { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }], description: 'One text or a list of texts' },
+            input: textOrTexts,
             truncate: { type: 'boolean', default: true, description: "Cut inputs longer than the model's maximum; if false a too-long input is a 413" },
             dimensions: knobProperties.dimensions,
             keep_alive: { anyOf: [{ type: 'string' }, { type: 'number' }], description: 'Accepted and ignored (the model stays loaded)' },

@@ -4,10 +4,11 @@
  * `/decode` and `/similarity`.
  */
 import type { FastifyPluginAsync } from 'fastify';
+import { cosine } from '../../pooling/index.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, inputsBody, requestEmbedder, type KnobBody } from '../knobs.js';
 import { timingHeaders } from '../timing.js';
 import type { RouteDeps } from './deps.js';
 import { embedRoute } from './embed.js';
@@ -28,7 +29,6 @@ interface SimilarityBody extends KnobBody {
   inputs: { source_sentence: string; sentences: string[] };
 }
 
-const textOrTexts = { anyOf: [{ type: 'string' }, { type: 'array', items: { type: 'string' } }], description: 'One text or a list of texts' };
 
 const tokenSchema = {
   type: 'object',
@@ -41,18 +41,6 @@ const tokenSchema = {
   },
 } as const;
 
-function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return na > 0 && nb > 0 ? dot / Math.sqrt(na * nb) : 0;
-}
-
 export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
   const { embedder, limits, metrics } = deps;
   embedRoute(app, '/', deps, "Embed texts (TEI's root route, same as /embed)");
@@ -63,15 +51,7 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       schema: {
         summary: 'Tokenize texts (TEI-compatible): every token with its offsets, untruncated',
         tags: ['embeddings'],
-        body: {
-          type: 'object',
-          required: ['inputs'],
-          properties: {
-            inputs: textOrTexts,
-            add_special_tokens: { type: 'boolean', default: true },
-            prompt_name: knobProperties.prompt_name,
-          },
-        },
+        body: inputsBody({ add_special_tokens: { type: 'boolean', default: true }, prompt_name: knobProperties.prompt_name }),
         response: { 200: { description: 'Per input, its tokens', type: 'array', items: { type: 'array', items: tokenSchema } }, ...errorResponses },
       },
     },
