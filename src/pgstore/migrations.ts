@@ -74,6 +74,7 @@ export const MIGRATION_LOCK_KEY = 0x656d_6273; // "embs"
  */
 export async function migrate(pool: Pool, logger: Logger): Promise<number> {
   const client = await pool.connect();
+  let version: number;
   try {
     await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
     try {
@@ -95,13 +96,17 @@ export async function migrate(pool: Pool, logger: Logger): Promise<number> {
         logger.info({ version: m.version, migration: m.name }, "schema migrated");
         current = m.version;
       }
-      return current;
+      version = current;
     } finally {
       await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
     }
-  } finally {
-    client.release();
+  } catch (err) {
+    // A connection that failed must not go back to the pool (the session lock dies with it).
+    client.release(err as Error);
+    throw err;
   }
+  client.release();
+  return version;
 }
 
 export async function inTransaction<T>(client: PoolClient, body: () => Promise<T>, begin = "BEGIN"): Promise<T> {
