@@ -42,8 +42,14 @@ describe('dynamic batching', () => {
     const logs: string[] = [];
     const { e } = await engine({}, { log: (_l, m) => logs.push(m) });
     await e.warmUp();
-    expect(logs.some((m) => /batch token budget \d+ \(probe/.test(m))).toBe(true);
-    expect([512, 1024, 2048, 4096, 8192, 16384]).toContain(e.info.limits.maxBatchTokens);
+    // The queue now runs with the budget the probe's own measurements select (rule: smallest within 10% of the best).
+    const line = logs.find((m) => /batch token budget \d+ \(probe/.test(m))!;
+    const measured = [...line.matchAll(/(\d+)→([\d.]+)/g)].map((m) => ({ budget: Number(m[1]), rate: Number(m[2]) }));
+    expect(measured.length).toBeGreaterThan(0);
+    const top = Math.max(...measured.map((m) => m.rate));
+    const expected = measured.find((m) => m.rate >= 0.9 * top - 0.05)!.budget; // rates are logged to 0.1
+    expect(e.info.limits.maxBatchTokens).toBe(Math.max(expected, e.spec.maxLength));
+    expect(line).toContain(`batch token budget ${expected} `);
     const { e: fixed } = await engine({ maxBatchTokens: 3000 });
     await fixed.warmUp();
     expect(fixed.info.limits.maxBatchTokens).toBe(3000);
@@ -137,5 +143,18 @@ describe('dynamic batching', () => {
     expect(after.vectors).toHaveLength(1);
     expect(e.stats.workerRestarts).toBe(1);
     expect(e.stats.workersAlive).toBe(1);
+  });
+});
+
+describe('the budget probe rule (src/runtime/budget-probe.ts)', () => {
+  it('keeps the smallest budget within 10% of the best rate, and stops once doubling stops paying', async () => {
+    const { chooseBudget, stopMeasuring } = await import('../src/runtime/budget-probe.js');
+    const m = (pairs: Array<[number, number]>) => pairs.map(([budget, rate]) => ({ budget, rate }));
+    expect(chooseBudget(m([[512, 10], [1024, 19], [2048, 20], [4096, 20.5]]), 8192)).toBe(1024);
+    expect(chooseBudget(m([[512, 10], [1024, 12], [2048, 30]]), 8192)).toBe(2048);
+    expect(chooseBudget([], 8192)).toBe(8192);
+    expect(stopMeasuring(m([[512, 10], [1024, 10.9]]))).toBe(true);
+    expect(stopMeasuring(m([[512, 10], [1024, 11.1]]))).toBe(false);
+    expect(stopMeasuring(m([[512, 10]]))).toBe(false);
   });
 });

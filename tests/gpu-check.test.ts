@@ -82,8 +82,12 @@ describe('benchmarks/gpu/check.mjs', () => {
     expect(report.engine.best.batchTokenBudget).toBeGreaterThan(0);
     expect(report.engine.best.logs.some((l: string) => l.includes('batch token budget'))).toBe(true);
 
-    // Best provider and CPU agree (CPU against itself here).
+    // Best provider against CPU. Here both run on the CPU, and the report must say that this is no
+    // cross-provider check rather than present the figure as one.
     expect(report.cosine.n).toBe(8);
+    expect(report.cosine.providers).toEqual([report.engine.best.provider, 'cpu']);
+    expect(report.cosine.sameProvider).toBe(report.engine.best.provider === 'cpu');
+    if (report.cosine.sameProvider) expect(report.notes.some((n: string) => /not a cross-provider agreement check/.test(n))).toBe(true);
     expect(report.cosine.min).toBeGreaterThanOrEqual(0.999);
 
     // Host facts and the markdown summary.

@@ -95,6 +95,9 @@ describe('CORS and request ids', () => {
     const on = await serve({ corsOrigins: ['https://app.example'] });
     const r2 = await fetch(`${on}/health`, { headers: { origin: 'https://app.example' } });
     expect(r2.headers.get('access-control-allow-origin')).toBe('https://app.example');
+    // A browser client may read every timing header the embedding routes send.
+    const exposed = (r2.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim());
+    for (const h of ['x-request-id', 'x-compute-tokens', 'x-total-time', 'x-tokenization-time', 'x-queue-time', 'x-inference-time', 'retry-after']) expect(exposed).toContain(h);
     const r3 = await fetch(`${on}/health`, { headers: { origin: 'https://evil.example' } });
     expect(r3.headers.get('access-control-allow-origin')).toBeNull();
     expect(r2.headers.get('x-request-id')).toBeTruthy();

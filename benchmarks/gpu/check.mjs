@@ -522,7 +522,7 @@ function markdown(report) {
   row(`engine ratio ${best}/cpu`, report.ratios.engine);
   lines.push('');
   const c = report.cosine;
-  lines.push(`cosine ${report.engine.best?.provider ?? best} vs cpu over ${c?.n ?? 0} sentences: min ${c?.min?.toFixed(6) ?? '–'}, mean ${c?.mean?.toFixed(6) ?? '–'}`);
+  lines.push(`cosine ${report.engine.best?.provider ?? best} vs cpu over ${c?.n ?? 0} sentences: min ${c?.min?.toFixed(6) ?? '–'}, mean ${c?.mean?.toFixed(6) ?? '–'}${c?.sameProvider ? ' (both on the CPU: no cross-provider check)' : ''}`);
   const eb = report.engine.best;
   if (eb?.batchTokenBudget) lines.push(`engine batch token budget (warm-up probe): ${eb.provider} ${eb.batchTokenBudget}, cpu ${report.engine.cpu?.batchTokenBudget ?? '–'}`);
   lines.push(`total ${(report.timings.totalMs / 1000).toFixed(1)} s; node ${report.host.node}, onnxruntime-node ${report.host.ortVersion}, ${report.host.cpus} cores`);
@@ -628,7 +628,11 @@ async function orchestrate(o) {
   const vb = report.engine.cpu?.vectors;
   if (va && vb && va.length === vb.length) {
     const cs = va.map((v, i) => cosine(v, vb[i]));
-    report.cosine = { n: cs.length, min: Math.min(...cs), mean: cs.reduce((a, b) => a + b, 0) / cs.length, per: cs, providers: [report.engine.best.provider, report.engine.cpu.provider] };
+    const providers = [report.engine.best.provider, report.engine.cpu.provider];
+    // With no accelerator both sides run on the CPU: the figure then checks nothing across providers.
+    const sameProvider = providers[0] === providers[1];
+    report.cosine = { n: cs.length, min: Math.min(...cs), mean: cs.reduce((a, b) => a + b, 0) / cs.length, per: cs, providers, sameProvider };
+    if (sameProvider) report.notes.push(`cosine compares ${providers[0]} with ${providers[1]}: not a cross-provider agreement check`);
   }
   for (const e of [report.engine.best, report.engine.cpu]) if (e?.vectors) e.vectors = `${e.vectors.length} × ${e.vectors[0]?.length ?? 0} (omitted)`;
   if (report.engine.best?.provider && report.engine.best.provider !== report.best) {
