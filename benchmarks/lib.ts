@@ -19,6 +19,18 @@ export function ensureMiniLM(): string {
   return MINILM;
 }
 
+export const MINILM_RERANKER = join(ROOT, 'models/minilm-reranker-shaped');
+
+/** Generates the MiniLM-L6-shaped cross-encoder (not committed) when it is missing. */
+export function ensureMiniLMReranker(): string {
+  if (!existsSync(join(MINILM_RERANKER, 'onnx/model.onnx'))) {
+    console.error('generating models/minilm-reranker-shaped (needs Debian python3-torch, python3-onnx)…');
+    const r = spawnSync('/usr/bin/python3', [join(ROOT, 'tools/make_test_models.py'), '--minilm-reranker', MINILM_RERANKER], { stdio: 'inherit' });
+    if (r.status !== 0) throw new Error('could not generate models/minilm-reranker-shaped: install python3-torch python3-onnx libopenblas0-pthread with apt');
+  }
+  return MINILM_RERANKER;
+}
+
 const WORDS = 'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so no'.split(' ');
 
 /** Deterministic sentences that tokenize to exactly `tokens` tokens (special tokens included). */

@@ -9,7 +9,7 @@ import { BatchQueue, type BatchRunner, type QueueLimits } from '../src/runtime/q
 import type { ResultMessage } from '../src/runtime/protocol.js';
 
 const HIDDEN = 4;
-const MODEL = { id: 'fake', hiddenSize: HIDDEN };
+const MODEL = { id: 'fake', index: 0, width: HIDDEN };
 const PLAN = { layer: 1, tokenPrepending: false };
 
 /** One fake worker: a batch takes `msPerBatch`, or never finishes while `hold` is set. */

@@ -5,11 +5,13 @@ import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { CollectionStore } from '../src/index/index.js';
 import { buildApp, type AppOptions, type ServerLimits } from '../src/server/app.js';
-import { Engine, type EngineOptions } from '../src/runtime/engine.js';
+import { Engine, type EngineOptions, type ModelEntry, type RuntimeOptions } from '../src/runtime/engine.js';
+import { Models } from '../src/runtime/models.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 export const TINY_BERT = join(ROOT, 'tests/fixtures/models/tiny-bert');
 export const TINY_DECODER = join(ROOT, 'tests/fixtures/models/tiny-decoder');
+export const TINY_RERANKER = join(ROOT, 'tests/fixtures/models/tiny-reranker');
 export const DEFAULT_MODEL = join(ROOT, 'models/default');
 export const SHARED = resolve(ROOT, '../shared');
 export const SHARED_ASSETS = join(SHARED, 'assets');
@@ -94,6 +96,35 @@ export async function startServer(
       await app.close();
       await store?.close();
       await engine.close();
+    },
+  };
+}
+
+/** Several models in one process (MODELS=...), served on an ephemeral loopback port. */
+export async function startModelsServer(
+  entries: ModelEntry[],
+  runtime: RuntimeOptions = {},
+  limits: Partial<ServerLimits> = {},
+  appOptions: Omit<AppOptions, 'embedder' | 'models' | 'limits' | 'store'> & { store?: boolean } = {},
+): Promise<TestServer & { models: Models }> {
+  const models = await Models.load({ workers: 1, intraOpThreads: 1, ...runtime, models: entries });
+  await models.warmUp();
+  const { store: withStore, ...rest } = appOptions;
+  const store = withStore ? await CollectionStore.open(mkdtempSync(join(tmpdir(), 'collections-'))) : undefined;
+  const app = await buildApp({ ...rest, models, limits, store });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    app,
+    engine: models.default,
+    models,
+    store,
+    async close() {
+      await app.close();
+      await store?.close();
+      await models.close();
     },
   };
 }

@@ -6,10 +6,12 @@ Run with Debian's python (torch 1.13, onnx 1.12):
     /usr/bin/python3 tools/make_test_models.py                 # tiny-bert, tiny-decoder, default
     /usr/bin/python3 tools/make_test_models.py --only tiny-bert
     /usr/bin/python3 tools/make_test_models.py --minilm [OUT_DIR]   # MiniLM-L6-shaped, for benchmarks
+    /usr/bin/python3 tools/make_test_models.py --minilm-reranker [OUT_DIR]   # MiniLM-L6-shaped cross-encoder
 
 Outputs (relative to the repository root):
 
   tests/fixtures/models/tiny-bert/     BERT encoder (hidden 64, 4 layers), onnx/model.onnx + reference.json
+  tests/fixtures/models/tiny-reranker/ BERT cross-encoder (hidden 64, 2 layers, logits [n, 1]) + reference.json
   tests/fixtures/models/tiny-decoder/  Qwen2-style decoder (hidden 64, 4 layers), onnx/model.onnx + reference.json
   models/default/                      BERT encoder (hidden 128, 4 layers), model.onnx at top level
   models/minilm-shaped/                (only with --minilm; gitignored) 6 x 384 BERT, 30522 vocab
@@ -1012,6 +1014,197 @@ def gen_minilm(out: Path) -> None:
 
 
 # ---------------------------------------------------------------------------
+# Cross-encoder (BertForSequenceClassification, one relevance logit)
+# ---------------------------------------------------------------------------
+
+
+class BertPooler(nn.Module):
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.dense = nn.Linear(cfg["hidden_size"], cfg["hidden_size"])
+        self.activation = nn.Tanh()
+
+    def forward(self, hidden):
+        return self.activation(self.dense(hidden[:, 0]))
+
+
+class BertForSequenceClassification(nn.Module):
+    """HF's layout (bert.embeddings/encoder/pooler, classifier): logits = classifier(tanh(W·h_CLS))."""
+
+    def __init__(self, cfg: dict):
+        super().__init__()
+        self.bert = BertModel(cfg)
+        self.bert.pooler = BertPooler(cfg)
+        self.classifier = nn.Linear(cfg["hidden_size"], cfg["num_labels"])
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        hidden = self.bert(input_ids, attention_mask, token_type_ids)
+        return self.classifier(self.bert.pooler(hidden))
+
+
+def encode_pair(tok: PyBertTokenizer, query: str, doc: str, max_length: int) -> tuple[list[int], list[int]]:
+    """[CLS] q [SEP] d [SEP] with type ids 0…0 1…1, the document cut first (HF `only_second`)."""
+    q = tok.content_ids(query)
+    d = tok.content_ids(doc)
+    room = max_length - 3 - len(q)
+    assert room > 0, "reference query too long for the pair budget"
+    d = d[:room]
+    cls, sep = tok.vocab["[CLS]"], tok.vocab["[SEP]"]
+    ids = [cls] + q + [sep] + d + [sep]
+    types = [0] * (len(q) + 2) + [1] * (len(d) + 1)
+    return ids, types
+
+
+RERANK_QUERIES = [
+    "What is the capital of France?",
+    "how do search engines rank documents",
+]
+
+RERANK_DOCUMENTS = [
+    "Paris is the capital and largest city of France.",
+    "The quick brown fox jumps over the lazy dog.",
+    "Machine learning models turn text into vectors for semantic search.",
+    "Numbers like 42, 3.14 and 2024 are split into pieces.",
+    "In the early morning the small village was quiet.",
+    "I don't think it's going to rain today, but take an umbrella just in case!",
+    LONG_SENTENCE,
+]
+
+
+def reranker_config(vocab_size: int, hidden: int, layers: int, heads: int, ffn: int, max_pos: int) -> dict:
+    cfg = bert_config(vocab_size, hidden, layers, heads, ffn, max_pos)
+    cfg.update({
+        "architectures": ["BertForSequenceClassification"],
+        "id2label": {"0": "LABEL_0"},
+        "label2id": {"LABEL_0": 0},
+        "num_labels": 1,
+    })
+    return cfg
+
+
+def build_reranker(cfg: dict, seed: int) -> BertForSequenceClassification:
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(cfg)
+    init_weights(model, seed, BERT_LINEAR_STD, BERT_EMB_STD)
+    with torch.no_grad():
+        model.bert.embeddings.word_embeddings.weight[cfg["pad_token_id"]].zero_()
+        # A wide classifier so the logits of different pairs are well apart (order is testable).
+        model.classifier.weight.mul_(10.0)
+    return model.eval()
+
+
+def export_reranker(model: nn.Module, vocab_size: int, path: Path) -> None:
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    dyn = {n: {0: "batch_size", 1: "sequence_length"} for n in names}
+    dyn["logits"] = {0: "batch_size"}
+    with torch.no_grad():
+        torch.onnx.export(model, bert_dummy_inputs(vocab_size), str(path), input_names=names, output_names=["logits"],
+                          dynamic_axes=dyn, opset_version=OPSET, do_constant_folding=True, export_params=True)
+    import onnx
+
+    m = onnx.load(str(path))
+    onnx.checker.check_model(m, full_check=True)
+    out = m.graph.output[0]
+    dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
+    assert out.name == "logits" and dims == ["batch_size", 1], (out.name, dims)
+    print(f"  onnx ok: output logits {dims}")
+
+
+def write_reranker_aux(out: Path, cfg: dict, vocab: list[str] | None, model_max_length: int) -> None:
+    """A cross-encoder export as optimum writes it: config, tokenizer files, no pooling modules."""
+    write_json(out / "config.json", cfg)
+    if vocab is None:
+        return
+    write_json(out / "tokenizer.json", bert_tokenizer_json(vocab), indent=2)
+    write_vocab_txt(out / "vocab.txt", vocab)
+    write_json(out / "tokenizer_config.json", {
+        "cls_token": "[CLS]", "do_lower_case": True, "mask_token": "[MASK]", "model_max_length": model_max_length,
+        "pad_token": "[PAD]", "padding_side": "right", "sep_token": "[SEP]", "tokenizer_class": "BertTokenizer",
+        "truncation_side": "right", "unk_token": "[UNK]",
+    })
+    write_json(out / "special_tokens_map.json", {
+        "cls_token": "[CLS]", "mask_token": "[MASK]", "pad_token": "[PAD]", "sep_token": "[SEP]", "unk_token": "[UNK]",
+    })
+
+
+def gen_tiny_reranker() -> None:
+    out = REPO_ROOT / "tests" / "fixtures" / "models" / "tiny-reranker"
+    print(f"== tiny-reranker -> {out.relative_to(REPO_ROOT)}")
+    reset_dir(out)
+    vocab = bert_vocab()
+    max_len = 48
+    cfg = reranker_config(len(vocab), hidden=64, layers=2, heads=4, ffn=128, max_pos=64)
+    model = build_reranker(cfg, seed=777)
+    export_reranker(model, len(vocab), out / "onnx" / "model.onnx")
+    write_reranker_aux(out, cfg, vocab, model_max_length=max_len)
+    write_json(out / "embedder.json", {"untrained": True})
+
+    tok = PyBertTokenizer(vocab)
+    pairs = []
+    with torch.no_grad():
+        for qi, q in enumerate(RERANK_QUERIES):
+            for di, d in enumerate(RERANK_DOCUMENTS):
+                ids, types = encode_pair(tok, q, d, max_len)
+                x = torch.tensor([ids])
+                logit = model(x, torch.ones_like(x), torch.tensor([types]))[0, 0]
+                full = len(tok.content_ids(q)) + len(tok.content_ids(d)) + 3
+                pairs.append({"query": qi, "document": di, "token_ids": ids, "token_type_ids": types,
+                              "truncated": full > max_len, "logit": f32list(logit),
+                              "score": f32list(torch.sigmoid(logit))})
+        # padding invariance of the classifier: a padded batch gives the same logits
+        L = max(len(p["token_ids"]) for p in pairs)
+        bid = torch.zeros(len(pairs), L, dtype=torch.long)
+        btype = torch.zeros_like(bid)
+        bmask = torch.zeros_like(bid)
+        for r, p in enumerate(pairs):
+            n = len(p["token_ids"])
+            bid[r, :n] = torch.tensor(p["token_ids"])
+            btype[r, :n] = torch.tensor(p["token_type_ids"])
+            bmask[r, :n] = 1
+        worst = float((model(bid, bmask, btype)[:, 0] - torch.tensor([p["logit"] for p in pairs])).abs().max())
+        assert worst < 1e-4, f"padding changes logits by {worst}"
+    assert any(p["truncated"] for p in pairs), "expected one pair to need truncation"
+    for qi in range(len(RERANK_QUERIES)):
+        ls = sorted(p["logit"] for p in pairs if p["query"] == qi)
+        gap = min(b - a for a, b in zip(ls, ls[1:]))
+        print(f"  query {qi}: logits {[round(x, 3) for x in ls]}, least gap {gap:.4f}")
+        assert gap > 1e-2, "logits too close together for an order test"
+    write_json(out / "reference.json", {
+        "model": "tiny-reranker",
+        "max_length": max_len,
+        "queries": RERANK_QUERIES,
+        "documents": RERANK_DOCUMENTS,
+        "pairs": pairs,
+        "notes": {"logit": "torch, one pair at a time (no padding)", "score": "sigmoid(logit)",
+                  "truncation": "document side first ([CLS] q [SEP] d [SEP] cut to max_length)"},
+    }, indent=None)
+    dir_report(out)
+
+
+def gen_minilm_reranker(out: Path) -> None:
+    """ms-marco-MiniLM-L-6-v2-shaped cross-encoder (6 × 384) with generated weights, for benchmarks."""
+    print(f"== minilm-reranker-shaped -> {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    vocab_size = 30522
+    cfg = reranker_config(vocab_size, hidden=384, layers=6, heads=12, ffn=1536, max_pos=512)
+    if (MINILM_ASSETS / "tokenizer.json").exists():
+        for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]:
+            if (MINILM_ASSETS / name).exists():
+                if (out / name).exists():
+                    (out / name).unlink()
+                shutil.copyfile(MINILM_ASSETS / name, out / name)
+        write_reranker_aux(out, cfg, None, 512)
+    else:
+        vocab = bert_vocab()
+        vocab = vocab + [f"[unused{i}]" for i in range(vocab_size - len(vocab))]
+        write_reranker_aux(out, cfg, vocab, 512)
+    write_json(out / "embedder.json", {"untrained": True, "max_length": 512})
+    export_reranker(build_reranker(cfg, seed=2025), vocab_size, out / "onnx" / "model.onnx")
+    dir_report(out)
+
+
+# ---------------------------------------------------------------------------
 # Decoder generation
 # ---------------------------------------------------------------------------
 
@@ -1207,16 +1400,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minilm", nargs="?", const=str(REPO_ROOT / "models" / "minilm-shaped"), default=None,
                     metavar="OUT_DIR", help="only generate the MiniLM-L6-shaped benchmark model")
-    ap.add_argument("--only", choices=["tiny-bert", "tiny-decoder", "default"], default=None)
+    ap.add_argument("--minilm-reranker", nargs="?", const=str(REPO_ROOT / "models" / "minilm-reranker-shaped"),
+                    default=None, metavar="OUT_DIR", help="only generate the MiniLM-L6-shaped cross-encoder (benchmarks)")
+    ap.add_argument("--only", choices=["tiny-bert", "tiny-decoder", "tiny-reranker", "default"], default=None)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(2)
     if args.minilm is not None:
         gen_minilm(Path(args.minilm).resolve())
         return 0
-    todo = [args.only] if args.only else ["tiny-bert", "tiny-decoder", "default"]
+    if args.minilm_reranker is not None:
+        gen_minilm_reranker(Path(args.minilm_reranker).resolve())
+        return 0
+    todo = [args.only] if args.only else ["tiny-bert", "tiny-decoder", "tiny-reranker", "default"]
     for name in todo:
-        {"tiny-bert": gen_tiny_bert, "tiny-decoder": gen_tiny_decoder, "default": gen_default}[name]()
+        {"tiny-bert": gen_tiny_bert, "tiny-decoder": gen_tiny_decoder, "tiny-reranker": gen_tiny_reranker,
+         "default": gen_default}[name]()
     return 0
 
 

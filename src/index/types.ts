@@ -24,6 +24,8 @@ export interface CollectionSettings {
   index_dimensions?: number;
   /** Precision of the full vectors kept for rescoring; present exactly when `index_dimensions` is. */
   storage?: StoragePrecision;
+  /** The served model that embeds this collection's texts; opaque to the store. Absent in collections made before models were named: the default model. */
+  model?: string;
 }
 
 export interface LexicalSettings {
@@ -49,6 +51,7 @@ export interface CollectionSettingsInput {
   index_dimensions?: number;
   /** Default "float32"; only with index_dimensions. */
   storage?: StoragePrecision;
+  model?: string;
 }
 
 export interface CollectionInfo {

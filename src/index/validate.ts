@@ -75,7 +75,7 @@ export function normalizeSettings(input: unknown): CollectionSettings {
   const s = input as Partial<CollectionSettingsInput> & Record<string, unknown>;
   checkKeys(
     s,
-    ["metric", "dimensions", "layer", "document_prompt_name", "query_prompt_name", "hnsw", "lexical", "index_dimensions", "storage"],
+    ["metric", "dimensions", "layer", "document_prompt_name", "query_prompt_name", "hnsw", "lexical", "index_dimensions", "storage", "model"],
     "settings.",
   );
   const metric = s.metric ?? "cosine";
@@ -100,7 +100,7 @@ export function normalizeSettings(input: unknown): CollectionSettings {
     }
     out.layer = s.layer;
   }
-  for (const key of ["document_prompt_name", "query_prompt_name"] as const) {
+  for (const key of ["document_prompt_name", "query_prompt_name", "model"] as const) {
     const v = s[key];
     if (v === undefined) continue;
     if (typeof v !== "string" || v.length === 0 || v.length > 256) {
@@ -149,6 +149,7 @@ export function settingsEqual(a: CollectionSettings, b: CollectionSettings): boo
     a.layer === b.layer &&
     a.document_prompt_name === b.document_prompt_name &&
     a.query_prompt_name === b.query_prompt_name &&
+    a.model === b.model &&
     a.hnsw.m === b.hnsw.m &&
     a.hnsw.ef_construction === b.hnsw.ef_construction &&
     a.lexical?.k1 === b.lexical?.k1 &&

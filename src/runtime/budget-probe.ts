@@ -29,7 +29,8 @@ export function stopMeasuring(measured: readonly BudgetMeasurement[]): boolean {
 
 export interface ProbeOptions {
   runner: BatchRunner;
-  model: { id: string; hiddenSize: number; numLayers: number };
+  /** The model: its name, its index among the workers' graphs, values per result, and depth. */
+  model: { id: string; index: number; width: number; numLayers: number };
   /** One sequence of real token ids, repeated to fill every batch. */
   ids: Int32Array;
   maxBatchSize: number;

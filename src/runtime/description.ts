@@ -14,8 +14,9 @@ import { loadModel } from './onnx/model.js';
 import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
 import { choosePrecision, type PrecisionChoice, type Quantize } from './precision.js';
 
-/** What a model is served for: embeddings today; rerankers (cross-encoders) next. */
-export type ModelTask = 'embed' | 'rerank';
+/** What a model is served for: embeddings, or relevance of text pairs (cross-encoder rerankers). */
+export type { ModelTask } from './model-dir.js';
+import type { ModelTask } from './model-dir.js';
 
 /** Weight bytes a graph variant needs: inline in its graph file(s), and in the shared external file. */
 export interface VariantWeights {
@@ -115,15 +116,21 @@ export async function prepareGraphs(onnxPath: string, layerExit: boolean): Promi
 /** Loads a model directory into its description: precision chosen, graph variants prepared. */
 export async function describeModel(options: DescribeOptions, log?: (level: 'info' | 'warn', msg: string) => void): Promise<ModelDescription> {
   const spec = loadModelDir(options.modelDir, options);
-  const precision = await choosePrecision(spec, options.quantize ?? spec.quantize ?? 'none', options.quantizeFloor ?? 0.99);
+  const rerank = spec.task === 'rerank';
+  // int8 is decided by the agreement of embeddings, and layer exit pools hidden states: a
+  // reranker is served as exported, at full depth (its classifier head needs the whole graph).
+  const precision = await choosePrecision(spec, rerank ? 'none' : (options.quantize ?? spec.quantize ?? 'none'), options.quantizeFloor ?? 0.99);
   if (precision.fallback) log?.('warn', `serving fp32: ${precision.fallback}`);
   else if (precision.precision === 'int8') {
     log?.('info', `serving int8 (${precision.source}${precision.agreement !== null ? `, agreement with fp32 ${precision.agreement.toFixed(4)}` : ''})`);
   }
-  const graphs = await prepareGraphs(precision.onnxPath, options.layerExit ?? true);
+  const graphs = await prepareGraphs(precision.onnxPath, rerank ? false : (options.layerExit ?? true));
+  if (rerank && !graphs.outputNames.includes('logits')) {
+    throw new Error(`${precision.onnxPath}: a reranker needs a logits output [n, 1] (outputs: ${graphs.outputNames.join(', ')})`);
+  }
   for (const required of ['input_ids', 'attention_mask']) {
     if (!graphs.inputNames.includes(required)) throw new Error(`${precision.onnxPath} has no ${required} input (inputs: ${graphs.inputNames.join(', ')})`);
   }
   const pooledOutput = graphs.unsplit !== null && graphs.outputNames.includes('sentence_embedding');
-  return { task: 'embed', spec, precision, graphs, pooledOutput };
+  return { task: spec.task, spec, precision, graphs, pooledOutput: !rerank && pooledOutput };
 }

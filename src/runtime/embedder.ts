@@ -8,6 +8,7 @@ import type { GraphVariants, ModelTask } from './description.js';
 import type { ModelSpec } from './model-dir.js';
 import type { PrecisionChoice } from './precision.js';
 import type { Admission, QueueLimits, QueueStats } from './queue.js';
+import type { SchedulingPolicy } from './scheduler.js';
 import type { TokenDetail, TruncationDirection } from './tokenize.js';
 
 /** Per-request knobs, as the public API names them. */
@@ -53,11 +54,36 @@ export interface EngineInfo {
   task: ModelTask;
   /** Graph variants served and the weight bytes each holds (inline, and in the shared file). */
   graphs: { unsplit: boolean; weights: GraphVariants['weights'] };
+  /** How the workers are shared between the served models. */
+  scheduling: SchedulingPolicy;
+}
+
+export interface RerankOptions {
+  /** Cut pairs longer than the model's maximum (the document first); false makes a too-long pair INPUT_TOO_LONG. */
+  truncate?: boolean;
+  /** The queue reservation `admit` made for this request (released when its pairs are queued). */
+  admission?: Admission;
+  deadline?: number;
+  signal?: AbortSignal;
+}
+
+export interface RerankResult {
+  /** The cross-encoder's logit per document, in input order. */
+  logits: number[];
+  /** sigmoid(logit) per document: the relevance score. */
+  scores: number[];
+  tokenCounts: number[];
+  totalTokens: number;
+  timings: { tokenizeMs: number; queueMs: number; inferenceMs: number };
 }
 
 export type EngineStats = QueueStats & { workerRestarts: number; workersAlive: number };
 
 export interface Embedder {
+  /** The name clients address the model by (`model` in requests). */
+  readonly name: string;
+  /** `embed` (a bi-encoder) or `rerank` (a cross-encoder). */
+  readonly task: ModelSpec['task'];
   readonly spec: ModelSpec;
   readonly info: EngineInfo;
   readonly stats: EngineStats;
@@ -74,10 +100,24 @@ export interface Embedder {
   validate(opts: EmbedOptions): void;
   /** One finished vector per text, in order, with token counts and timings. */
   embed(texts: readonly string[], opts: EmbedOptions): Promise<EmbedResult>;
+  /** Rerankers: the relevance of each document to the query, in input order. */
+  rerank(query: string, documents: readonly string[], opts: RerankOptions): Promise<RerankResult>;
   /** Every token of each text (with `promptName`'s prompt when given), untruncated. */
   tokenDetails(texts: readonly string[], opts: { promptName?: string; addSpecialTokens?: boolean }): Promise<TokenDetail[][]>;
   /** Token ids back to text, one string per sequence. */
   decode(sequences: readonly (readonly number[])[], skipSpecialTokens?: boolean): Promise<string[]>;
   /** Where int8/uint8 outputs take their per-dimension ranges from. */
   readonly calibration: { readonly source: string; readonly sentences: readonly string[] };
+}
+
+/** The served models, as the HTTP layer sees them. */
+export interface ModelSet {
+  /** Every model, the default first. */
+  readonly all: readonly Embedder[];
+  /** The first configured model. */
+  readonly default: Embedder;
+  /** A model by name; undefined for an unknown name. */
+  get(name: string): Embedder | undefined;
+  /** The first model that does `task` (the default for requests of that kind that name none). */
+  firstFor(task: Embedder['task']): Embedder | undefined;
 }

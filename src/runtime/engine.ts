@@ -6,19 +6,23 @@
 import os from 'node:os';
 import { finishVector, quantize } from '../pooling/index.js';
 import { Calibration } from './calibration.js';
-import { describeModel, type ModelDescription } from './description.js';
+import { RuntimeError } from './errors.js';
+import type { ModelDescription } from './description.js';
 import type { LoadModelOptions, ModelSpec } from './model-dir.js';
-import { WorkerPool } from './pool.js';
+import type { WorkerPool } from './pool.js';
 import type { Quantize } from './precision.js';
-import type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats } from './embedder.js';
+import type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats, RerankOptions, RerankResult } from './embedder.js';
 import { probeBudget } from './budget-probe.js';
+import { Models } from './models.js';
+import type { GraphInfo } from './protocol.js';
 import { checkKnobs } from './knobs.js';
 import { BatchQueue, type Admission, type QueueLimits } from './queue.js';
-import { TextTokenizer, type TokenDetail } from './tokenize.js';
+import type { Lane, SchedulingPolicy } from './scheduler.js';
+import type { TextTokenizer, TokenDetail } from './tokenize.js';
 
-export interface EngineOptions extends LoadModelOptions {
-  modelDir: string;
-  /** Inference workers (model instances). */
+/** Settings shared by every model of one process: the workers and how they are scheduled. */
+export interface RuntimeOptions {
+  /** Inference workers; each holds every model's graphs. */
   workers?: number;
   /** ONNX Runtime intra-op threads per worker. */
   intraOpThreads?: number;
@@ -29,16 +33,37 @@ export interface EngineOptions extends LoadModelOptions {
   inferenceNice?: number;
   /** Split the graph into per-layer stages for `layer` and Token Prepending (default true). */
   layerExit?: boolean;
-  /** Serve int8 (default: embedder.json `quantize`, else fp32). */
-  quantize?: Quantize;
   /** Least mean cosine between int8 and fp32 probe embeddings for int8 to be served (default 0.99). */
   quantizeFloor?: number;
   /** ONNX Runtime's CPU memory arena, per session (default off: see WorkerConfig.memoryArena). */
   memoryArena?: boolean;
+  /** Which model's queue the next free worker serves (default fair; fifo is the baseline it is measured against). */
+  scheduling?: SchedulingPolicy;
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
-export type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats } from './embedder.js';
+/** One served model: its public name and directory. */
+export interface ModelEntry extends LoadModelOptions {
+  name: string;
+  dir: string;
+  /** Serve int8 (default: embedder.json `quantize`, else fp32). */
+  quantize?: Quantize;
+  /** This model's queue limits, over the shared ones. */
+  limits?: Partial<QueueLimits>;
+}
+
+/** A single model named `default` (MODEL_DIR alone). */
+export interface EngineOptions extends LoadModelOptions, RuntimeOptions {
+  modelDir: string;
+  /** Serve int8 (default: embedder.json `quantize`, else fp32). */
+  quantize?: Quantize;
+}
+
+export type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats, RerankOptions, RerankResult } from './embedder.js';
+
+export function sigmoid(x: number): number {
+  return 1 / (1 + Math.exp(-x));
+}
 
 /**
  * Default threading, chosen by measurement (benchmarks/RESULTS.md): on 2 cores, two workers of one
@@ -71,22 +96,37 @@ export function defaultLimits(spec: ModelSpec): QueueLimits {
   };
 }
 
+/**
+ * One served model: validates requests against it, tokenizes, and submits to its own queue. The
+ * workers, shared with the other models, hold its graphs; the scheduler gives its queue its share.
+ */
 export class Engine implements Embedder {
   readonly spec: ModelSpec;
   /** Ranges for int8/uint8 outputs, measured on the calibration sentences on first use. */
   readonly calibration: Calibration;
   private ready = false;
+  private readonly pool: WorkerPool;
+  private readonly threading: { workers: number; intraOpThreads: number };
 
-  private constructor(
+  constructor(
+    /** The name clients address the model by (`model` in requests). */
+    readonly name: string,
     readonly description: ModelDescription,
     private readonly tokenizer: TextTokenizer,
-    private readonly pool: WorkerPool,
-    private queue: BatchQueue,
-    private readonly threading: { workers: number; intraOpThreads: number },
+    /** The process's models, whose workers and scheduler this model shares. */
+    readonly models: Models,
+    /** This model's share of the workers (its queue's batch runner). */
+    private readonly lane: Lane,
+    /** The model's index among the workers' graphs. */
+    private readonly index: number,
+    limits: QueueLimits,
     private readonly budgetConfigured: boolean,
-    private readonly log: EngineOptions['log'],
+    private readonly log: RuntimeOptions['log'],
   ) {
     this.spec = description.spec;
+    this.pool = models.pool;
+    this.threading = models.threading;
+    this.queue = new BatchQueue(limits, lane, this.queueModel, this.threading.workers);
     this.calibration = new Calibration(this.spec, async (texts, plan) => {
       const r = await this.embed(texts, { layer: plan.layer, tokenPrepending: plan.tokenPrepending, normalize: false });
       return r.vectors;
@@ -99,35 +139,22 @@ export class Engine implements Embedder {
     return s.ok ? { ok: true, count: s.count } : s;
   }
 
+  private queue: BatchQueue;
+
+  /** One model named `default` in its own runtime (MODEL_DIR alone); see Models.load for several. */
   static async load(options: EngineOptions): Promise<Engine> {
-    const description = await describeModel(options, options.log);
-    const { spec, graphs } = description;
-    const tokenizer = new TextTokenizer(spec);
-    const defaults = defaultThreading(os.availableParallelism(), options.workers);
-    const threading = { workers: defaults.workers, intraOpThreads: options.intraOpThreads ?? defaults.intraOpThreads };
-    const pool = await WorkerPool.start({
-      model: spec.id,
-      workers: threading.workers,
-      worker: {
-        graphs: { unsplit: graphs.unsplit, stagesDir: graphs.stages.ok ? graphs.stages.dir : null },
-        memoryArena: options.memoryArena ?? false,
-        providers: options.executionProviders ?? ['cpu'],
-        intraOpThreads: threading.intraOpThreads,
-        pooling: spec.pooling,
-        paddingSide: spec.paddingSide,
-        hiddenSize: spec.hiddenSize,
-        nice: options.inferenceNice ?? 10,
-        numLayers: spec.numLayers,
-        finalNormOnExit: spec.finalNormOnExit,
-        tokenPrepending: spec.tokenPrepending ? { firstLayer: spec.tokenPrepending.firstLayer, lastLayer: spec.tokenPrepending.lastLayer } : null,
-      },
-      log: options.log,
-    });
-    const limits = { ...defaultLimits(spec), ...options.limits };
-    const queue = new BatchQueue(limits, pool, { id: spec.id, hiddenSize: spec.hiddenSize }, threading.workers);
-    const engine = new Engine(description, tokenizer, pool, queue, threading, options.limits?.maxBatchTokens !== undefined, options.log);
-    options.log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s))`);
-    return engine;
+    const { modelDir, variant, onnxFile, quantize, ...runtime } = options;
+    const models = await Models.load({ ...runtime, models: [{ name: 'default', dir: modelDir, variant, onnxFile, quantize }] });
+    return models.default;
+  }
+
+  get task(): ModelSpec['task'] {
+    return this.spec.task;
+  }
+
+  /** What the queue and the budget probe need to know of the model. */
+  private get queueModel(): { id: string; index: number; width: number; numLayers: number } {
+    return { id: this.name, index: this.index, width: this.spec.task === 'rerank' ? 1 : this.spec.hiddenSize, numLayers: this.spec.numLayers };
   }
 
   /**
@@ -136,11 +163,12 @@ export class Engine implements Embedder {
    * queue is then rebuilt with it, since a queue's limits are fixed when it is made.
    */
   async warmUp(): Promise<void> {
-    await this.embed(['warm-up'], {});
+    if (this.task === 'rerank') await this.rerank('warm-up', ['warm-up'], {});
+    else await this.embed(['warm-up'], {});
     if (!this.budgetConfigured) {
       const budget = await this.probeBudget();
       const previous = this.queue;
-      this.queue = new BatchQueue({ ...previous.limits, maxBatchTokens: budget }, this.pool, { id: this.spec.id, hiddenSize: this.spec.hiddenSize }, this.threading.workers);
+      this.queue = new BatchQueue({ ...previous.limits, maxBatchTokens: budget }, this.lane, this.queueModel, this.threading.workers);
       await previous.close(30_000);
     }
     this.ready = true;
@@ -158,13 +186,19 @@ export class Engine implements Embedder {
     const ids = new Int32Array(seq).map((_, i) => warm!.ids[i % warm!.ids.length]!);
     const { budget, measured } = await probeBudget({
       runner: this.pool,
-      model: { id: this.spec.id, hiddenSize: this.spec.hiddenSize, numLayers: this.spec.numLayers },
+      model: this.queueModel,
       ids,
       maxBatchSize: this.queue.limits.maxBatchSize,
       fallback: DEFAULT_BUDGET,
     });
-    this.log?.('info', `batch token budget ${budget} (probe, tokens/ms: ${measured.map((m) => `${m.budget}→${m.rate.toFixed(1)}`).join(', ')})`);
+    const prefix = this.models.all.length > 1 ? `model ${this.name}: ` : '';
+    this.log?.('info', `${prefix}batch token budget ${budget} (probe, tokens/ms: ${measured.map((m) => `${m.budget}→${m.rate.toFixed(1)}`).join(', ')})`);
     return Math.max(budget, this.spec.maxLength);
+  }
+
+  /** What the workers found in this model's graph. */
+  private get graph(): GraphInfo {
+    return this.pool.info.models[this.index]!;
   }
 
   get isReady(): boolean {
@@ -178,12 +212,13 @@ export class Engine implements Embedder {
       workers: this.threading.workers,
       intraOpThreads: this.threading.intraOpThreads,
       limits: { ...this.queue.limits },
-      inputNames: this.pool.info.inputNames,
-      pooledOutput: this.pool.info.pooledOutput,
+      inputNames: this.graph.inputNames,
+      pooledOutput: this.graph.pooledOutput,
       stages: this.stages,
       precision: this.description.precision,
       task: this.description.task,
       graphs: { unsplit: this.description.graphs.unsplit !== null, weights: this.description.graphs.weights },
+      scheduling: this.models.scheduler.policy,
     };
   }
 
@@ -202,6 +237,7 @@ export class Engine implements Embedder {
 
   /** Checks a request's knobs against the model (`checkKnobs`); throws a RuntimeError naming the problem. */
   validate(opts: EmbedOptions): void {
+    if (this.spec.task !== 'embed') throw new RuntimeError('WRONG_TASK', `model ${this.name} is a reranker: it scores text pairs (/rerank) and does not embed`);
     checkKnobs(this.spec, this.stages, opts);
   }
 
@@ -262,15 +298,46 @@ export class Engine implements Embedder {
     return this.tokenizer.decode(sequences, skipSpecialTokens);
   }
 
+  /**
+   * Scores each document's relevance to the query with the cross-encoder: one (query, document)
+   * pair per document, tokenized with the pair encoding and batched with everyone else's work.
+   */
+  async rerank(query: string, documents: readonly string[], opts: RerankOptions): Promise<RerankResult> {
+    if (this.task !== 'rerank') throw new RuntimeError('WRONG_TASK', `model ${this.name} is an embedding model: it cannot rerank (name a reranker)`);
+    const t0 = performance.now();
+    const tokenized = await this.tokenizer.tokenizePairs(query, documents, { truncate: opts.truncate ?? true });
+    const tokenizeMs = performance.now() - t0;
+    const result = await this.queue.submit({
+      inputs: tokenized,
+      plan: { layer: this.spec.numLayers, tokenPrepending: false },
+      deadline: opts.deadline,
+      signal: opts.signal,
+      admission: opts.admission,
+    });
+    const logits = result.vectors.map((v) => v[0]!);
+    const tokenCounts = tokenized.map((t) => t.ids.length);
+    return {
+      logits,
+      scores: logits.map(sigmoid),
+      tokenCounts,
+      totalTokens: tokenCounts.reduce((a, b) => a + b, 0),
+      timings: { tokenizeMs, queueMs: result.queueMs, inferenceMs: result.inferenceMs },
+    };
+  }
+
   /** Failure drill: the worker that takes the next batch dies instead of answering. */
   crashNextBatch(): void {
     this.pool.crashNextBatch();
   }
 
-  /** Stops taking work, lets queued and running work finish within `drainMs`, then stops the workers. */
-  async close(drainMs = 0): Promise<void> {
+  /** Stops taking work for this model and lets what is queued finish within `drainMs` (Models.close stops the workers). */
+  async closeQueue(drainMs = 0): Promise<void> {
     this.ready = false;
     await this.queue.close(drainMs);
-    await this.pool.close();
+  }
+
+  /** Stops the whole runtime this model belongs to (every model, then the workers). */
+  async close(drainMs = 0): Promise<void> {
+    await this.models.close(drainMs);
   }
 }

@@ -24,6 +24,8 @@ export const RUNTIME_ERRORS = {
   TOKEN_PREPENDING_UNAVAILABLE: 'Token Prepending needs the per-layer graph',
   /** A token id to decode is outside the model's vocabulary. */
   UNKNOWN_TOKEN_ID: 'a token id is outside the vocabulary',
+  /** The model does the other task (embedding with a reranker, reranking with an embedder). */
+  WRONG_TASK: 'the model does not do this task',
   /** An input has more tokens than the model accepts and truncation was refused. */
   INPUT_TOO_LONG: 'an input is longer than the model accepts',
   /** The queue holds as much waiting work as it may. */

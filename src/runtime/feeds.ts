@@ -32,6 +32,8 @@ export interface PadOptions {
   side?: 'left' | 'right';
   /** Pad (or cut) every row to exactly this length; default the longest row. */
   padTo?: number;
+  /** Text pairs: where each row's second segment (token type 1) starts; default none (all type 0). */
+  segments?: ArrayLike<number>;
 }
 
 /** Pads the rows to one length and builds the graph's feeds. Positions count real tokens only, so left padding does not shift them. */
@@ -43,6 +45,7 @@ export function padFeeds(rows: readonly ArrayLike<number>[], inputs: GraphInputs
   const ids = new Int32Array(n);
   const mask = new Int32Array(n);
   const positions = inputs.names.has('position_ids') ? new Int32Array(n) : null;
+  const types = new Int32Array(inputs.names.has('token_type_ids') ? n : 0);
   const starts: number[] = [];
   for (let b = 0; b < batch; b++) {
     const row = rows[b]!;
@@ -55,12 +58,13 @@ export function padFeeds(rows: readonly ArrayLike<number>[], inputs: GraphInputs
       mask[at + t] = 1;
       if (positions) positions[at + t] = t;
     }
+    if (types.length && options.segments) for (let t = options.segments[b]!; t < len; t++) types[at + t] = 1;
   }
   const dims = [batch, seqLen];
   const tensor = (name: string, values: Int32Array): ort.Tensor =>
     inputs.int32.has(name) ? new ort.Tensor('int32', values, dims) : new ort.Tensor('int64', BigInt64Array.from(values, BigInt), dims);
   const feeds: Record<string, ort.Tensor> = { input_ids: tensor('input_ids', ids), attention_mask: tensor('attention_mask', mask) };
-  if (inputs.names.has('token_type_ids')) feeds.token_type_ids = tensor('token_type_ids', new Int32Array(n));
+  if (inputs.names.has('token_type_ids')) feeds.token_type_ids = tensor('token_type_ids', types);
   if (positions) feeds.position_ids = tensor('position_ids', positions);
   return { feeds, seqLen, starts };
 }

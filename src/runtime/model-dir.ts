@@ -25,9 +25,14 @@ export interface TokenPrependingSpec {
   lastLayer: number;
 }
 
+/** What a model computes: embeddings (a bi-encoder) or relevance scores of text pairs (a cross-encoder). */
+export type ModelTask = 'embed' | 'rerank';
+
 export interface ModelSpec {
   /** Absolute path of the directory. */
   dir: string;
+  /** `rerank`: a sequence-classification graph scoring (query, document) pairs (output `logits` [n, 1]). */
+  task: ModelTask;
   /** Name reported to clients (config `_name_or_path` basename, else the directory name). */
   id: string;
   /** The ONNX graph that is served. */
@@ -147,6 +152,29 @@ function poolingFromSentenceTransformers(cfg: Json): PoolingMode | null {
   return null;
 }
 
+/**
+ * A cross-encoder is what Hugging Face calls a sequence classifier with one label; embedder.json
+ * `task` says so explicitly for exports whose config does not.
+ */
+function taskOf(dir: string, config: Json, embedder: Json): ModelTask {
+  let task: ModelTask = 'embed';
+  if (embedder.task !== undefined) {
+    if (embedder.task !== 'embed' && embedder.task !== 'rerank') {
+      throw new ModelDirError(`embedder.json: task must be "embed" or "rerank", got ${JSON.stringify(embedder.task)}`);
+    }
+    task = embedder.task;
+  } else if (Array.isArray(config.architectures) && config.architectures.some((a) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))) {
+    task = 'rerank';
+  }
+  if (task === 'rerank') {
+    const labels = config.id2label && typeof config.id2label === 'object' ? Object.keys(config.id2label).length : positiveInt(config.num_labels) ?? 1;
+    if (labels !== 1) {
+      throw new ModelDirError(`${join(dir, 'config.json')}: a reranker scores with one logit per pair, but this classifier has ${labels} labels`);
+    }
+  }
+  return task;
+}
+
 function quantizeSetting(value: unknown): 'int8' | null {
   if (value === undefined || value === null || value === 'none') return null;
   if (value === 'int8') return 'int8';
@@ -250,6 +278,7 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
 
   return {
     dir,
+    task: taskOf(dir, config, embedder),
     id,
     onnxPath,
     tokenizerPath,

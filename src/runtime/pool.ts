@@ -23,9 +23,12 @@ export interface PoolOptions {
 }
 
 export interface BatchInput {
+  /** Index of the model (WorkerConfig.models) that computes the batch. */
+  model: number;
   ids: Int32Array;
   lengths: Int32Array;
   skips: Int32Array;
+  segments: Int32Array;
   plan: BatchPlan;
 }
 
@@ -52,7 +55,7 @@ export class WorkerPool {
   private readonly slots: Slot[] = [];
   private nextBatchId = 1;
   private closed = false;
-  /** What the first worker reported about the graph. */
+  /** What the first worker reported about the graphs (provider, and per model in config order). */
   info!: ReadyMessage;
   /** Subscribers told whenever a worker becomes free to take a batch. */
   private readonly idleListeners = new Set<() => void>();
@@ -166,7 +169,7 @@ export class WorkerPool {
       slot.inflight = { batchId, resolve, reject };
       const msg: RunMessage = { type: 'run', batchId, ...batch, ...(this.crashNext && { crash: true }) };
       this.crashNext = false;
-      slot.worker.postMessage(msg, [batch.ids.buffer as ArrayBuffer, batch.lengths.buffer as ArrayBuffer, batch.skips.buffer as ArrayBuffer]);
+      slot.worker.postMessage(msg, [batch.ids, batch.lengths, batch.skips, batch.segments].map((a) => a.buffer as ArrayBuffer));
     });
   }
 

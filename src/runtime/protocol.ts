@@ -4,26 +4,31 @@
  */
 import type { PoolingMode } from '../pooling/index.js';
 
-/** Everything a worker needs to build its session; sent once as workerData. */
+/** Everything a worker needs to load its sessions, one set per served model; sent once as workerData. */
 export interface WorkerConfig {
+  /** ONNX Runtime's CPU memory arena (see ModelWorkerConfig). */
+  memoryArena: boolean;
+  /** Execution providers in order of preference; the first that creates a session wins. */
+  providers: string[];
+  intraOpThreads: number;
+  /** Nice value for inference threads (0 = unchanged); the HTTP thread keeps its own. */
+  nice: number;
+  /** The served models, addressed by their index in run messages. */
+  models: ModelWorkerConfig[];
+}
+
+/** What a worker needs to know about one model's graphs. */
+export interface ModelWorkerConfig {
+  /** `embed`: pooled vectors of `hiddenSize`; `rerank`: one relevance logit per sequence (output `logits` [n, 1]). */
+  task: 'embed' | 'rerank';
   /**
    * The finished graphs to load (see description.ts): the unsplit graph, the stage directory, or
    * both. With no unsplit graph, full depth runs through the stages.
    */
   graphs: { unsplit: string | null; stagesDir: string | null };
-  /**
-   * ONNX Runtime's CPU memory arena. Off by default: each session (every stage is one) keeps its
-   * own arena at the peak of the largest batch it ran, which multiplied the stages' memory.
-   */
-  memoryArena: boolean;
-  /** Execution providers in order of preference; the first that creates a session wins. */
-  providers: string[];
-  intraOpThreads: number;
   pooling: PoolingMode;
   paddingSide: 'left' | 'right';
   hiddenSize: number;
-  /** Nice value for inference threads (0 = unchanged); the HTTP thread keeps its own. */
-  nice: number;
   numLayers: number;
   /** Pre-LN decoders: run the final norm on an early exit's hidden state. */
   finalNormOnExit: boolean;
@@ -42,12 +47,16 @@ export interface BatchPlan {
 export interface RunMessage {
   type: 'run';
   batchId: number;
+  /** Index of the model in WorkerConfig.models. */
+  model: number;
   /** Token ids of every sequence, concatenated. */
   ids: Int32Array;
   /** Length of each sequence. */
   lengths: Int32Array;
   /** Leading tokens of each sequence to leave out of pooling (prompt tokens). */
   skips: Int32Array;
+  /** Where each sequence's second segment (token type 1) starts: its length when it has none. */
+  segments: Int32Array;
   plan: BatchPlan;
   /** Failure drill: run, then die instead of answering. */
   crash?: boolean;
@@ -58,6 +67,11 @@ export interface ReadyMessage {
   provider: string;
   /** One line per provider that could not be used, for the log. */
   providerErrors: string[];
+  /** What each model's graph turned out to be, in WorkerConfig.models order. */
+  models: GraphInfo[];
+}
+
+export interface GraphInfo {
   inputNames: string[];
   outputName: string;
   /** True when the graph pools itself (a `sentence_embedding` output). */
@@ -67,7 +81,7 @@ export interface ReadyMessage {
 export interface ResultMessage {
   type: 'result';
   batchId: number;
-  /** Pooled, unnormalized vectors, [batch, hidden] row-major. */
+  /** Pooled, unnormalized vectors, [batch, hidden] row-major; for a reranker, one logit per sequence. */
   vectors: Float32Array;
   inferenceMs: number;
 }

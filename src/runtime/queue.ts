@@ -34,11 +34,16 @@ export interface BatchRunner {
   run(batch: BatchInput): Promise<ResultMessage>;
   /** Calls `listener` whenever a worker becomes free; returns the unsubscribe function. */
   onIdle(listener: () => void): () => void;
+  /** A shared runner (the scheduler's lane for this model) reads the queue's backlog to decide whom to serve. */
+  attach?(queue: { readonly waiting: number; readonly oldestArrival: number }): void;
+  detach?(queue: { readonly waiting: number; readonly oldestArrival: number }): void;
 }
 
 export interface QueueInput {
   ids: Int32Array;
   promptTokens: number;
+  /** Text pairs: where the second segment (token type 1) starts; absent for single texts. */
+  segment?: number;
 }
 
 /**
@@ -114,6 +119,7 @@ interface Item {
   index: number;
   ids: Int32Array;
   skip: number;
+  segment: number;
   plan: BatchPlan;
   /** Equal for items whose plans are equal. */
   key: string;
@@ -148,12 +154,28 @@ export class BatchQueue {
   constructor(
     limits: QueueLimits,
     private readonly runner: BatchRunner,
-    private readonly model: { id: string; hiddenSize: number },
+    /**
+     * The model: its name (in events), its index among the workers' graphs, and the values per
+     * input in a result (the hidden size; 1 for a reranker's logit).
+     */
+    private readonly model: { id: string; index: number; width: number },
     /** Workers running batches in parallel, for the aggregate throughput. */
     private readonly parallelism = 1,
   ) {
     this.limits = Object.freeze({ ...limits });
     this.unsubscribe = runner.onIdle(() => this.pump());
+    runner.attach?.(this);
+  }
+
+  /** Inputs waiting (not yet dispatched). */
+  get waiting(): number {
+    return this.stats.queuedInputs;
+  }
+
+  /** When the oldest waiting input arrived (performance.now()); Infinity when none waits. */
+  get oldestArrival(): number {
+    for (const item of this.items) if (!item.job.settled) return item.job.enqueuedAt;
+    return Infinity;
   }
 
   private reject(reason: RejectedEvent['reason'], inputs: number): void {
@@ -198,7 +220,7 @@ export class BatchQueue {
       const job = new Job(request, now, resolve, reject);
       const key = `${request.plan.layer}:${request.plan.tokenPrepending ? 1 : 0}`;
       request.inputs.forEach((input, index) => {
-        this.items.push({ job, index, ids: input.ids, skip: input.promptTokens, plan: request.plan, key });
+        this.items.push({ job, index, ids: input.ids, skip: input.promptTokens, segment: input.segment ?? input.ids.length, plan: request.plan, key });
       });
       job.queuedTokens = tokens;
       this.stats.queuedInputs += request.inputs.length;
@@ -403,15 +425,17 @@ export class BatchQueue {
     const ids = new Int32Array(total);
     const lengths = new Int32Array(batch.length);
     const skips = new Int32Array(batch.length);
+    const segments = new Int32Array(batch.length);
     let offset = 0;
     batch.forEach((item, b) => {
       ids.set(item.ids, offset);
       offset += item.ids.length;
       lengths[b] = item.ids.length;
       skips[b] = item.skip;
+      segments[b] = item.segment;
     });
     this.running++;
-    this.runner.run({ ids, lengths, skips, plan: batch[0]!.plan }).finally(() => this.running--).then(
+    this.runner.run({ model: this.model.index, ids, lengths, skips, segments, plan: batch[0]!.plan }).finally(() => this.running--).then(
       (result) => {
         const ended = performance.now();
         const elapsed = Math.max(ended - started, 1e-3);
@@ -421,7 +445,7 @@ export class BatchQueue {
           this.fullBatchTokensPerMs = this.fullBatchTokensPerMs === 0 ? rate : 0.8 * this.fullBatchTokensPerMs + 0.2 * rate;
         }
         publish('batchDone', { ...shape, inferenceMs: result.inferenceMs });
-        const h = this.model.hiddenSize;
+        const h = this.model.width;
         batch.forEach((item, b) => {
           const job = item.job;
           if (job.settled) return;
@@ -451,6 +475,7 @@ export class BatchQueue {
     }
     if (this.delayTimer) clearTimeout(this.delayTimer);
     this.unsubscribe();
+    this.runner.detach?.(this);
     const left = new Set(this.items.map((i) => i.job).filter((job) => !job.settled));
     for (const job of left) {
       this.reject('shutting_down', job.queued);

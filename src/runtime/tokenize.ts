@@ -31,6 +31,8 @@ export interface TokenizedInput {
    * excluded from pooling when the model says `include_prompt: false`; 0 otherwise.
    */
   promptTokens: number;
+  /** Text pairs: where the second text's tokens (token type 1) start. */
+  segment?: number;
 }
 
 /** One token as TEI's `/tokenize` reports it. */
@@ -43,6 +45,8 @@ export interface TokenDetail {
   start: number | null;
   stop: number | null;
 }
+/** Pair truncation strategies of HF `tokenizers` (a const enum there, so spelled out here). */
+type PairStrategy = 'OnlySecond' | 'LongestFirst';
 
 /**
  * The one tokenizer loader: a tokenizer.json without padding, truncating to `maxLength` on one side
@@ -68,6 +72,8 @@ export class TextTokenizer {
   private readonly placeholderId: number | null;
   /** For /tokenize and /decode: no truncation, so every token of the text is shown. Made on first use. */
   private whole: Tokenizer | null = null;
+  /** Pair encoders, made on first use (only rerankers encode pairs). */
+  private pairTokenizers: Record<PairStrategy, Tokenizer> | null = null;
 
   constructor(private readonly spec: ModelSpec) {
     const make = (direction: TruncationDirection): Tokenizer => loadTokenizer(spec.tokenizerPath, { maxLength: this.budget(), direction });
@@ -187,5 +193,38 @@ export class TextTokenizer {
       ids.set(raw, shift);
       return { ids, promptTokens: leading === 0 ? 0 : Math.min(leading + shift, ids.length) };
     });
+  }
+
+  /**
+   * Text pairs for a cross-encoder, through the tokenizer's own pair encoding (for BERT:
+   * `[CLS] query [SEP] document [SEP]`, token types 0 then 1). Over the maximum length the document
+   * is cut first; only a query that alone leaves no room is cut too (longest first).
+   */
+  async tokenizePairs(query: string, documents: readonly string[], opts: { truncate: boolean }): Promise<TokenizedInput[]> {
+    this.pairTokenizers ??= {
+      OnlySecond: this.pairTokenizer('OnlySecond'),
+      LongestFirst: this.pairTokenizer('LongestFirst'),
+    };
+    const pairs = this.pairTokenizers;
+    const encodings = await Promise.all(
+      documents.map((doc) => pairs.OnlySecond.encode(query, doc).catch(() => pairs.LongestFirst.encode(query, doc))),
+    );
+    return encodings.map((enc, i) => {
+      if (!opts.truncate && enc.getOverflowing().length > 0) {
+        throw new RuntimeError(
+          'INPUT_TOO_LONG',
+          `pair ${i} (query and text) is longer than the model's maximum of ${this.spec.maxLength} tokens and truncate is false`,
+        );
+      }
+      const ids = Int32Array.from(enc.getIds());
+      const second = enc.getTypeIds().indexOf(1);
+      return { ids, promptTokens: 0, segment: second < 0 ? ids.length : second };
+    });
+  }
+
+  private pairTokenizer(strategy: PairStrategy): Tokenizer {
+    const tok = loadTokenizer(this.spec.tokenizerPath, null);
+    tok.setTruncation(this.spec.maxLength, { strategy: strategy as never });
+    return tok;
   }
 }

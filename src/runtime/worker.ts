@@ -12,7 +12,7 @@ import { pool } from '../pooling/index.js';
 import type { TokenSpan } from '../pooling/index.js';
 import { StagedRunner } from './onnx/staged.js';
 import { graphInputs, padFeeds, type GraphInputs } from './feeds.js';
-import type { FromWorker, RunMessage, WorkerConfig } from './protocol.js';
+import type { FromWorker, GraphInfo, ModelWorkerConfig, RunMessage, WorkerConfig } from './protocol.js';
 
 const config = workerData as WorkerConfig;
 const port = parentPort!;
@@ -49,6 +49,7 @@ function sessionOptions(provider: string): ort.InferenceSession.SessionOptions {
 }
 
 interface Graph {
+  model: ModelWorkerConfig;
   /** The unsplit graph, when the description provides one; else full depth runs through the stages. */
   session: ort.InferenceSession | null;
   /** Per-layer stages, when the description provides them. */
@@ -59,15 +60,15 @@ interface Graph {
 }
 
 /** Loads the graphs the description names, with the first execution provider that can. */
-async function loadGraphs(): Promise<{ graph: Graph; provider: string; errors: string[] }> {
-  const { unsplit, stagesDir } = config.graphs;
+async function loadGraphs(model: ModelWorkerConfig, providers: string[]): Promise<{ graph: Graph; provider: string; errors: string[] }> {
+  const { unsplit, stagesDir } = model.graphs;
   const errors: string[] = [];
-  for (const provider of config.providers) {
+  for (const provider of providers) {
     let session: ort.InferenceSession | null = null;
     try {
       if (unsplit) session = await ort.InferenceSession.create(unsplit, sessionOptions(provider));
       const staged = stagesDir ? await StagedRunner.create(stagesDir, sessionOptions(provider)) : null;
-      return { graph: describe(session, staged), provider, errors };
+      return { graph: describe(model, session, staged), provider, errors };
     } catch (err) {
       await session?.release();
       errors.push(`${provider}: ${(err as Error).message.split('\n')[0]}`);
@@ -76,13 +77,17 @@ async function loadGraphs(): Promise<{ graph: Graph; provider: string; errors: s
   throw new Error(`no execution provider could load ${unsplit ?? stagesDir}: ${errors.join('; ')}`);
 }
 
-function describe(session: ort.InferenceSession | null, staged: StagedRunner | null): Graph {
+function describe(model: ModelWorkerConfig, session: ort.InferenceSession | null, staged: StagedRunner | null): Graph {
   const inputs = graphInputs(session ?? staged!);
-  if (!session) return { session, staged, inputs, outputName: staged!.manifest.outputName, pooledOutput: false };
+  if (!session) return { model, session, staged, inputs, outputName: staged!.manifest.outputName, pooledOutput: false };
   const names = session.outputNames;
+  if (model.task === 'rerank') {
+    if (!names.includes('logits')) throw new Error(`${model.graphs.unsplit}: a reranker needs a logits output (outputs: ${names.join(', ')})`);
+    return { model, session, staged, inputs, outputName: 'logits', pooledOutput: false };
+  }
   const pooledOutput = names.includes('sentence_embedding');
   const outputName = pooledOutput ? 'sentence_embedding' : names.includes('last_hidden_state') ? 'last_hidden_state' : names[0]!;
-  return { session, staged, inputs, outputName, pooledOutput };
+  return { model, session, staged, inputs, outputName, pooledOutput };
 }
 
 /**
@@ -90,9 +95,9 @@ function describe(session: ort.InferenceSession | null, staged: StagedRunner | n
  * real token) becomes the state of its last real token, before layer l + 1 reads it. Edits the
  * stage's output in place.
  */
-function prependHook(spans: TokenSpan[], seqLen: number): (layer: number, hidden: ort.Tensor) => void {
-  const tp = config.tokenPrepending!;
-  const dim = config.hiddenSize;
+function prependHook(model: ModelWorkerConfig, spans: TokenSpan[], seqLen: number): (layer: number, hidden: ort.Tensor) => void {
+  const tp = model.tokenPrepending!;
+  const dim = model.hiddenSize;
   return (layer, hidden) => {
     if (layer < tp.firstLayer || layer > tp.lastLayer) return;
     const data = hidden.data as Float32Array;
@@ -112,7 +117,7 @@ function buildFeeds(graph: Graph, msg: RunMessage): { feeds: Record<string, ort.
     rows.push(msg.ids.subarray(offset, offset + len));
     offset += len;
   }
-  const { feeds, seqLen, starts } = padFeeds(rows, graph.inputs, { side: config.paddingSide });
+  const { feeds, seqLen, starts } = padFeeds(rows, graph.inputs, { side: graph.model.paddingSide, segments: msg.segments });
   const spans = starts.map((start, b) => ({ start, length: msg.lengths[b]!, skip: msg.skips[b]! }));
   return { feeds, seqLen, spans };
 }
@@ -120,15 +125,16 @@ function buildFeeds(graph: Graph, msg: RunMessage): { feeds: Record<string, ort.
 /** Full depth without hooks runs the unsplit graph (fastest); anything else runs the stages. */
 async function forward(graph: Graph, msg: RunMessage, feeds: Record<string, ort.Tensor>, spans: TokenSpan[], seqLen: number): Promise<ort.Tensor> {
   const { layer, tokenPrepending } = msg.plan;
-  if (layer === config.numLayers && !tokenPrepending && graph.session) {
+  const model = graph.model;
+  if ((model.task === 'rerank' || (layer === model.numLayers && !tokenPrepending)) && graph.session) {
     return (await graph.session.run(feeds, [graph.outputName]))[graph.outputName]!;
   }
   if (!graph.staged) throw new Error('this model has no per-layer stages');
   const stageFeeds = Object.fromEntries(graph.staged.inputNames.map((n) => [n, feeds[n]!]));
   return graph.staged.run(stageFeeds, {
     exitLayer: layer,
-    applySuffix: layer === config.numLayers || config.finalNormOnExit,
-    afterLayer: tokenPrepending ? prependHook(spans, seqLen) : undefined,
+    applySuffix: layer === model.numLayers || model.finalNormOnExit,
+    afterLayer: tokenPrepending ? prependHook(model, spans, seqLen) : undefined,
   });
 }
 
@@ -137,12 +143,14 @@ async function run(graph: Graph, msg: RunMessage): Promise<void> {
   const started = performance.now();
   const out = await forward(graph, msg, feeds, spans, seqLen);
   const data = out.data as Float32Array;
-  const fullGraph = graph.session !== null && msg.plan.layer === config.numLayers && !msg.plan.tokenPrepending;
+  const model = graph.model;
+  const fullGraph = graph.session !== null && msg.plan.layer === model.numLayers && !msg.plan.tokenPrepending;
   // Token Prepending pools the last token, whatever the model's usual pooling.
-  const mode = msg.plan.tokenPrepending ? 'last' : config.pooling;
-  const vectors = graph.pooledOutput && fullGraph
+  const mode = msg.plan.tokenPrepending ? 'last' : model.pooling;
+  // A reranker's logits ([n, 1]) are the answer as they are.
+  const vectors = model.task === 'rerank' || (graph.pooledOutput && fullGraph)
     ? new Float32Array(data)
-    : pool(mode, data, seqLen, config.hiddenSize, spans);
+    : pool(mode, data, seqLen, model.hiddenSize, spans);
   const inferenceMs = performance.now() - started;
   out.dispose?.();
   if (msg.crash) {
@@ -155,17 +163,29 @@ async function run(graph: Graph, msg: RunMessage): Promise<void> {
   send({ type: 'result', batchId: msg.batchId, vectors, inferenceMs }, [vectors.buffer as ArrayBuffer]);
 }
 
+/** The output's last dimension must be what the description says: hidden size, or 1 logit. */
+function checkWidth(graph: Graph): void {
+  const meta = graph.session?.outputMetadata?.find((m) => m.name === graph.outputName);
+  const last = meta && meta.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
+  const want = graph.model.task === 'rerank' ? 1 : graph.model.hiddenSize;
+  if (typeof last === 'number' && last !== want) {
+    const said = graph.model.task === 'rerank' ? 'a reranker has one logit per pair ([n, 1])' : `config.json says hidden_size ${want}`;
+    throw new Error(`${graph.model.graphs.unsplit}: output ${graph.outputName} has width ${last} but ${said}`);
+  }
+}
+
 async function main(): Promise<void> {
   lowerPriority(config.nice);
-  let graph: Graph;
-  let provider: string;
-  let errors: string[];
+  const graphs: Graph[] = [];
+  let provider = '';
+  let errors: string[] = [];
   try {
-    ({ graph, provider, errors } = await loadGraphs());
-    const dimsOut = graph.session?.outputMetadata?.find((m) => m.name === graph.outputName);
-    const last = dimsOut && dimsOut.isTensor ? dimsOut.shape[dimsOut.shape.length - 1] : undefined;
-    if (typeof last === 'number' && last !== config.hiddenSize) {
-      throw new Error(`${config.graphs.unsplit}: output ${graph.outputName} has width ${last} but config.json says hidden_size ${config.hiddenSize}`);
+    for (const model of config.models) {
+      // The first model decides the provider; the others must load on it too.
+      const loaded = await loadGraphs(model, graphs.length === 0 ? config.providers : [provider]);
+      if (graphs.length === 0) ({ provider, errors } = loaded);
+      checkWidth(loaded.graph);
+      graphs.push(loaded.graph);
     }
   } catch (err) {
     send({ type: 'init-error', message: (err as Error).message });
@@ -174,16 +194,10 @@ async function main(): Promise<void> {
   // One batch at a time: the pool never sends a second before the first answers, and ORT's
   // intra-op threads already use the cores this worker was given.
   port.on('message', (msg: RunMessage) => {
-    run(graph, msg).catch((err: unknown) => send({ type: 'error', batchId: msg.batchId, message: (err as Error).message }));
+    run(graphs[msg.model]!, msg).catch((err: unknown) => send({ type: 'error', batchId: msg.batchId, message: (err as Error).message }));
   });
-  send({
-    type: 'ready',
-    provider,
-    providerErrors: errors,
-    inputNames: [...graph.inputs.names],
-    outputName: graph.outputName,
-    pooledOutput: graph.pooledOutput,
-  });
+  const models: GraphInfo[] = graphs.map((g) => ({ inputNames: [...g.inputs.names], outputName: g.outputName, pooledOutput: g.pooledOutput }));
+  send({ type: 'ready', provider, providerErrors: errors, models });
 }
 
 void main();

@@ -10,7 +10,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { StoreBackend } from '../index/index.js';
-import type { Embedder } from '../runtime/embedder.js';
+import type { Embedder, ModelSet } from '../runtime/embedder.js';
+import { singleModel } from './model-routing.js';
 import { replicaHooks, type Replica } from './replica.js';
 import { registerAuth } from './auth.js';
 import { ApiError } from './errors/catalogue.js';
@@ -33,6 +34,7 @@ import type { RouteDeps } from './plugins/deps.js';
 import { embedPlugin } from './plugins/embed.js';
 import { ollamaPlugin } from './plugins/ollama.js';
 import { openAiPlugin } from './plugins/openai.js';
+import { rerankPlugin } from './plugins/rerank.js';
 import { opsPlugin } from './plugins/ops.js';
 import { teiPlugin } from './plugins/tei.js';
 import { EXPOSED_HEADERS } from './timing.js';
@@ -57,7 +59,9 @@ export interface ServerLimits {
 }
 
 export interface AppOptions {
-  embedder: Embedder;
+  /** The served models (MODELS=...); or `embedder`: one model. */
+  models?: ModelSet;
+  embedder?: Embedder;
   /** Durable collections; without it the collection routes are absent (candidates search still works). */
   store?: StoreBackend;
   /** Set when `store` is shared by replicas (STORE_URL): sequence headers, readiness and lag metrics. */
@@ -118,7 +122,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   limitConnections(app.server as unknown as NetServer, limits.maxConnections, app.log);
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody(limits.maxJsonDepth));
-  const metrics = new Metrics(options.embedder);
+  const models = options.models ?? (options.embedder ? singleModel(options.embedder) : undefined);
+  if (!models) throw new Error('buildApp needs models or an embedder');
+  const metrics = new Metrics(models);
   app.addHook('onClose', async () => metrics.close());
 
   app.addHook('onRequest', async (request, reply) => {
@@ -151,6 +157,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       tags: [
         { name: 'embeddings', description: 'Turn text into vectors' },
         { name: 'openai', description: 'OpenAI-compatible embeddings' },
+        { name: 'rerank', description: 'Cross-encoder reranking (TEI and Cohere/Jina shapes)' },
         { name: 'collections', description: 'Durable HNSW collections and search' },
         { name: 'operations', description: 'Health, readiness, metrics and facts about the model' },
       ],
@@ -163,12 +170,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // Root-level hooks: they apply to the route plugins registered below.
   if (options.replica) replicaHooks(app, options.replica, metrics, limits.requestTimeoutMs);
-  const deps: RouteDeps = { embedder: options.embedder, limits, metrics };
+  const deps: RouteDeps = { models, embedder: models.default, limits, metrics };
   await app.register(opsPlugin, { ...deps, version: options.version ?? '0.0.0', ...(options.store && { store: options.store }) });
   await app.register(embedPlugin, deps);
   await app.register(openAiPlugin, deps);
   await app.register(teiPlugin, deps);
   await app.register(ollamaPlugin, deps);
+  await app.register(rerankPlugin, deps);
   if (options.store) await app.register(collectionsPlugin, { ...deps, store: options.store });
   return app;
 }

@@ -11,6 +11,9 @@ export interface Config {
   host: string;
   port: number;
   modelDir: string;
+  /** Several models (`MODELS=name=dir,...`), the first the default; absent: MODEL_DIR as `default`. */
+  models: Array<{ name: string; dir: string }> | undefined;
+  scheduler: 'fair' | 'fifo';
   modelVariant: 'fp32' | 'quantized';
   onnxFile: string | undefined;
   workers: number | undefined;
@@ -61,6 +64,8 @@ export const SETTINGS: Setting[] = [
   { key: 'host', env: 'HOST', flag: 'host', schema: { type: 'string', minLength: 1, default: '0.0.0.0' }, help: 'Address to listen on' },
   { key: 'port', env: 'PORT', flag: 'port', schema: { type: 'integer', minimum: 1, maximum: 65535, default: 8080 }, help: 'Port to listen on' },
   { key: 'modelDir', env: 'MODEL_DIR', flag: 'model-dir', schema: { type: 'string', minLength: 1, default: 'models/default' }, help: 'Model directory (sentence-transformers / optimum layout)' },
+  { key: 'models', env: 'MODELS', flag: 'models', schema: { type: 'string', minLength: 1 }, help: 'Several models in one process: `name=dir,name=dir,...` (embedders and rerankers; the first is the default); overrides MODEL_DIR' },
+  { key: 'scheduler', env: 'SCHEDULER', flag: 'scheduler', schema: { type: 'string', enum: ['fair', 'fifo'], default: 'fair' }, help: '`fair`: models share the workers by their use of them, so a flood for one cannot starve another; `fifo`: oldest input first whatever its model (the baseline fairness is measured against)' },
   { key: 'modelVariant', env: 'MODEL_VARIANT', flag: 'model-variant', schema: { type: 'string', enum: ['fp32', 'quantized'], default: 'fp32' }, help: '`fp32` serves model.onnx, `quantized` serves model_quantized.onnx' },
   { key: 'onnxFile', env: 'ONNX_FILE', flag: 'onnx-file', schema: { type: 'string', minLength: 1 }, help: 'Graph file inside the model directory, overriding the lookup' },
   { key: 'quantize', env: 'QUANTIZE', flag: 'quantize', schema: { type: 'string', enum: ['int8', 'none'] }, help: '`int8`: serve int8 weights (quantized at load and cached, or the directory\'s model_quantized.onnx); `none`: fp32; default: embedder.json `quantize`, else none' },
@@ -142,5 +147,22 @@ export function loadConfig(argv: string[] = process.argv.slice(2), env: NodeJS.P
     config[s.key] = Array.isArray(v) ? v.map((x: string) => x.trim()).filter(Boolean) : v;
   }
   if (given.MODEL_DIR === undefined) config.modelDir = DEFAULT_MODEL_DIR;
+  if (config.models !== undefined) config.models = parseModels(config.models as string);
   return config as unknown as Config;
+}
+
+/** `name=dir,name=dir,...` → the models in order; names must be unique. */
+export function parseModels(raw: string): Array<{ name: string; dir: string }> {
+  const models = raw.split(',').map((s) => s.trim()).filter(Boolean).map((item) => {
+    const at = item.indexOf('=');
+    const name = item.slice(0, at).trim();
+    const dir = item.slice(at + 1).trim();
+    if (at <= 0 || dir === '') throw new ConfigError(`MODELS / --models: each entry is name=dir, got ${JSON.stringify(item)}`);
+    return { name, dir };
+  });
+  if (models.length === 0) throw new ConfigError('MODELS / --models names no model');
+  const names = models.map((m) => m.name);
+  const twice = names.find((n, i) => names.indexOf(n) !== i);
+  if (twice !== undefined) throw new ConfigError(`MODELS / --models: model name ${twice} is given twice`);
+  return models;
 }

@@ -3,7 +3,7 @@
  * translation (plus the request's deadline and disconnect signal) into engine options.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { EmbedOptions, EmbedResult, Embedder } from '../runtime/embedder.js';
+import type { EmbedOptions, EmbedResult, Embedder, RerankOptions, RerankResult } from '../runtime/embedder.js';
 import { ApiError } from './errors/catalogue.js';
 import type { Metrics } from './metrics.js';
 
@@ -107,7 +107,30 @@ export function requestEmbedder(
     const admission = request.admission;
     request.admission = undefined;
     const result = await embedder.embed(texts, { ...opts, deadline, signal, admission });
-    metrics.observeEmbed(result);
+    metrics.observeEmbed(embedder.name, result);
     return result;
   };
 }
+
+/** Reranking on behalf of one HTTP request, under its deadline and disconnect signal. */
+export function requestReranker(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  embedder: Embedder,
+  metrics: Metrics,
+  defaultTimeoutMs: number,
+): (query: string, documents: readonly string[], opts?: RerankOptions) => Promise<RerankResult> {
+  const { deadline, signal } = requestLifetime(request, reply, defaultTimeoutMs);
+  return async (query, documents, opts = {}) => {
+    const admission = request.admission;
+    request.admission = undefined;
+    const result = await embedder.rerank(query, documents, { ...opts, deadline, signal, admission });
+    metrics.observeEmbed(embedder.name, result);
+    return result;
+  };
+}
+
+/** The `model` request field, in every computing route's schema. */
+export const modelProperty = {
+  model: { type: ['string', 'null'], description: 'A served model by name (GET /v1/models lists them); default: the first served model of the kind needed' },
+} as const;

@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { CollectionStore, type StoreBackend } from '../index/index.js';
 import { PgStore } from '../pgstore/pg-store.js';
-import { Engine } from '../runtime/engine.js';
+import { Models } from '../runtime/models.js';
 import { ModelDirError } from '../runtime/model-dir.js';
 import { buildApp } from './app.js';
 import { loadApiKeys } from './auth.js';
@@ -30,19 +30,24 @@ async function main(): Promise<void> {
     return;
   }
   const logger = pino({ level: config.logLevel });
-  let engine: Engine;
+  let models: Models;
+  const entries = (config.models ?? [{ name: 'default', dir: config.modelDir }]).map(({ name, dir }) => ({
+    name,
+    dir,
+    variant: config.modelVariant,
+    onnxFile: config.onnxFile,
+    quantize: config.quantize as 'int8' | 'none' | undefined,
+  }));
   try {
-    engine = await Engine.load({
-      modelDir: config.modelDir,
-      variant: config.modelVariant,
-      onnxFile: config.onnxFile,
+    models = await Models.load({
+      models: entries,
+      scheduling: config.scheduler,
       workers: config.workers,
       intraOpThreads: config.intraOpThreads,
       executionProviders: config.executionProviders,
       inferenceNice: config.inferenceNice,
       layerExit: config.layerExit === 'on',
       memoryArena: config.memoryArena === 'on',
-      quantize: config.quantize as 'int8' | 'none' | undefined,
       quantizeFloor: config.quantizeMinAgreement,
       limits: {
         ...(config.maxBatchSize !== undefined && { maxBatchSize: config.maxBatchSize }),
@@ -54,12 +59,14 @@ async function main(): Promise<void> {
       log: (level, msg) => logger[level](msg),
     });
   } catch (err) {
-    const message = err instanceof ModelDirError ? err.message : `could not load the model: ${(err as Error).message}`;
+    const message = err instanceof ModelDirError ? err.message : `could not load the models: ${(err as Error).message}`;
     logger.fatal(message);
     process.exit(1);
   }
-  if (engine.spec.untrained) {
-    logger.warn(`model ${engine.spec.dir} is marked untrained (embedder.json): its vectors carry no meaning; serve a trained model with MODEL_DIR`);
+  for (const engine of models.all) {
+    if (engine.spec.untrained) {
+      logger.warn(`model ${engine.name} (${engine.spec.dir}) is marked untrained (embedder.json): its outputs carry no meaning; serve a trained model with MODEL_DIR or MODELS`);
+    }
   }
 
   // Local collections are recovered before the server listens, so /ready implies they are loaded.
@@ -95,7 +102,7 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const app = await buildApp({
-    embedder: engine,
+    models,
     store,
     replica,
     logger: { level: config.logLevel },
@@ -117,8 +124,10 @@ async function main(): Promise<void> {
   });
   if (apiKeys.length) app.log.info(`API keys required (${apiKeys.length} configured); public routes: ${config.publicRoutes.join(', ')}`);
   await app.listen({ host: config.host, port: config.port });
-  await engine.warmUp();
-  app.log.info(`ready: model ${engine.spec.id} (${engine.spec.hiddenSize} dims, ${engine.spec.numLayers} layers)`);
+  await models.warmUp();
+  for (const e of models.all) {
+    app.log.info(`ready: model ${e.name} = ${e.spec.id} (${e.task === 'rerank' ? 'reranker' : `${e.spec.hiddenSize} dims`}, ${e.spec.numLayers} layers)`);
+  }
 
   let stopping = false;
   const shutdown = async (signal: string): Promise<void> => {
@@ -135,7 +144,7 @@ async function main(): Promise<void> {
     // connections become idle only once their last response is written: close them as they do.
     const closing = app.close();
     const reaper = setInterval(() => app.server.closeIdleConnections(), 50);
-    await engine.close(config.shutdownTimeoutMs);
+    await models.close(config.shutdownTimeoutMs);
     // Whatever is still open at the deadline (a client that never finishes its body, a response
     // the client does not read) is cut, so the drain ends within SHUTDOWN_TIMEOUT_MS.
     await Promise.race([closing, new Promise((r) => setTimeout(r, Math.max(0, deadline - Date.now())))]);

@@ -8,7 +8,7 @@ type TimingHeader = (typeof TIMING_HEADERS)[number];
 /** Headers every response may carry that a browser client needs to read. */
 export const EXPOSED_HEADERS: readonly string[] = ['x-request-id', ...TIMING_HEADERS, 'retry-after'];
 
-export function timingHeaders(result: EmbedResult, totalMs: number): Record<TimingHeader, string> {
+export function timingHeaders(result: Pick<EmbedResult, 'totalTokens' | 'timings'>, totalMs: number): Record<TimingHeader, string> {
   return {
     'x-compute-tokens': String(result.totalTokens),
     'x-total-time': totalMs.toFixed(2),

@@ -107,6 +107,30 @@ export const SERVER_ERRORS = declare({
     message: (applied: number, head: number) => `this replica is still loading collections from the store (applied ${applied} of ${head})`,
     retryAfterSeconds: 1,
   },
+  MODEL_NOT_FOUND: {
+    type: 'not_found',
+    message: (name: string, served: string) => `model ${JSON.stringify(name)} is not served (served: ${served})`,
+    openAiCode: 'model_not_found',
+  },
+  WRONG_MODEL_TASK: {
+    type: 'validation',
+    message: (name: string, kind: string, wanted: string, served: string) => `model ${name} is ${kind}; cannot ${wanted} it (served: ${served})`,
+    openAiCode: 'wrong_model_task',
+  },
+  NO_MODEL_FOR_TASK: { type: 'validation', message: (kind: string, served: string) => `no ${kind} is served (served: ${served})` },
+  COLLECTION_MODEL_NOT_SERVED: {
+    type: 'unavailable',
+    message: (collection: string, model: string, served: string) =>
+      `collection ${collection} was created with model ${JSON.stringify(model)}, which this process does not serve (served: ${served})`,
+    retryAfterSeconds: 60,
+  },
+  RERANK_NEEDS_QUERY: { type: 'validation', message: 'rerank needs query (text): a cross-encoder reads the query and each document together' },
+  RERANK_NEEDS_TEXT: {
+    type: 'validation',
+    message: (id: string) => `rerank needs the documents' text: document ${JSON.stringify(id)} was stored as a vector only`,
+  },
+  QUERY_EMPTY: { type: 'validation', message: 'query must not be empty' },
+  QUERY_TOO_MANY_CHARS: { type: 'payload_too_large', message: (n: number, max: number) => `query has ${n} characters; at most ${max} are allowed` },
   INTERNAL: { type: 'internal', message: 'internal error' },
 });
 
@@ -122,6 +146,7 @@ export const RUNTIME_ERROR_HTTP: { [C in RuntimeErrorCode]: Omit<CatalogueEntry,
   TOKEN_PREPENDING_UNSUPPORTED: { type: 'validation' },
   TOKEN_PREPENDING_UNAVAILABLE: { type: 'validation' },
   UNKNOWN_TOKEN_ID: { type: 'validation' },
+  WRONG_TASK: { type: 'validation', openAiCode: 'wrong_model_task' },
   INPUT_TOO_LONG: { type: 'payload_too_large' },
   QUEUE_FULL: { type: 'overloaded' },
   DEADLINE_EXCEEDED: { type: 'timeout' },

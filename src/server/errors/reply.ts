@@ -73,15 +73,23 @@ function fromSchema(fe: FastifyError): ClassifiedError {
 
 /** Decides the public code, type and message of any error thrown while serving a request. */
 export function classify(err: unknown): ClassifiedError {
-  if (err instanceof ApiError) return server(err.code, err.message);
+  if (err instanceof ApiError) return server(err.code, err.message, err.code === 'MODEL_NOT_FOUND' || err.code === 'WRONG_MODEL_TASK' ? 'model' : undefined);
   if (err instanceof IndexError) {
     const { code, type, retryAfterSeconds } = INDEX_ERROR_HTTP[err.code];
     return { code, type, message: err.message, ...(retryAfterSeconds !== undefined && { retryAfterSeconds }) };
   }
   if (err instanceof RuntimeError) {
-    const { type, retryAfterSeconds } = RUNTIME_ERROR_HTTP[err.code];
+    const { type, retryAfterSeconds, openAiCode } = RUNTIME_ERROR_HTTP[err.code];
     const retry = err.code === 'QUEUE_FULL' || err.code === 'DEADLINE_BEHIND_QUEUE' ? queueRetryAfterSeconds(err) : retryAfterSeconds;
-    return { code: err.code, type, message: err.message, ...(retry !== undefined && { retryAfterSeconds: retry }), ...(err.code === 'CANCELLED' && { cancelled: true }) };
+    return {
+      code: err.code,
+      type,
+      message: err.message,
+      ...(retry !== undefined && { retryAfterSeconds: retry }),
+      ...(err.code === 'CANCELLED' && { cancelled: true }),
+      ...(openAiCode && { openAiCode }),
+      ...(err.code === 'WRONG_TASK' && { param: 'model' }),
+    };
   }
   const fe = err as FastifyError;
   if (fe && Array.isArray(fe.validation)) return fromSchema(fe);

@@ -6,11 +6,12 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import type { CollectionSettings, CollectionSettingsInput, DocumentInput, Filter, Fusion, IncludeField, SearchMode, StoreBackend, WriteReceipt } from '../../index/index.js';
 import { scoreCandidates } from '../../index/index.js';
-import type { EmbedOptions } from '../../runtime/embedder.js';
+import type { EmbedOptions, Embedder } from '../../runtime/embedder.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, modelProperty, requestEmbedder, requestReranker, type KnobBody } from '../knobs.js';
+import { describeModels, modelFor } from '../model-routing.js';
 import { SEQ_HEADER } from '../replica.js';
 import type { RouteDeps } from './deps.js';
 
@@ -28,6 +29,7 @@ const settingsSchema = {
     document_prompt_name: { type: 'string' },
     query_prompt_name: { type: 'string' },
     hnsw: { type: 'object', properties: { m: { type: 'integer' }, ef_construction: { type: 'integer' } } },
+    model: { type: 'string', description: 'The embedding model, fixed for life (default: the default embedding model)' },
     lexical: {
       description: 'BM25 index over the documents\' text: true (k1 0.9, b 0.4) or {k1, b}; absent/false: none',
       oneOf: [{ type: 'boolean' }, { type: 'object', properties: { k1: { type: 'number' }, b: { type: 'number' } } }],
@@ -50,6 +52,7 @@ const hitSchema = {
     score: { type: 'number', description: 'Higher is better: cosine similarity, dot product, or negative Euclidean distance (dense); BM25 (lexical); the fused score (hybrid)' },
     dense_score: { type: 'number', description: 'lexical/hybrid: the dense score of a hit the dense side returned' },
     lexical_score: { type: 'number', description: 'lexical/hybrid: the BM25 score of a hit the lexical side returned' },
+    retrieval_score: { type: 'number', description: "With rerank: the first stage's score (`score` is then the reranker's)" },
     text: { type: 'string' },
     metadata: { type: 'object', additionalProperties: true },
     vector: { type: 'array', items: { type: 'number' } },
@@ -66,12 +69,24 @@ const condition = {
   },
 } as const;
 
-/** The store's settings, with `dimensions` defaulting to the model's size. */
+/** The store's settings, with `dimensions` defaulting to the model's size; `model` is the embedding model's name. */
 type CreateBody = Omit<CollectionSettingsInput, 'dimensions'> & { dimensions?: number };
 
 interface DocumentsBody {
   documents: Array<{ id: string; text?: string; vector?: number[]; metadata?: Record<string, unknown> }>;
 }
+
+/** One search hit, before and after the cascade. */
+interface Hit {
+  id: string;
+  score: number;
+  retrieval_score?: number;
+  text?: string;
+  metadata?: Record<string, unknown>;
+  vector?: number[];
+}
+
+const DEFAULT_RERANK_CANDIDATES = 50;
 
 interface SearchBody extends KnobBody {
   collection?: string;
@@ -89,6 +104,8 @@ interface SearchBody extends KnobBody {
   include?: IncludeField[];
   query_prompt_name?: string;
   document_prompt_name?: string;
+  model?: string | null;
+  rerank?: { model?: string; top_n?: number; candidates?: number };
 }
 
 /** How a collection embeds text: its settings as engine options. */
@@ -101,11 +118,32 @@ function committed(reply: FastifyReply, receipt: WriteReceipt): void {
   if (receipt.seq !== undefined) reply.header(SEQ_HEADER, String(receipt.seq));
 }
 
-export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBackend }> = async (app, { embedder, store, limits, metrics }) => {
-  /** Vectors for texts, under the request's one deadline and disconnect signal. */
-  const embedderFor = (request: FastifyRequest, reply: FastifyReply) => {
+export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBackend }> = async (app, { models, store, limits, metrics }) => {
+  /** Vectors for texts from one model, under the request's one deadline and disconnect signal. */
+  const embedderFor = (request: FastifyRequest, reply: FastifyReply, embedder: Embedder) => {
     const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
     return async (texts: string[], opts: EmbedOptions): Promise<Float32Array[]> => (await embed(texts, opts)).vectors;
+  };
+
+  /** The model a collection was created with (collections from before models were named: the default). */
+  const modelOf = (name: string, settings: CollectionSettings): Embedder => {
+    const model = settings.model ?? models.firstFor('embed')?.name ?? '';
+    const embedder = models.get(model);
+    if (!embedder || embedder.task !== 'embed') throw new ApiError('COLLECTION_MODEL_NOT_SERVED', name, model, describeModels(models));
+    return embedder;
+  };
+
+  /**
+   * The cascade's second stage: the cross-encoder scores (query, hit text) for every first-stage
+   * hit, and they come back in its order, each keeping its first-stage score.
+   */
+  const rerankHits = async (request: FastifyRequest, reply: FastifyReply, query: string, hits: Hit[], spec: NonNullable<SearchBody['rerank']>): Promise<Hit[]> => {
+    const reranker = modelFor(models, spec.model, 'rerank');
+    const missing = hits.find((h) => h.text === undefined);
+    if (missing) throw new ApiError('RERANK_NEEDS_TEXT', missing.id);
+    if (hits.length === 0) return [];
+    const { scores } = await requestReranker(request, reply, reranker, metrics, limits.requestTimeoutMs)(query, hits.map((h) => h.text!));
+    return hits.map((h, i) => ({ ...h, retrieval_score: h.score, score: scores[i]! })).sort((a, b) => b.score - a.score);
   };
 
   app.put<{ Params: { name: string }; Body: CreateBody }>(
@@ -121,6 +159,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
     },
     async (request, reply) => {
       const body = request.body ?? {};
+      const embedder = modelFor(models, body.model, 'embed');
       const dimensions = body.dimensions ?? embedder.spec.hiddenSize;
       // The model must be able to embed the way this collection says, for its whole life.
       embedder.validate({ dimensions, layer: body.layer, promptName: body.document_prompt_name });
@@ -131,7 +170,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         embedder.validate({ dimensions: body.index_dimensions, layer: body.layer });
       }
       const receipt: WriteReceipt = {};
-      const { created, settings } = await store.create(request.params.name, { ...body, dimensions }, receipt);
+      const { created, settings } = await store.create(request.params.name, { ...body, dimensions, model: embedder.name }, receipt);
       committed(reply, receipt);
       return { name: request.params.name, settings, count: (await store.info(request.params.name)).count, created };
     },
@@ -203,7 +242,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
       });
       const toEmbed = documents.map((d, i) => ({ d, i })).filter(({ d }) => d.vector === undefined);
       if (toEmbed.length) checkTexts(toEmbed.map(({ d }) => d.text!), limits, 'documents.text');
-      const vectors = toEmbed.length ? await embedderFor(request, reply)(toEmbed.map(({ d }) => d.text!), embeddingOptions(settings, settings.document_prompt_name)) : [];
+      const vectors = toEmbed.length ? await embedderFor(request, reply, modelOf(name, settings))(toEmbed.map(({ d }) => d.text!), embeddingOptions(settings, settings.document_prompt_name)) : [];
       const byIndex = new Map(toEmbed.map(({ i }, n) => [i, vectors[n]!]));
       const docs: DocumentInput[] = documents.map((d, i) => ({
         id: d.id,
@@ -276,7 +315,17 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
             include: { type: 'array', items: { type: 'string', enum: ['metadata', 'text', 'vector'] } },
             query_prompt_name: { type: 'string' },
             document_prompt_name: { type: 'string' },
+            rerank: {
+              type: 'object',
+              description: "Retrieve-then-rerank: the first `candidates` hits are scored by a cross-encoder and the best `top_n` returned in its order (`score` is the reranker's, `retrieval_score` the first stage's)",
+              properties: {
+                model: { type: 'string', description: 'A served reranker (default: the first served)' },
+                top_n: { type: 'integer', minimum: 1, maximum: 1000, description: 'Hits returned (default k)' },
+                candidates: { type: 'integer', minimum: 1, maximum: 1000, default: DEFAULT_RERANK_CANDIDATES, description: 'First-stage hits reranked' },
+              },
+            },
             ...knobProperties,
+            ...modelProperty,
           },
         },
         response: { 200: { type: 'object', properties: { results: { type: 'array', items: hitSchema } } }, ...errorResponses },
@@ -285,10 +334,29 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
     async (request, reply) => {
       const b = request.body;
       const k = b.k ?? 10;
+      const rerank = b.rerank;
+      if (rerank && b.query === undefined) throw new ApiError('RERANK_NEEDS_QUERY');
+      // With rerank, the first stage fetches `candidates` hits (at least offset + top_n) and the
+      // reranker orders them; offset and top_n then apply to the reranked list.
+      const topN = rerank?.top_n ?? k;
+      const rerankOffset = rerank ? (b.offset ?? 0) : 0;
+      const firstStage = rerank ? Math.max(rerank.candidates ?? DEFAULT_RERANK_CANDIDATES, rerankOffset + topN) : k;
+      const include = new Set<IncludeField>(b.include ?? ['text', 'metadata']);
+      /** Applies the cascade when asked, then drops the text the client did not ask for. */
+      const finish = async (hits: Hit[]): Promise<{ results: Hit[] }> => {
+        if (!rerank) return { results: hits };
+        const ranked = (await rerankHits(request, reply, b.query!, hits, rerank)).slice(rerankOffset, rerankOffset + topN);
+        if (!include.has('text')) for (const h of ranked) delete h.text;
+        return { results: ranked };
+      };
       if (b.collection !== undefined) {
         if (b.candidates !== undefined) throw new ApiError('SEARCH_TARGET_CONFLICT');
         if ((b.query === undefined) === (b.vector === undefined)) throw new ApiError('QUERY_XOR_VECTOR');
         const settings = (await store.info(b.collection)).settings;
+        const embedder = modelOf(b.collection, settings);
+        if (b.model != null && b.model !== embedder.name) {
+          throw new ApiError('CONTRADICTS_COLLECTION', `model=${JSON.stringify(b.model)} contradicts the collection's model (${embedder.name}); queries are embedded with the model the documents were`);
+        }
         const mode = b.mode ?? 'dense';
         if (mode !== 'dense' && b.query === undefined) throw new ApiError('MODE_NEEDS_QUERY', mode);
         if (mode !== 'dense' && !settings.lexical) throw new ApiError('MODE_NEEDS_LEXICAL', mode, b.collection);
@@ -297,21 +365,21 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         if (b.vector !== undefined) {
           vector = b.vector;
         } else if (mode !== 'lexical') {
-          vector = (await embedderFor(request, reply)([b.query!], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
+          vector = (await embedderFor(request, reply, embedder)([b.query!], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
         }
         const options = {
-          k,
+          k: firstStage,
           ef: b.ef,
           filter: b.filter,
-          include: b.include,
-          ...(b.offset !== undefined && { offset: b.offset }),
+          include: rerank ? [...new Set<IncludeField>([...include, 'text'])] : b.include,
+          ...(b.offset !== undefined && !rerank && { offset: b.offset }),
           ...(b.mode !== undefined && { mode: b.mode }),
           ...(b.query !== undefined && mode !== 'dense' && { text: b.query }),
           ...(b.fusion !== undefined && { fusion: b.fusion }),
           ...(b.score_threshold !== undefined && { score_threshold: b.score_threshold }),
           ...(b.rescore !== undefined && { rescore: b.rescore }),
         };
-        return { results: await store.search(b.collection, vector, options) };
+        return finish((await store.search(b.collection, vector, options)) as Hit[]);
       }
       if (b.candidates === undefined) throw new ApiError('SEARCH_TARGET_MISSING');
       if (b.query === undefined) throw new ApiError('CANDIDATES_NEED_QUERY');
@@ -319,24 +387,25 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         if (b[field] !== undefined) throw new ApiError('COLLECTION_ONLY_FIELD', field);
       }
       checkTexts(b.candidates, limits, 'candidates');
+      const embedder = modelFor(models, b.model, 'embed');
       const knobs = knobsFromBody(b);
       // Query and candidates may take different prompts, so two calls, under one deadline.
-      const embed = embedderFor(request, reply);
+      const embed = embedderFor(request, reply, embedder);
       const [query] = await embed([b.query], { ...knobs, promptName: b.query_prompt_name ?? knobs.promptName, normalize: true });
       const docs = await embed(b.candidates, { ...knobs, promptName: b.document_prompt_name ?? knobs.promptName, normalize: true });
-      const include = new Set(b.include ?? ['text', 'metadata']);
-      const offset = b.offset ?? 0;
-      return {
-        results: scoreCandidates(query!, docs, 'cosine', offset + k)
+      const offset = rerank ? 0 : (b.offset ?? 0);
+      return finish(
+        scoreCandidates(query!, docs, 'cosine', offset + firstStage)
           .slice(offset)
           .filter(({ score }) => b.score_threshold === undefined || score >= b.score_threshold)
           .map(({ index, score }) => ({
             id: String(index),
             score,
-            ...(include.has('text') && { text: b.candidates![index] }),
+            // The cascade needs every candidate's text; finish() drops it when not asked for.
+            ...((rerank || include.has('text')) && { text: b.candidates![index]! }),
             ...(include.has('vector') && { vector: Array.from(docs[index]!) }),
           })),
-      };
+      );
     },
   );
 };

@@ -1,9 +1,12 @@
 /** What every route plugin is registered with: `app.register(plugin, deps)`. */
-import type { Embedder } from '../../runtime/embedder.js';
+import type { Embedder, ModelSet } from '../../runtime/embedder.js';
 import type { ServerLimits } from '../app.js';
 import type { Metrics } from '../metrics.js';
 
 export interface RouteDeps {
+  /** Every served model; routes pick one by the request's `model` (model-routing.ts). */
+  models: ModelSet;
+  /** The default model. */
   embedder: Embedder;
   limits: ServerLimits;
   metrics: Metrics;

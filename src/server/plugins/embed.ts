@@ -3,7 +3,8 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { EmbeddingType } from '../../pooling/index.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, inputsBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, inputsBody, modelProperty, requestEmbedder, type KnobBody } from '../knobs.js';
+import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
@@ -12,6 +13,7 @@ import { admissionHook } from '../admission.js';
 interface EmbedBody extends KnobBody {
   inputs: string | string[];
   embedding_type?: EmbeddingType;
+  model?: string | null;
 }
 
 /** The output types of `embedding_type` (/embed) and `encoding_format` (/v1/embeddings), after truncation and normalization. */
@@ -22,18 +24,19 @@ export const embeddingTypeDescription =
   'binary/ubinary pack one sign bit per dimension (> 0), 8 to a byte, most significant bit first, binary as byte - 128';
 
 /** The /embed route: its schema and handler, also served at TEI's root route `POST /` (tei.ts). */
-export function embedRoute(app: FastifyInstance, url: string, { embedder, limits, metrics }: RouteDeps, summary: string): void {
+export function embedRoute(app: FastifyInstance, url: string, { models, limits, metrics }: RouteDeps, summary: string): void {
   app.route<{ Body: EmbedBody }>({
     method: 'POST',
     url,
     // Refuse before the body is even parsed when the queue is full.
-    onRequest: admissionHook(embedder),
+    onRequest: admitEarly(models),
     schema: {
       summary,
       tags: ['embeddings'],
       body: inputsBody({
         embedding_type: { type: 'string', enum: EMBEDDING_TYPES, default: 'float', description: embeddingTypeDescription },
         ...knobProperties,
+        ...modelProperty,
       }),
       response: {
         200: {
@@ -48,6 +51,8 @@ export function embedRoute(app: FastifyInstance, url: string, { embedder, limits
       const started = performance.now();
       const texts = typeof request.body.inputs === 'string' ? [request.body.inputs] : request.body.inputs;
       checkTexts(texts, limits, 'inputs');
+      const embedder = modelFor(models, request.body.model, 'embed');
+      await admit(models, embedder, request, reply);
       const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       const result = await embed(texts, { ...knobsFromBody(request.body), embeddingType: request.body.embedding_type });
       reply.headers(timingHeaders(result, performance.now() - started));

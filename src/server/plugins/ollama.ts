@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
 import { knobProperties, knobsFromBody, requestEmbedder, textOrTexts } from '../knobs.js';
+import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
@@ -17,11 +18,11 @@ interface OllamaEmbedBody {
   options?: Record<string, unknown>;
 }
 
-export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedder, limits, metrics }) => {
+export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models, limits, metrics }) => {
   app.post<{ Body: OllamaEmbedBody }>(
     '/api/embed',
     {
-      onRequest: admissionHook(embedder),
+      onRequest: admitEarly(models),
       schema: {
         summary: 'Embed texts (Ollama-compatible)',
         tags: ['embeddings'],
@@ -29,7 +30,7 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
           type: 'object',
           required: ['input'],
           properties: {
-            model: { type: 'string', description: 'Accepted; the served model answers' },
+            model: { type: 'string', description: 'A served model by name; with one model served, any name is accepted (Ollama clients always send one)' },
             input: textOrTexts,
             truncate: { type: 'boolean', default: true, description: "Cut inputs longer than the model's maximum; if false a too-long input is a 413" },
             dimensions: knobProperties.dimensions,
@@ -57,6 +58,8 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
       const { input } = request.body;
       const texts = typeof input === 'string' ? [input] : input;
       checkTexts(texts, limits, 'input');
+      const embedder = modelFor(models, request.body.model, 'embed', { anyNameWhenSingle: true });
+      await admit(models, embedder, request, reply);
       const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       // Ollama's vectors are L2-normalized, as ours are by default.
       const result = await embed(texts, knobsFromBody({ truncate: request.body.truncate, dimensions: request.body.dimensions }));
@@ -66,7 +69,7 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
       return reply
         .type('application/json')
         .send(
-          `{"model":${JSON.stringify(embedder.spec.id)},"embeddings":${vectorsJson(result.vectors)},"total_duration":${totalNs},"load_duration":0,"prompt_eval_count":${result.totalTokens}}`,
+          `{"model":${JSON.stringify(embedder.name)},"embeddings":${vectorsJson(result.vectors)},"total_duration":${totalNs},"load_duration":0,"prompt_eval_count":${result.totalTokens}}`,
         );
     },
   );

@@ -9,6 +9,7 @@ import { ApiError } from '../errors/catalogue.js';
 import { openAiErrorResponses, sendOpenAiError } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
 import { knobProperties, knobsFromBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import { base64Vector, vectorJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
@@ -17,12 +18,12 @@ import { admissionHook } from '../admission.js';
 
 interface EmbeddingsBody extends KnobBody {
   input: string | string[] | number[] | number[][];
-  model?: string;
+  model?: string | null;
   encoding_format?: 'base64' | EmbeddingType;
   user?: string;
 }
 
-export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedder, limits, metrics }) => {
+export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models, limits, metrics }) => {
   app.setErrorHandler((err, request, reply) => sendOpenAiError(request, reply, err));
   await app.register(
     async (v1) => {
@@ -38,7 +39,7 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
   for (const url of ['/v1/embeddings', '/embeddings']) app.post<{ Body: EmbeddingsBody }>(
     url,
     {
-      onRequest: admissionHook(embedder),
+      onRequest: admitEarly(models),
       schema: {
         summary: 'Embed texts (OpenAI-compatible)',
         tags: ['openai'],
@@ -55,7 +56,7 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
               ],
               description: 'One text or a list of texts (token-id arrays are rejected with a 422)',
             },
-            model: { type: 'string', description: 'Accepted and ignored: the served model answers' },
+            model: { type: ['string', 'null'], description: 'A served model by name (GET /v1/models); with one model served, any name is accepted' },
             encoding_format: {
               type: 'string',
               enum: ['base64', ...EMBEDDING_TYPES],
@@ -96,6 +97,8 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
       if (typeof input !== 'string' && input.some((x) => typeof x !== 'string')) throw new ApiError('TOKEN_IDS_NOT_SUPPORTED');
       const texts = typeof input === 'string' ? [input] : (input as string[]);
       checkTexts(texts, limits, 'input');
+      const embedder = modelFor(models, request.body.model, 'embed', { anyNameWhenSingle: true });
+      await admit(models, embedder, request, reply);
       const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       const format = request.body.encoding_format ?? 'float';
       const result = await embed(texts, { ...knobsFromBody(request.body), embeddingType: format === 'base64' ? 'float' : format });
@@ -108,7 +111,7 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
       const usage = `{"prompt_tokens":${result.totalTokens},"total_tokens":${result.totalTokens}}`;
       return reply
         .type('application/json')
-        .send(`{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(embedder.spec.id)},"usage":${usage}}`);
+        .send(`{"object":"list","data":[${data.join(',')}],"model":${JSON.stringify(embedder.name)},"usage":${usage}}`);
     },
   );
 
@@ -116,7 +119,7 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
     '/v1/models',
     {
       schema: {
-        summary: 'The served model (OpenAI-compatible)',
+        summary: 'The served models (OpenAI-compatible)',
         tags: ['openai'],
         response: {
           200: {
@@ -125,13 +128,22 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { embedde
               object: { type: 'string' },
               data: {
                 type: 'array',
-                items: { type: 'object', properties: { id: { type: 'string' }, object: { type: 'string' }, created: { type: 'integer' }, owned_by: { type: 'string' } } },
+                items: {
+                  type: 'object',
+                  properties: {
+                    id: { type: 'string' },
+                    object: { type: 'string' },
+                    created: { type: 'integer' },
+                    owned_by: { type: 'string' },
+                    task: { type: 'string', enum: ['embed', 'rerank'], description: 'What the model does: embed texts, or rerank (query, document) pairs' },
+                  },
+                },
               },
             },
           },
         },
       },
     },
-    async () => ({ object: 'list', data: [{ id: embedder.spec.id, object: 'model', created, owned_by: 'embedding-service' }] }),
+    async () => ({ object: 'list', data: models.all.map((e) => ({ id: e.name, object: 'model', created, owned_by: 'embedding-service', task: e.task })) }),
   );
 };

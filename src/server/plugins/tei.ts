@@ -8,7 +8,8 @@ import { cosine } from '../../pooling/index.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, inputsBody, requestEmbedder, type KnobBody } from '../knobs.js';
+import { knobProperties, knobsFromBody, inputsBody, modelProperty, requestEmbedder, type KnobBody } from '../knobs.js';
+import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import type { RouteDeps } from './deps.js';
 import { embedRoute } from './embed.js';
@@ -18,15 +19,18 @@ interface TokenizeBody {
   inputs: string | string[];
   add_special_tokens?: boolean;
   prompt_name?: string | null;
+  model?: string | null;
 }
 
 interface DecodeBody {
   ids: number[] | number[][];
   skip_special_tokens?: boolean;
+  model?: string | null;
 }
 
 interface SimilarityBody extends KnobBody {
   inputs: { source_sentence: string; sentences: string[] };
+  model?: string | null;
 }
 
 
@@ -42,7 +46,7 @@ const tokenSchema = {
 } as const;
 
 export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
-  const { embedder, limits, metrics } = deps;
+  const { models, limits, metrics } = deps;
   embedRoute(app, '/', deps, "Embed texts (TEI's root route, same as /embed)");
 
   app.post<{ Body: TokenizeBody }>(
@@ -51,14 +55,14 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       schema: {
         summary: 'Tokenize texts (TEI-compatible): every token with its offsets, untruncated',
         tags: ['embeddings'],
-        body: inputsBody({ add_special_tokens: { type: 'boolean', default: true }, prompt_name: knobProperties.prompt_name }),
+        body: inputsBody({ add_special_tokens: { type: 'boolean', default: true }, prompt_name: knobProperties.prompt_name, ...modelProperty }),
         response: { 200: { description: 'Per input, its tokens', type: 'array', items: { type: 'array', items: tokenSchema } }, ...errorResponses },
       },
     },
     async (request) => {
       const texts = typeof request.body.inputs === 'string' ? [request.body.inputs] : request.body.inputs;
       checkTexts(texts, limits, 'inputs');
-      return embedder.tokenDetails(texts, {
+      return modelFor(models, request.body.model, 'embed').tokenDetails(texts, {
         promptName: request.body.prompt_name ?? undefined,
         addSpecialTokens: request.body.add_special_tokens,
       });
@@ -83,6 +87,7 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
               description: 'One sequence of token ids, or a list of them',
             },
             skip_special_tokens: { type: 'boolean', default: true },
+            ...modelProperty,
           },
         },
         response: { 200: { description: 'One text per sequence', type: 'array', items: { type: 'string' } }, ...errorResponses },
@@ -94,14 +99,14 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       if (sequences.length > limits.maxInputs) {
         throw new ApiError('TOO_MANY_INPUTS', 'ids', sequences.length, limits.maxInputs);
       }
-      return embedder.decode(sequences, request.body.skip_special_tokens);
+      return modelFor(models, request.body.model, 'embed').decode(sequences, request.body.skip_special_tokens);
     },
   );
 
   app.post<{ Body: SimilarityBody }>(
     '/similarity',
     {
-      onRequest: admissionHook(embedder),
+      onRequest: admitEarly(models),
       schema: {
         summary: 'Cosine similarity of a source sentence to each of several sentences (TEI-compatible)',
         tags: ['embeddings'],
@@ -115,6 +120,7 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
               properties: { source_sentence: { type: 'string' }, sentences: { type: 'array', items: { type: 'string' } } },
             },
             ...knobProperties,
+            ...modelProperty,
           },
         },
         response: { 200: { description: 'One score per sentence, in order', type: 'array', items: { type: 'number' } }, ...errorResponses },
@@ -125,6 +131,8 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       const { source_sentence: source, sentences } = request.body.inputs;
       checkTexts(sentences, limits, 'inputs.sentences');
       checkTexts([source, ...sentences], { ...limits, maxInputs: limits.maxInputs + 1 }, 'inputs');
+      const embedder = modelFor(models, request.body.model, 'embed');
+      await admit(models, embedder, request, reply);
       const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       const result = await embed([source, ...sentences], knobsFromBody(request.body));
       reply.headers(timingHeaders(result, performance.now() - started));
