@@ -59,12 +59,12 @@ describe('Prometheus metrics', () => {
     }
     expect(text).toMatch(/embed_http_requests_total\{route="\/embed",method="POST",status="200"\} [1-9]/);
     expect(text).toMatch(/embed_rejected_requests_total\{reason="overloaded"\} 1/);
-    expect(text).toMatch(/embed_model_info\{model="[^"]+",provider="cpu",dimensions="64",layers="4",max_input_length="48"\} 1/);
+    expect(text).toMatch(/embed_model_info\{model="default",provider="cpu",dimensions="64",layers="4",max_input_length="48",task="embed"\} 1/);
     // The tiny model serves full depth from its stages: their weights live in the shared file.
-    const shared = Number(/embed_model_weight_bytes\{variant="stages",storage="shared"\} (\d+)/.exec(text)?.[1]);
-    const inline = Number(/embed_model_weight_bytes\{variant="stages",storage="inline"\} (\d+)/.exec(text)?.[1]);
+    const shared = Number(/embed_model_weight_bytes\{model="default",variant="stages",storage="shared"\} (\d+)/.exec(text)?.[1]);
+    const inline = Number(/embed_model_weight_bytes\{model="default",variant="stages",storage="inline"\} (\d+)/.exec(text)?.[1]);
     expect(shared).toBeGreaterThan(10 * inline);
-    const tokens = Number(/embed_tokens_total (\d+)/.exec(text)![1]);
+    const tokens = Number(/embed_tokens_total\{model="default"\} (\d+)/.exec(text)![1]);
     expect(tokens).toBeGreaterThanOrEqual(4);
   });
 });
