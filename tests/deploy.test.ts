@@ -55,7 +55,8 @@ describe('deploy/', () => {
     const [pdb] = docs('pdb.yaml');
     const metric = hpa.spec.metrics[0].pods.metric.name;
     const exported = await (await fetch(`${server.url}/metrics`)).text();
-    expect(exported).toMatch(new RegExp(`^${metric} \\d`, 'm'));
+    // One series per served model (`model` label); the adapter rule sums them per pod.
+    expect(exported).toMatch(new RegExp(`^${metric}\\{model="default"\\} \\d`, 'm'));
     expect(hpa.spec.scaleTargetRef.name).toBe(deployment.metadata.name);
     const labels = deployment.spec.template.metadata.labels;
     expect(deployment.spec.selector.matchLabels).toEqual(labels);
