@@ -8,7 +8,11 @@ import { join, resolve } from 'node:path';
 export const EVAL = resolve(import.meta.dirname, '../../shared/assets/eval');
 
 // ---------------------------------------------------------------- data
-export interface Pairs { a: string[]; b: string[]; gold: number[] }
+export interface Pairs {
+  a: string[];
+  b: string[];
+  gold: number[];
+}
 
 export function loadStsb(split: string): Pairs {
   const lines = readFileSync(join(EVAL, 'stsbenchmark/train-dev.tsv'), 'utf8').split(/\r?\n/);
@@ -19,7 +23,9 @@ export function loadStsb(split: string): Pairs {
     if (!ln) continue;
     const c = ln.split('\t');
     if (c[iSplit!] !== split) continue;
-    p.a.push(c[iA!]!); p.b.push(c[iB!]!); p.gold.push(Number(c[iScore!]));
+    p.a.push(c[iA!]!);
+    p.b.push(c[iB!]!);
+    p.gold.push(Number(c[iScore!]));
   }
   return p;
 }
@@ -30,16 +36,25 @@ export function loadSick(): Pairs {
   for (const ln of lines) {
     if (!ln.trim()) continue;
     const c = ln.split('\t');
-    p.a.push(c[1]!); p.b.push(c[2]!); p.gold.push(Number(c[3]));
+    p.a.push(c[1]!);
+    p.b.push(c[2]!);
+    p.gold.push(Number(c[3]));
   }
   return p;
 }
 
-export interface Retrieval { docIds: string[]; docs: string[]; qIds: string[]; queries: string[]; qrels: Map<string, Map<string, number>> }
+export interface Retrieval {
+  docIds: string[];
+  docs: string[];
+  qIds: string[];
+  queries: string[];
+  qrels: Map<string, Map<string, number>>;
+}
 
 export function loadMsmarco(): Retrieval {
   const dir = join(EVAL, 'retrieval-msmarco-5k');
-  const docIds: string[] = [], docs: string[] = [];
+  const docIds: string[] = [],
+    docs: string[] = [];
   for (const ln of readFileSync(join(dir, 'corpus.jsonl'), 'utf8').split(/\r?\n/)) {
     if (!ln.trim()) continue;
     const o = JSON.parse(ln) as { _id: string; title?: string; text: string };
@@ -55,12 +70,14 @@ export function loadMsmarco(): Retrieval {
     if (!qrels.has(c[0]!)) qrels.set(c[0]!, new Map());
     qrels.get(c[0]!)!.set(c[1]!, rel);
   }
-  const qIds: string[] = [], queries: string[] = [];
+  const qIds: string[] = [],
+    queries: string[] = [];
   for (const ln of readFileSync(join(dir, 'queries.jsonl'), 'utf8').split(/\r?\n/)) {
     if (!ln.trim()) continue;
     const o = JSON.parse(ln) as { _id: string; text: string };
     if (!qrels.has(o._id)) continue;
-    qIds.push(o._id); queries.push(o.text);
+    qIds.push(o._id);
+    queries.push(o.text);
   }
   return { docIds, docs, qIds, queries, qrels };
 }
@@ -70,7 +87,7 @@ export function loadMsmarco(): Retrieval {
 export function rank(x: readonly number[]): Float64Array {
   const idx = x.map((_, i) => i).sort((i, j) => x[i]! - x[j]!);
   const r = new Float64Array(x.length);
-  for (let i = 0; i < idx.length;) {
+  for (let i = 0; i < idx.length; ) {
     let j = i;
     while (j + 1 < idx.length && x[idx[j + 1]!] === x[idx[i]!]) j++;
     for (let k = i; k <= j; k++) r[idx[k]!] = (i + j) / 2 + 1;
@@ -81,13 +98,23 @@ export function rank(x: readonly number[]): Float64Array {
 
 export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = a.length;
-  let ma = 0, mb = 0;
-  for (let i = 0; i < n; i++) { ma += a[i]!; mb += b[i]!; }
-  ma /= n; mb /= n;
-  let sab = 0, saa = 0, sbb = 0;
+  let ma = 0,
+    mb = 0;
   for (let i = 0; i < n; i++) {
-    const da = a[i]! - ma, db = b[i]! - mb;
-    sab += da * db; saa += da * da; sbb += db * db;
+    ma += a[i]!;
+    mb += b[i]!;
+  }
+  ma /= n;
+  mb /= n;
+  let sab = 0,
+    saa = 0,
+    sbb = 0;
+  for (let i = 0; i < n; i++) {
+    const da = a[i]! - ma,
+      db = b[i]! - mb;
+    sab += da * db;
+    saa += da * da;
+    sbb += db * db;
   }
   return sab / Math.sqrt(saa * sbb);
 }
@@ -112,18 +139,23 @@ export function prefix(v: Float32Array, d: number): Float32Array {
 
 /** nDCG@k with linear gains (as pytrec_eval / BEIR) and recall@k over relevant (rel > 0) documents. */
 export function retrievalScores(r: Retrieval, scores: (qi: number) => Float64Array, k = 10): { ndcg: number; recall: number } {
-  let ndcg = 0, recall = 0;
+  let ndcg = 0,
+    recall = 0;
   for (let qi = 0; qi < r.qIds.length; qi++) {
     const s = scores(qi);
     const top = [...s.keys()].sort((i, j) => s[j]! - s[i]! || i - j).slice(0, k);
     const rel = r.qrels.get(r.qIds[qi]!)!;
-    let dcg = 0, hits = 0;
+    let dcg = 0,
+      hits = 0;
     top.forEach((di, pos) => {
       const g = rel.get(r.docIds[di]!) ?? 0;
       dcg += g / Math.log2(pos + 2);
       if (g > 0) hits++;
     });
-    const ideal = [...rel.values()].filter((g) => g > 0).sort((x, y) => y - x).slice(0, k);
+    const ideal = [...rel.values()]
+      .filter((g) => g > 0)
+      .sort((x, y) => y - x)
+      .slice(0, k);
     const idcg = ideal.reduce((acc, g, pos) => acc + g / Math.log2(pos + 2), 0);
     const nRel = [...rel.values()].filter((g) => g > 0).length;
     ndcg += idcg > 0 ? dcg / idcg : 0;
@@ -131,4 +163,3 @@ export function retrievalScores(r: Retrieval, scores: (qi: number) => Float64Arr
   }
   return { ndcg: ndcg / r.qIds.length, recall: recall / r.qIds.length };
 }
-

@@ -15,7 +15,7 @@
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join, resolve } from 'node:path';
-import { bytesPerVector, quantize, type EmbeddingType } from '../src/pooling/index.js';
+import { bytesPerVector, type EmbeddingType, quantize } from '../src/pooling/index.js';
 import { Engine } from '../src/runtime/engine.js';
 import { EVAL, loadMsmarco, loadStsb, retrievalScores, spearman } from './eval-lib.js';
 
@@ -67,15 +67,53 @@ const [sa, sb, docs, queries] = [await embedAll(sts.a), await embedAll(sts.b), a
 await engine.close();
 const embedSeconds = (performance.now() - t0) / 1000;
 
-interface Row { type: string; bytes: number; note?: string; sts: number; ndcg: number; recall: number }
+interface Row {
+  type: string;
+  bytes: number;
+  note?: string;
+  sts: number;
+  ndcg: number;
+  recall: number;
+}
 const rows: Row[] = [];
-const score = (type: string, storage: EmbeddingType, pair: (i: number) => number, retrieve: (qi: number) => Float64Array, note?: string): void => {
+const score = (
+  type: string,
+  storage: EmbeddingType,
+  pair: (i: number) => number,
+  retrieve: (qi: number) => Float64Array,
+  note?: string,
+): void => {
   const ret = retrievalScores(ms, retrieve);
-  rows.push({ type, bytes: bytesPerVector(storage, dimensions), note, sts: spearman(sts.gold.map((_, i) => pair(i)), sts.gold), ndcg: ret.ndcg, recall: ret.recall });
+  rows.push({
+    type,
+    bytes: bytesPerVector(storage, dimensions),
+    note,
+    sts: spearman(
+      sts.gold.map((_, i) => pair(i)),
+      sts.gold,
+    ),
+    ndcg: ret.ndcg,
+    recall: ret.recall,
+  });
 };
-score('float32', 'float', (i) => dot(sa.float[i]!, sb.float[i]!), (q) => Float64Array.from(docs.float, (d) => dot(d, queries.float[q]!)));
-score('int8', 'int8', (i) => dot(sa.int8[i]!, sb.int8[i]!), (q) => Float64Array.from(docs.int8, (d) => dot(d, queries.int8[q]!)));
-score('binary (Hamming)', 'binary', (i) => -hamming(sa.binary[i]!, sb.binary[i]!), (q) => Float64Array.from(docs.binary, (d) => -hamming(d, queries.binary[q]!)));
+score(
+  'float32',
+  'float',
+  (i) => dot(sa.float[i]!, sb.float[i]!),
+  (q) => Float64Array.from(docs.float, (d) => dot(d, queries.float[q]!)),
+);
+score(
+  'int8',
+  'int8',
+  (i) => dot(sa.int8[i]!, sb.int8[i]!),
+  (q) => Float64Array.from(docs.int8, (d) => dot(d, queries.int8[q]!)),
+);
+score(
+  'binary (Hamming)',
+  'binary',
+  (i) => -hamming(sa.binary[i]!, sb.binary[i]!),
+  (q) => Float64Array.from(docs.binary, (d) => -hamming(d, queries.binary[q]!)),
+);
 score(
   `binary + int8 rescoring of the top ${RESCORE}`,
   'binary',
@@ -92,10 +130,14 @@ score(
 
 const f = rows[0]!;
 const cpu = cpus()[0]?.model.trim() ?? 'unknown CPU';
-console.log(`model ${MODEL} at ${dimensions} dimensions; calibration: ${engine.calibration.source}; ${cpu}; embedding took ${embedSeconds.toFixed(0)} s\n`);
+console.log(
+  `model ${MODEL} at ${dimensions} dimensions; calibration: ${engine.calibration.source}; ${cpu}; embedding took ${embedSeconds.toFixed(0)} s\n`,
+);
 console.log('| output | bytes / vector | vs float32 | STS-B dev Spearman | MS MARCO 5k nDCG@10 | recall@10 |');
 console.log('|---|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   const rel = (x: number, base: number): string => `${x.toFixed(3)} (${((x / base) * 100).toFixed(1)}%)`;
-  console.log(`| ${r.type} | ${r.bytes}${r.note ? ` ${r.note}` : ''} | ${(f.bytes / r.bytes).toFixed(0)}× smaller | ${rel(r.sts, f.sts)} | ${rel(r.ndcg, f.ndcg)} | ${rel(r.recall, f.recall)} |`);
+  console.log(
+    `| ${r.type} | ${r.bytes}${r.note ? ` ${r.note}` : ''} | ${(f.bytes / r.bytes).toFixed(0)}× smaller | ${rel(r.sts, f.sts)} | ${rel(r.ndcg, f.ndcg)} | ${rel(r.recall, f.recall)} |`,
+  );
 }

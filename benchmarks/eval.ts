@@ -29,7 +29,7 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Engine } from '../src/runtime/engine.js';
-import { dot, EVAL, loadMsmarco, loadSick, loadStsb, prefix, retrievalScores, spearman, type Pairs, type Retrieval } from './eval-lib.js';
+import { dot, EVAL, loadMsmarco, loadSick, loadStsb, type Pairs, prefix, type Retrieval, retrievalScores, spearman } from './eval-lib.js';
 
 export { rank, spearman } from './eval-lib.js';
 
@@ -50,16 +50,26 @@ const PLOT = resolve(arg('--plot', join(ROOT, 'benchmarks/eval-plot.svg'))!);
 
 // ---------------------------------------------------------------- evaluation of vectors
 interface Row {
-  name: string; layer: string; dims: string; sts: number | null; sick: number | null; ndcg: number | null; recall: number | null;
+  name: string;
+  layer: string;
+  dims: string;
+  sts: number | null;
+  sick: number | null;
+  ndcg: number | null;
+  recall: number | null;
   /** MS MARCO with the model's `query` / `document` prompts (when it ships them). */
-  ndcgPrompt?: number | null; recallPrompt?: number | null;
+  ndcgPrompt?: number | null;
+  recallPrompt?: number | null;
   /** Tokens/s through the runtime at this exit layer (embedding STS-B dev + SICK-R + MS MARCO once). */
   tokensPerS?: number | null;
   note?: string;
 }
 
 function stsScore(va: Float32Array[], vb: Float32Array[], gold: number[]): number {
-  return spearman(va.map((v, i) => dot(v, vb[i]!)), gold);
+  return spearman(
+    va.map((v, i) => dot(v, vb[i]!)),
+    gold,
+  );
 }
 
 // ---------------------------------------------------------------- TF-IDF baseline (words, dictionary IDF)
@@ -73,7 +83,9 @@ function dictionaryCorpus(): string[] | null {
     const r = spawnSync('/usr/bin/python3', [join(ROOT, 'training/prep_data.py')], { stdio: 'inherit' });
     if (r.status !== 0 || !existsSync(path)) return null;
   }
-  return readFileSync(path, 'utf8').split(/\r?\n/).filter((l) => l);
+  return readFileSync(path, 'utf8')
+    .split(/\r?\n/)
+    .filter((l) => l);
 }
 
 function tfidfEmbedder(corpus: string[]): (t: string) => Map<string, number> {
@@ -127,16 +139,31 @@ async function evalModel(dir: string, name: string, data: { sts: Pairs; sick: Pa
       try {
         e.validate({ layer });
       } catch (err) {
-        for (const d of dims) rows.push({ name, layer: String(layer), dims: String(d), sts: null, sick: null, ndcg: null, recall: null, note: 'n/a (layer exit not available)' });
+        for (const d of dims)
+          rows.push({
+            name,
+            layer: String(layer),
+            dims: String(d),
+            sts: null,
+            sick: null,
+            ndcg: null,
+            recall: null,
+            note: 'n/a (layer exit not available)',
+          });
         console.error(`${name}: layer ${layer}: ${(err as Error).message}`);
         continue;
       }
       const t0 = performance.now();
       const full = async (texts: string[], prompt?: string) => embedAll(e, texts, layer, undefined, prompt); // no `dimensions`: the full width
-      cost.tokens = 0; cost.ms = 0;
+      cost.tokens = 0;
+      cost.ms = 0;
       const [sa, sb, ka, kb, docs, qs] = [
-        await full(data.sts.a), await full(data.sts.b), await full(data.sick.a), await full(data.sick.b),
-        await full(data.ms.docs), await full(data.ms.queries),
+        await full(data.sts.a),
+        await full(data.sts.b),
+        await full(data.sick.a),
+        await full(data.sick.b),
+        await full(data.ms.docs),
+        await full(data.ms.queries),
       ];
       const tokensPerS = cost.tokens / (cost.ms / 1000);
       const prompted = 'query' in e.spec.prompts && 'document' in e.spec.prompts;
@@ -151,17 +178,26 @@ async function evalModel(dir: string, name: string, data: { sts: Pairs; sick: Pa
       }
       for (const d of dims) {
         const P = (vs: Float32Array[]) => (d === H ? vs : vs.map((v) => prefix(v, d)));
-        const dv = P(docs), qv = P(qs);
+        const dv = P(docs),
+          qv = P(qs);
         const ret = retrievalScores(data.ms, (qi) => Float64Array.from(dv, (v) => dot(v, qv[qi]!)));
         let pret: { ndcg: number; recall: number } | null = null;
         if (pdocs && pqs) {
-          const pdv = P(pdocs), pqv = P(pqs);
+          const pdv = P(pdocs),
+            pqv = P(pqs);
           pret = retrievalScores(data.ms, (qi) => Float64Array.from(pdv, (v) => dot(v, pqv[qi]!)));
         }
         rows.push({
-          name, layer: String(layer), dims: String(d),
-          sts: stsScore(P(sa), P(sb), data.sts.gold), sick: stsScore(P(ka), P(kb), data.sick.gold),
-          ndcg: ret.ndcg, recall: ret.recall, ndcgPrompt: pret?.ndcg ?? null, recallPrompt: pret?.recall ?? null, tokensPerS,
+          name,
+          layer: String(layer),
+          dims: String(d),
+          sts: stsScore(P(sa), P(sb), data.sts.gold),
+          sick: stsScore(P(ka), P(kb), data.sick.gold),
+          ndcg: ret.ndcg,
+          recall: ret.recall,
+          ndcgPrompt: pret?.ndcg ?? null,
+          recallPrompt: pret?.recall ?? null,
+          tokensPerS,
         });
       }
       console.error(`${name}: layer ${layer} done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
@@ -184,23 +220,35 @@ function table(rows: Row[]): string {
   const tps = (x: number | null | undefined) => (x === null || x === undefined ? '–' : Math.round(x).toLocaleString('en-US'));
   for (const r of rows) {
     if (r.note && r.sts === null && r.ndcg === null) out.push(`| ${r.name} | ${r.layer} | ${r.dims} | ${r.note} | | | | | | |`);
-    else out.push(`| ${r.name} | ${r.layer} | ${r.dims} | ${f3(r.sts)} | ${f3(r.sick)} | ${f3(r.ndcg)} | ${f3(r.recall)} | ${opt(r.ndcgPrompt)} | ${opt(r.recallPrompt)} | ${tps(r.tokensPerS)} |`);
+    else
+      out.push(
+        `| ${r.name} | ${r.layer} | ${r.dims} | ${f3(r.sts)} | ${f3(r.sick)} | ${f3(r.ndcg)} | ${f3(r.recall)} | ${opt(r.ndcgPrompt)} | ${opt(r.recallPrompt)} | ${tps(r.tokensPerS)} |`,
+      );
   }
   return out.join('\n');
 }
 
 function svgPlot(rows: Row[], baselines: { label: string; value: number; color: string }[]): string {
-  const W = 640, Hh = 400, ml = 60, mr = 170, mt = 40, mb = 50;
+  const W = 640,
+    Hh = 400,
+    ml = 60,
+    mr = 170,
+    mt = 40,
+    mb = 50;
   const pts = rows.filter((r) => r.sts !== null);
   const dims = [...new Set(pts.map((r) => Number(r.dims)))].sort((a, b) => a - b);
   const layers = [...new Set(pts.map((r) => r.layer))];
   const vals = [...pts.map((r) => r.sts!), ...baselines.map((b) => b.value)];
-  const lo = Math.floor(Math.min(...vals) * 20) / 20 - 0.05, hi = Math.ceil(Math.max(...vals) * 20) / 20;
-  const x = (d: number) => ml + ((Math.log2(d) - Math.log2(dims[0]!)) / Math.max(1e-9, Math.log2(dims.at(-1)!) - Math.log2(dims[0]!))) * (W - ml - mr);
+  const lo = Math.floor(Math.min(...vals) * 20) / 20 - 0.05,
+    hi = Math.ceil(Math.max(...vals) * 20) / 20;
+  const x = (d: number) =>
+    ml + ((Math.log2(d) - Math.log2(dims[0]!)) / Math.max(1e-9, Math.log2(dims.at(-1)!) - Math.log2(dims[0]!))) * (W - ml - mr);
   const y = (v: number) => mt + (1 - (v - lo) / (hi - lo)) * (Hh - mt - mb);
   const colors = ['#1f77b4', '#ff7f0e', '#2ca02c', '#d62728', '#9467bd', '#8c564b'];
   const s: string[] = [];
-  s.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`);
+  s.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${Hh}" viewBox="0 0 ${W} ${Hh}" font-family="sans-serif" font-size="12">`,
+  );
   s.push(`<rect width="${W}" height="${Hh}" fill="white"/>`);
   s.push(`<text x="${ml}" y="22" font-size="14">STS-B dev Spearman vs dimensions, one line per exit layer (default model)</text>`);
   for (let v = lo; v <= hi + 1e-9; v += 0.05) {
@@ -218,18 +266,24 @@ function svgPlot(rows: Row[], baselines: { label: string; value: number; color: 
   layers.forEach((l, i) => {
     const c = colors[i % colors.length];
     const p = pts.filter((r) => r.layer === l).sort((a, b) => Number(a.dims) - Number(b.dims));
-    s.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${p.map((r) => `${x(Number(r.dims)).toFixed(1)},${y(r.sts!).toFixed(1)}`).join(' ')}"/>`);
+    s.push(
+      `<polyline fill="none" stroke="${c}" stroke-width="2" points="${p.map((r) => `${x(Number(r.dims)).toFixed(1)},${y(r.sts!).toFixed(1)}`).join(' ')}"/>`,
+    );
     for (const r of p) s.push(`<circle cx="${x(Number(r.dims)).toFixed(1)}" cy="${y(r.sts!).toFixed(1)}" r="3" fill="${c}"/>`);
-    s.push(`<line x1="${W - mr + 12}" x2="${W - mr + 32}" y1="${ly}" y2="${ly}" stroke="${c}" stroke-width="2"/><text x="${W - mr + 38}" y="${ly + 4}">layer ${l}</text>`);
+    s.push(
+      `<line x1="${W - mr + 12}" x2="${W - mr + 32}" y1="${ly}" y2="${ly}" stroke="${c}" stroke-width="2"/><text x="${W - mr + 38}" y="${ly + 4}">layer ${l}</text>`,
+    );
     ly += 18;
   });
   for (const b of baselines) {
     s.push(`<line x1="${ml}" x2="${W - mr}" y1="${y(b.value)}" y2="${y(b.value)}" stroke="${b.color}" stroke-dasharray="6 4"/>`);
-    s.push(`<line x1="${W - mr + 12}" x2="${W - mr + 32}" y1="${ly}" y2="${ly}" stroke="${b.color}" stroke-dasharray="6 4"/><text x="${W - mr + 38}" y="${ly + 4}">${b.label} ${b.value.toFixed(3)}</text>`);
+    s.push(
+      `<line x1="${W - mr + 12}" x2="${W - mr + 32}" y1="${ly}" y2="${ly}" stroke="${b.color}" stroke-dasharray="6 4"/><text x="${W - mr + 38}" y="${ly + 4}">${b.label} ${b.value.toFixed(3)}</text>`,
+    );
     ly += 18;
   }
   s.push('</svg>');
-  return s.join('\n') + '\n';
+  return `${s.join('\n')}\n`;
 }
 
 // ---------------------------------------------------------------- main
@@ -240,37 +294,69 @@ if (!existsSync(EVAL)) {
 const sts = loadStsb('dev');
 const sick = loadSick();
 const ms = loadMsmarco();
-if (QUICK) { // a smoke run: a tenth of each set
-  for (const p of [sts, sick]) { p.a.length = p.b.length = p.gold.length = Math.ceil(p.gold.length / 10); }
+if (QUICK) {
+  // a smoke run: a tenth of each set
+  for (const p of [sts, sick]) {
+    p.a.length = p.b.length = p.gold.length = Math.ceil(p.gold.length / 10);
+  }
   ms.docs.length = ms.docIds.length = 500;
 }
 const data = { sts, sick, ms };
-console.error(`STS-B dev ${sts.gold.length} pairs, SICK-R test ${sick.gold.length} pairs, MS MARCO ${ms.docs.length} docs / ${ms.queries.length} queries`);
+console.error(
+  `STS-B dev ${sts.gold.length} pairs, SICK-R test ${sick.gold.length} pairs, MS MARCO ${ms.docs.length} docs / ${ms.queries.length} queries`,
+);
 
 const rows: Row[] = [];
-if (!BASELINES_ONLY) rows.push(...await evalModel(MODEL, 'default', data, FULL_ONLY));
+if (!BASELINES_ONLY) rows.push(...(await evalModel(MODEL, 'default', data, FULL_ONLY)));
 
 // TF-IDF baseline
 const corpus = dictionaryCorpus();
 if (corpus) {
   const emb = tfidfEmbedder(corpus);
-  const S = (p: Pairs) => spearman(p.a.map((a, i) => sparseDot(emb(a), emb(p.b[i]!))), p.gold);
-  const dv = ms.docs.map(emb), qv = ms.queries.map(emb);
+  const S = (p: Pairs) =>
+    spearman(
+      p.a.map((a, i) => sparseDot(emb(a), emb(p.b[i]!))),
+      p.gold,
+    );
+  const dv = ms.docs.map(emb),
+    qv = ms.queries.map(emb);
   const ret = retrievalScores(ms, (qi) => Float64Array.from(dv, (v) => sparseDot(v, qv[qi]!)));
-  rows.push({ name: 'TF-IDF (words, dictionary IDF)', layer: '–', dims: 'sparse', sts: S(sts), sick: S(sick), ndcg: ret.ndcg, recall: ret.recall });
+  rows.push({
+    name: 'TF-IDF (words, dictionary IDF)',
+    layer: '–',
+    dims: 'sparse',
+    sts: S(sts),
+    sick: S(sick),
+    ndcg: ret.ndcg,
+    recall: ret.recall,
+  });
 } else {
-  rows.push({ name: 'TF-IDF', layer: '–', dims: '–', sts: null, sick: null, ndcg: null, recall: null, note: 'n/a (dictionary corpus unavailable)' });
+  rows.push({
+    name: 'TF-IDF',
+    layer: '–',
+    dims: '–',
+    sts: null,
+    sick: null,
+    ndcg: null,
+    recall: null,
+    note: 'n/a (dictionary corpus unavailable)',
+  });
 }
 
 // BM25 baseline for retrieval (k1 0.9, b 0.4 as Anserini's MS MARCO default; IDF from the 5k passages)
 {
-  const k1 = 0.9, b = 0.4;
+  const k1 = 0.9,
+    b = 0.4;
   const toks = ms.docs.map(words);
   const avg = toks.reduce((a, t) => a + t.length, 0) / toks.length;
   const df = new Map<string, number>();
   for (const t of toks) for (const w of new Set(t)) df.set(w, (df.get(w) ?? 0) + 1);
   const N = toks.length;
-  const tf = toks.map((t) => { const m = new Map<string, number>(); for (const w of t) m.set(w, (m.get(w) ?? 0) + 1); return m; });
+  const tf = toks.map((t) => {
+    const m = new Map<string, number>();
+    for (const w of t) m.set(w, (m.get(w) ?? 0) + 1);
+    return m;
+  });
   const idf = (w: string) => Math.log(1 + (N - (df.get(w) ?? 0) + 0.5) / ((df.get(w) ?? 0) + 0.5));
   const ret = retrievalScores(ms, (qi) => {
     const q = words(ms.queries[qi]!);
@@ -278,17 +364,25 @@ if (corpus) {
       let sc = 0;
       for (const w of q) {
         const f = m.get(w) ?? 0;
-        if (f > 0) sc += idf(w) * (f * (k1 + 1)) / (f + k1 * (1 - b + (b * toks[di]!.length) / avg));
+        if (f > 0) sc += (idf(w) * (f * (k1 + 1))) / (f + k1 * (1 - b + (b * toks[di]!.length) / avg));
       }
       return sc;
     });
   });
-  rows.push({ name: 'BM25 (k1 0.9, b 0.4, corpus IDF)', layer: '–', dims: 'sparse', sts: null, sick: null, ndcg: ret.ndcg, recall: ret.recall });
+  rows.push({
+    name: 'BM25 (k1 0.9, b 0.4, corpus IDF)',
+    layer: '–',
+    dims: 'sparse',
+    sts: null,
+    sick: null,
+    ndcg: ret.ndcg,
+    recall: ret.recall,
+  });
 }
 
 // the previous default model (e.g. `git show` of the last commit's models/default), full size
 const previous = arg('--previous');
-if (previous && existsSync(previous)) rows.push(...await evalModel(resolve(previous), 'previous default', data, true));
+if (previous && existsSync(previous)) rows.push(...(await evalModel(resolve(previous), 'previous default', data, true)));
 
 // untrained placeholder baseline
 let untrained = arg('--untrained');
@@ -297,14 +391,32 @@ if (!untrained && !BASELINES_ONLY) {
   const r = spawnSync('/usr/bin/python3', [join(ROOT, 'training/make_untrained.py'), tmp], { stdio: ['ignore', 'ignore', 'inherit'] });
   if (r.status === 0) untrained = join(tmp, 'models/default');
 }
-if (untrained && existsSync(untrained)) rows.push(...await evalModel(resolve(untrained), 'untrained (random placeholder)', data, true));
-else if (!BASELINES_ONLY) rows.push({ name: 'untrained', layer: '–', dims: '–', sts: null, sick: null, ndcg: null, recall: null, note: 'n/a (could not generate it)' });
+if (untrained && existsSync(untrained)) rows.push(...(await evalModel(resolve(untrained), 'untrained (random placeholder)', data, true)));
+else if (!BASELINES_ONLY)
+  rows.push({
+    name: 'untrained',
+    layer: '–',
+    dims: '–',
+    sts: null,
+    sick: null,
+    ndcg: null,
+    recall: null,
+    note: 'n/a (could not generate it)',
+  });
 
 const md = table(rows);
 console.log(md);
-if (OUT_MD) writeFileSync(resolve(OUT_MD), md + '\n');
-const base = rows.filter((r) => r.name !== 'default' && r.sts !== null).map((r, i) => ({ label: r.name.split(' ')[0]!, value: r.sts!, color: ['#555', '#aaa'][i % 2]! }));
+if (OUT_MD) writeFileSync(resolve(OUT_MD), `${md}\n`);
+const base = rows
+  .filter((r) => r.name !== 'default' && r.sts !== null)
+  .map((r, i) => ({ label: r.name.split(' ')[0]!, value: r.sts!, color: ['#555', '#aaa'][i % 2]! }));
 if (!QUICK && !BASELINES_ONLY && !FULL_ONLY) {
-  writeFileSync(PLOT, svgPlot(rows.filter((r) => r.name === 'default'), base));
+  writeFileSync(
+    PLOT,
+    svgPlot(
+      rows.filter((r) => r.name === 'default'),
+      base,
+    ),
+  );
   console.error(`wrote ${PLOT}`);
 }

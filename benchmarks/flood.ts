@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { ROOT, fmt, startService, type Service } from './lib.js';
+import { fmt, ROOT, type Service, startService } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -30,7 +30,10 @@ const seconds = Number(values.seconds);
 const inputsPerRequest = Number(values.inputs);
 const extraEnv = Object.fromEntries(values.env!.map((kv) => kv.split('=') as [string, string]));
 
-const WORDS = 'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so no'.split(' ');
+const WORDS =
+  'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so no'.split(
+    ' ',
+  );
 /** Distinct sentences of about 12 words, so that no two requests are identical. */
 function body(seed: number): string {
   const inputs = Array.from({ length: inputsPerRequest }, (_, i) =>
@@ -108,7 +111,11 @@ async function measure(name: string, root: string, port: number): Promise<{ name
 }
 
 console.log(`# Goodput under a flood of instant retries: default model, ${inputsPerRequest} inputs/request, ${seconds}s per run`);
-console.log(`CPU: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length} (load average at start: ${loadavg().map((l) => l.toFixed(1)).join(' ')})\n`);
+console.log(
+  `CPU: ${cpus()[0]?.model ?? 'unknown'} × ${cpus().length} (load average at start: ${loadavg()
+    .map((l) => l.toFixed(1))
+    .join(' ')})\n`,
+);
 const builds: Array<{ name: string; root: string }> = [];
 if (values.before) builds.push({ name: `before (${values.before})`, root: values.before });
 builds.push({ name: 'this checkout', root: ROOT });
@@ -116,7 +123,9 @@ const measured = [];
 let port = Number(values.port);
 for (const b of builds) measured.push(await measure(b.name, b.root, port++));
 
-console.log('| build | connections | 200s/s | 429s/s | other/s | p50 ms | p99 ms | generator CPU (cores) | service CPU (cores) | flood / uncontended |');
+console.log(
+  '| build | connections | 200s/s | 429s/s | other/s | p50 ms | p99 ms | generator CPU (cores) | service CPU (cores) | flood / uncontended |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const m of measured) {
   for (const r of [m.calm, m.flood]) {

@@ -13,22 +13,23 @@
  *    CollectionStore (upserts of 256 vectors, each one fsynced before the next).
  * Prints a markdown table.
  */
-import { cpus, tmpdir } from "node:os";
-import { mkdtemp, rm } from "node:fs/promises";
-import * as path from "node:path";
-import { performance } from "node:perf_hooks";
-import hnswlib from "hnswlib-node";
-import { CollectionStore, DEFAULT_EF, scoreCandidates } from "../src/index/index.js";
-import { EmbeddingSpace, uniformUnitVectors } from "../tests/index/helpers.js";
+
+import { mkdtemp, rm } from 'node:fs/promises';
+import { cpus, tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import hnswlib from 'hnswlib-node';
+import { CollectionStore, DEFAULT_EF, scoreCandidates } from '../src/index/index.js';
+import { EmbeddingSpace, uniformUnitVectors } from '../tests/index/helpers.js';
 
 function arg(name: string, dflt: number): number {
   const i = process.argv.indexOf(`--${name}`);
   return i >= 0 ? Number(process.argv[i + 1]) : dflt;
 }
 
-const N = arg("n", 20_000);
-const QUERIES = arg("queries", 200);
-const DIMS = arg("dims", 384);
+const N = arg('n', 20_000);
+const QUERIES = arg('queries', 200);
+const DIMS = arg('dims', 384);
 const K = 10;
 const EFS = [16, 32, 64, 128, 256, 512];
 const M = 16;
@@ -72,11 +73,11 @@ function measure(
 async function runDataset(name: string, vectors: Float32Array[], queries: Float32Array[]): Promise<Row[]> {
   const rows: Row[] = [];
   let t = performance.now();
-  const truth = queries.map((q) => new Set(scoreCandidates(q, vectors, "cosine", K).map((s) => s.index)));
+  const truth = queries.map((q) => new Set(scoreCandidates(q, vectors, 'cosine', K).map((s) => s.index)));
   console.error(`[${name}] brute-force truth: ${((performance.now() - t) / 1000).toFixed(1)} s`);
 
   // Raw hnswlib, vectors already unit length, inner-product space (what the store uses for cosine).
-  const raw = new hnswlib.HierarchicalNSW("ip", DIMS);
+  const raw = new hnswlib.HierarchicalNSW('ip', DIMS);
   raw.initIndex(vectors.length, M, EF_CONSTRUCTION, 100, false);
   t = performance.now();
   vectors.forEach((v, i) => raw.addPoint(Array.from(v), i));
@@ -86,27 +87,25 @@ async function runDataset(name: string, vectors: Float32Array[], queries: Float3
     raw.setEf(ef);
     return raw.searchKnn(Array.from(q), K).neighbors;
   })) {
-    rows.push({ dataset: name, path: "raw hnswlib", insertRate: rawRate, ...r });
+    rows.push({ dataset: name, path: 'raw hnswlib', insertRate: rawRate, ...r });
   }
 
   // The durable store: every upsert call is logged and fsynced before it resolves.
-  const dir = await mkdtemp(path.join(tmpdir(), "hnsw-bench-"));
+  const dir = await mkdtemp(path.join(tmpdir(), 'hnsw-bench-'));
   try {
     const store = await CollectionStore.open(dir, { snapshotEvery: { records: 1e9, bytes: 1e15, seconds: 0 } });
-    await store.create("bench", { dimensions: DIMS, metric: "cosine", hnsw: { m: M, ef_construction: EF_CONSTRUCTION } });
+    await store.create('bench', { dimensions: DIMS, metric: 'cosine', hnsw: { m: M, ef_construction: EF_CONSTRUCTION } });
     t = performance.now();
     for (let i = 0; i < vectors.length; i += BATCH) {
       await store.upsert(
-        "bench",
+        'bench',
         vectors.slice(i, i + BATCH).map((vector, j) => ({ id: String(i + j), vector })),
       );
     }
     const storeRate = vectors.length / ((performance.now() - t) / 1000);
     console.error(`[${name}] store build: ${((performance.now() - t) / 1000).toFixed(1)} s`);
-    for (const r of measure(queries, truth, (q, ef) =>
-      store.search("bench", q, { k: K, ef, include: [] }).map((h) => Number(h.id)),
-    )) {
-      rows.push({ dataset: name, path: "durable store", insertRate: storeRate, ...r });
+    for (const r of measure(queries, truth, (q, ef) => store.search('bench', q, { k: K, ef, include: [] }).map((h) => Number(h.id)))) {
+      rows.push({ dataset: name, path: 'durable store', insertRate: storeRate, ...r });
     }
     t = performance.now();
     await store.close(); // includes the final snapshot
@@ -119,20 +118,20 @@ async function runDataset(name: string, vectors: Float32Array[], queries: Float3
 
 const space = new EmbeddingSpace(20240611, { dims: DIMS });
 const datasets: [string, Float32Array[], Float32Array[]][] = [
-  ["embedding-like", space.sample(N, 1).vectors, space.sample(QUERIES, 2).vectors],
-  ["uniform random", uniformUnitVectors(N, DIMS, 1), uniformUnitVectors(QUERIES, DIMS, 2)],
+  ['embedding-like', space.sample(N, 1).vectors, space.sample(QUERIES, 2).vectors],
+  ['uniform random', uniformUnitVectors(N, DIMS, 1), uniformUnitVectors(QUERIES, DIMS, 2)],
 ];
 
 const rows: Row[] = [];
 for (const [name, vectors, queries] of datasets) rows.push(...(await runDataset(name, vectors, queries)));
 
-const cpu = cpus()[0]?.model ?? "unknown CPU";
+const cpu = cpus()[0]?.model ?? 'unknown CPU';
 console.log(
   `HNSW recall@${K}, N=${N}, ${DIMS}-d, ${QUERIES} queries, cosine, m=${M}, ef_construction=${EF_CONSTRUCTION}` +
     ` (store default query ef: max(k, ${DEFAULT_EF})); Node ${process.version}, ${cpus().length}× ${cpu}\n`,
 );
-console.log("| dataset | path | insert (vec/s) | ef | recall@10 | p50 (ms) | p99 (ms) |");
-console.log("|---|---|---:|---:|---:|---:|---:|");
+console.log('| dataset | path | insert (vec/s) | ef | recall@10 | p50 (ms) | p99 (ms) |');
+console.log('|---|---|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   console.log(
     `| ${r.dataset} | ${r.path} | ${Math.round(r.insertRate)} | ${r.ef} | ${r.recall.toFixed(4)} | ${r.p50.toFixed(3)} | ${r.p99.toFixed(3)} |`,

@@ -23,7 +23,10 @@ if (!existsSync(dataDir)) {
   process.exit(0);
 }
 const readJsonl = (f: string): Array<{ _id: string; text: string }> =>
-  readFileSync(join(dataDir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { _id: string; text: string });
+  readFileSync(join(dataDir, f), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { _id: string; text: string });
 const corpus = readJsonl('corpus.jsonl');
 const allQueries = readJsonl('queries.jsonl');
 const qrels = new Map<string, Map<string, number>>();
@@ -40,8 +43,21 @@ const queries = allQueries.filter((q) => [...(qrels.get(q._id)?.values() ?? [])]
 const engine = await Engine.load({ modelDir: values.model! });
 await engine.warmUp();
 const docVectors: Float32Array[] = [];
-for (let i = 0; i < corpus.length; i += 256) docVectors.push(...(await engine.embed(corpus.slice(i, i + 256).map((d) => d.text), {})).vectors);
-const queryVectors = (await engine.embed(queries.map((q) => q.text), {})).vectors;
+for (let i = 0; i < corpus.length; i += 256)
+  docVectors.push(
+    ...(
+      await engine.embed(
+        corpus.slice(i, i + 256).map((d) => d.text),
+        {},
+      )
+    ).vectors,
+  );
+const queryVectors = (
+  await engine.embed(
+    queries.map((q) => q.text),
+    {},
+  )
+).vectors;
 const dims = docVectors[0]!.length;
 await engine.close();
 
@@ -74,7 +90,10 @@ function evaluate(collection: string, opts: (qi: number) => Omit<SearchOptions, 
       dcg += g / Math.log2(pos + 2);
       if (g > 0) found++;
     });
-    const ideal = [...rel.values()].filter((g) => g > 0).sort((x, y) => y - x).slice(0, 10);
+    const ideal = [...rel.values()]
+      .filter((g) => g > 0)
+      .sort((x, y) => y - x)
+      .slice(0, 10);
     const idcg = ideal.reduce((acc, g, pos) => acc + g / Math.log2(pos + 2), 0);
     const nRel = [...rel.values()].filter((g) => g > 0).length;
     ndcg += idcg > 0 ? dcg / idcg : 0;
@@ -96,14 +115,22 @@ for (const f of funnels) {
   rows.push([`dense, funnel: ${f.index_dimensions}-d graph + ${f.storage} rescoring (default rescore)`, evaluate(f.name, () => ({}))]);
 }
 for (const rescore of [100, 200]) {
-  rows.push([`dense, funnel: ${funnels[0]!.index_dimensions}-d graph + ${funnels[0]!.storage} rescoring, rescore ${rescore}`, evaluate(funnels[0]!.name, () => ({ rescore }))]);
+  rows.push([
+    `dense, funnel: ${funnels[0]!.index_dimensions}-d graph + ${funnels[0]!.storage} rescoring, rescore ${rescore}`,
+    evaluate(funnels[0]!.name, () => ({ rescore })),
+  ]);
 }
-rows.push([`dense, ${funnels[0]?.index_dimensions ?? 64}-d graph's own top 10 (rescore 10: the prefix picks the set)`, evaluate(funnels[0]!.name, () => ({ rescore: 10 }))]);
+rows.push([
+  `dense, ${funnels[0]?.index_dimensions ?? 64}-d graph's own top 10 (rescore 10: the prefix picks the set)`,
+  evaluate(funnels[0]!.name, () => ({ rescore: 10 })),
+]);
 // Hybrid over a funnel collection needs a lexical index there too; the dense side is what changes.
 await store.close({ snapshot: false });
 rmSync(dir, { recursive: true, force: true });
 
-console.log(`# Search modes on MS MARCO 5k (${corpus.length} passages, ${queries.length} queries), ${values.model} (${dims} dims); ${cpus()[0]?.model}\n`);
+console.log(
+  `# Search modes on MS MARCO 5k (${corpus.length} passages, ${queries.length} queries), ${values.model} (${dims} dims); ${cpus()[0]?.model}\n`,
+);
 console.log('| search | nDCG@10 | recall@10 |');
 console.log('|---|---|---|');
 for (const [name, r] of rows) console.log(`| ${name} | ${r.ndcg.toFixed(3)} | ${r.recall.toFixed(3)} |`);

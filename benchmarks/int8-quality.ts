@@ -14,7 +14,11 @@ if (!existsSync(file)) {
   console.log(`skipped: ${file} not found (needs ../shared)`);
   process.exit(0);
 }
-const rows = readFileSync(file, 'utf8').split('\n').slice(1).map((l) => l.split('\t')).filter((c) => c[0] === 'dev');
+const rows = readFileSync(file, 'utf8')
+  .split('\n')
+  .slice(1)
+  .map((l) => l.split('\t'))
+  .filter((c) => c[0] === 'dev');
 const a = rows.map((c) => c[6]!);
 const b = rows.map((c) => c[7]!);
 const gold = rows.map((c) => Number(c[5]));
@@ -59,7 +63,9 @@ for (const quantize of ['none', 'int8'] as const) {
     const vb = (await engine.embed(b, { dimensions })).vectors;
     const sims = va.map((v, i) => v.reduce((s, x, d) => s + x * vb[i]![d]!, 0));
     const p = engine.info.precision;
-    console.log(`| ${p.precision}${p.fallback ? ` (fell back: ${p.fallback})` : ''} | ${dimensions ?? engine.spec.hiddenSize} | ${spearman(sims, gold).toFixed(4)} | ${p.agreement?.toFixed(5) ?? '—'} |`);
+    console.log(
+      `| ${p.precision}${p.fallback ? ` (fell back: ${p.fallback})` : ''} | ${dimensions ?? engine.spec.hiddenSize} | ${spearman(sims, gold).toFixed(4)} | ${p.agreement?.toFixed(5) ?? '—'} |`,
+    );
   }
   await engine.close();
 }

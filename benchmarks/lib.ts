@@ -1,9 +1,9 @@
 /** Shared pieces of the benchmarks: the MiniLM-shaped model, raw ONNX Runtime, a service process. */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import ort from 'onnxruntime-node';
 import { Worker } from 'node:worker_threads';
+import ort from 'onnxruntime-node';
 import { loadTokenizer } from '../src/runtime/tokenize.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -14,7 +14,8 @@ export function ensureMiniLM(): string {
   if (!existsSync(join(MINILM, 'onnx/model.onnx'))) {
     console.error('generating models/minilm-shaped (needs Debian python3-torch, python3-onnx)…');
     const r = spawnSync('/usr/bin/python3', [join(ROOT, 'tools/make_test_models.py'), '--minilm', MINILM], { stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('could not generate models/minilm-shaped: install python3-torch python3-onnx libopenblas0-pthread with apt');
+    if (r.status !== 0)
+      throw new Error('could not generate models/minilm-shaped: install python3-torch python3-onnx libopenblas0-pthread with apt');
   }
   return MINILM;
 }
@@ -25,13 +26,19 @@ export const MINILM_RERANKER = join(ROOT, 'models/minilm-reranker-shaped');
 export function ensureMiniLMReranker(): string {
   if (!existsSync(join(MINILM_RERANKER, 'onnx/model.onnx'))) {
     console.error('generating models/minilm-reranker-shaped (needs Debian python3-torch, python3-onnx)…');
-    const r = spawnSync('/usr/bin/python3', [join(ROOT, 'tools/make_test_models.py'), '--minilm-reranker', MINILM_RERANKER], { stdio: 'inherit' });
-    if (r.status !== 0) throw new Error('could not generate models/minilm-reranker-shaped: install python3-torch python3-onnx libopenblas0-pthread with apt');
+    const r = spawnSync('/usr/bin/python3', [join(ROOT, 'tools/make_test_models.py'), '--minilm-reranker', MINILM_RERANKER], {
+      stdio: 'inherit',
+    });
+    if (r.status !== 0)
+      throw new Error('could not generate models/minilm-reranker-shaped: install python3-torch python3-onnx libopenblas0-pthread with apt');
   }
   return MINILM_RERANKER;
 }
 
-const WORDS = 'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so no'.split(' ');
+const WORDS =
+  'the of and to in a is that for it as was with be by on not he this are or his from at which but have an they you were her she there been one all we their has would when if so no'.split(
+    ' ',
+  );
 
 /** Deterministic sentences that tokenize to exactly `tokens` tokens (special tokens included). */
 export async function sentencesOfLength(modelDir: string, tokens: number, count: number): Promise<string[]> {
@@ -55,7 +62,10 @@ export async function sentencesOfLength(modelDir: string, tokens: number, count:
 }
 
 /** Raw ONNX Runtime throughput (sequences/s) on one session: the limit the service is measured against. */
-export async function rawThroughput(onnxPath: string, opts: { batch: number; tokens: number; seconds: number; threads: number }): Promise<number> {
+export async function rawThroughput(
+  onnxPath: string,
+  opts: { batch: number; tokens: number; seconds: number; threads: number },
+): Promise<number> {
   const session = await ort.InferenceSession.create(onnxPath, {
     intraOpNumThreads: opts.threads,
     interOpNumThreads: 1,
@@ -68,7 +78,8 @@ export async function rawThroughput(onnxPath: string, opts: { batch: number; tok
     input_ids: new ort.Tensor('int64', ids, [opts.batch, opts.tokens]),
     attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [opts.batch, opts.tokens]),
   };
-  if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [opts.batch, opts.tokens]);
+  if (session.inputNames.includes('token_type_ids'))
+    feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [opts.batch, opts.tokens]);
   await session.run(feeds);
   let done = 0;
   const start = performance.now();
@@ -107,10 +118,16 @@ const ort = require(o.ortPath);
  * The raw ONNX Runtime limit on this machine: the better of one session using every core and one
  * single-threaded session per core running side by side (summed), at the given batch size.
  */
-export async function rawLimit(onnxPath: string, opts: { batch: number; tokens: number; seconds: number; cores: number }): Promise<{ single: number; parallel: number; limit: number }> {
+export async function rawLimit(
+  onnxPath: string,
+  opts: { batch: number; tokens: number; seconds: number; cores: number },
+): Promise<{ single: number; parallel: number; limit: number }> {
   const single = await rawThroughput(onnxPath, { ...opts, threads: opts.cores });
   const ortPath = join(ROOT, 'node_modules/onnxruntime-node/dist/index.js');
-  const workers = Array.from({ length: opts.cores }, () => new Worker(RAW_WORKER, { eval: true, workerData: { ...opts, threads: 1, onnxPath, ortPath } }));
+  const workers = Array.from(
+    { length: opts.cores },
+    () => new Worker(RAW_WORKER, { eval: true, workerData: { ...opts, threads: 1, onnxPath, ortPath } }),
+  );
   await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
   const rates = await Promise.all(
     workers.map((w) => {

@@ -8,10 +8,10 @@
  * /health latency is sampled throughout run 2. Usage: npm run bench:load [-- --seconds 20 --tokens 32]
  */
 import { spawn } from 'node:child_process';
-import { parseArgs } from 'node:util';
 import { join } from 'node:path';
+import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { ensureMiniLM, fmt, rawLimit, rawThroughput, sentencesOfLength, startService, type Service } from './lib.js';
+import { ensureMiniLM, fmt, rawLimit, rawThroughput, type Service, sentencesOfLength, startService } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -58,7 +58,9 @@ async function drive(service: Service, name: string, conns: number, expected?: M
   let mismatches = 0;
   let status429 = 0;
   // /health is probed from its own process, so the load generator's event loop does not skew it.
-  const prober = spawn(process.execPath, ['-e', HEALTH_PROBE, `${service.url}/health`, String(seconds)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const prober = spawn(process.execPath, ['-e', HEALTH_PROBE, `${service.url}/health`, String(seconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   let probeOut = '';
   prober.stdout.on('data', (d: Buffer) => (probeOut += d.toString()));
   const probed = new Promise((r) => prober.once('exit', r));
@@ -117,7 +119,11 @@ let port = Number(values.port);
 const batched = await startService({ MODEL_DIR: modelDir, ...extraEnv }, port++);
 const expected = new Map<string, string>();
 for (const s of sentences) {
-  const res = await fetch(`${batched.url}/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ inputs: s }) });
+  const res = await fetch(`${batched.url}/embed`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ inputs: s }),
+  });
   expected.set(s, await res.text());
 }
 runs.push(await drive(batched, 'one client, sequential requests (batch 1)', 1, expected));
@@ -129,7 +135,9 @@ const unbatched = await startService({ MODEL_DIR: modelDir, MAX_BATCH_SIZE: '1',
 runs.push(await drive(unbatched, `batching off (max batch 1), ${connections} connections`, connections));
 await unbatched.stop();
 
-console.log('\n| run | 200s/s | tokens/s | p50 ms | p99 ms | ratio to raw batch-64 | non-2xx | 429s | wrong bodies | /health p99 / max ms | peak RSS MB |');
+console.log(
+  '\n| run | 200s/s | tokens/s | p50 ms | p99 ms | ratio to raw batch-64 | non-2xx | 429s | wrong bodies | /health p99 / max ms | peak RSS MB |',
+);
 console.log('|---|---|---|---|---|---|---|---|---|---|---|');
 for (const r of runs) {
   console.log(

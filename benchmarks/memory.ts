@@ -11,7 +11,7 @@
  * Several --service entries (e.g. a build of an older commit) are measured in the same run,
  * interleaved, for a before/after ratio. Run under `flock /tmp/bench.lock`.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -131,7 +131,9 @@ async function mixedLoad(url: string, seconds: number, layers: number[], dims: n
     Array.from({ length: 8 }, async () => {
       while (performance.now() < end) {
         const n = 1 + rand(32);
-        const batch = Array.from({ length: n }, () => Array.from({ length: 4 + rand(116) }, (_, i) => words[(i + rand(7)) % words.length]).join(' '));
+        const batch = Array.from({ length: n }, () =>
+          Array.from({ length: 4 + rand(116) }, (_, i) => words[(i + rand(7)) % words.length]).join(' '),
+        );
         const body: Record<string, unknown> = { inputs: batch };
         if (layers.length && rand(2)) body.layer = layers[rand(layers.length)];
         if (rand(2)) body.dimensions = dims[rand(dims.length)];
@@ -156,7 +158,11 @@ for (const modelDir of models) {
         const env = { MODEL_DIR: modelDir, LAYER_EXIT: layerExit, QUANTIZE: quantize, WORKERS: values.workers!, ...extraEnv };
         const { url, child } = await start(svc.file, env);
         try {
-          const info = (await (await fetch(`${url}/info`)).json()) as { layers?: number; dimensions?: number; model?: { numLayers?: number } };
+          const info = (await (await fetch(`${url}/info`)).json()) as {
+            layers?: number;
+            dimensions?: number;
+            model?: { numLayers?: number };
+          };
           await post(url, { inputs: [TEXT] });
           await new Promise((r) => setTimeout(r, 500));
           const after = breakdown(child.pid!);
@@ -182,6 +188,9 @@ for (const modelDir of models) {
     }
   }
 }
-console.log('\n| service | model | precision | LAYER_EXIT | RSS | anon | weight files | other files |' + (loadSeconds > 0 ? ' mixed load | after load |' : ''));
-console.log('|---|---|---|---|---|---|---|---|' + (loadSeconds > 0 ? '---|---|' : ''));
+console.log(
+  '\n| service | model | precision | LAYER_EXIT | RSS | anon | weight files | other files |' +
+    (loadSeconds > 0 ? ' mixed load | after load |' : ''),
+);
+console.log(`|---|---|---|---|---|---|---|---|${loadSeconds > 0 ? '---|---|' : ''}`);
 for (const r of rows) console.log(r);

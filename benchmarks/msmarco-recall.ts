@@ -18,7 +18,10 @@ if (!existsSync(dataDir)) {
   process.exit(0);
 }
 const readJsonl = (f: string): Array<{ _id: string; text: string; title?: string }> =>
-  readFileSync(join(dataDir, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { _id: string; text: string });
+  readFileSync(join(dataDir, f), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { _id: string; text: string });
 const corpus = readJsonl('corpus.jsonl');
 const queries = readJsonl('queries.jsonl');
 
@@ -27,11 +30,19 @@ await engine.warmUp();
 const t0 = performance.now();
 const docVectors: Float32Array[] = [];
 for (let i = 0; i < corpus.length; i += 256) {
-  const r = await engine.embed(corpus.slice(i, i + 256).map((d) => d.text), {});
+  const r = await engine.embed(
+    corpus.slice(i, i + 256).map((d) => d.text),
+    {},
+  );
   docVectors.push(...r.vectors);
 }
 const embedSeconds = (performance.now() - t0) / 1000;
-const queryVectors = (await engine.embed(queries.map((q) => q.text), {})).vectors;
+const queryVectors = (
+  await engine.embed(
+    queries.map((q) => q.text),
+    {},
+  )
+).vectors;
 await engine.close();
 
 const dir = mkdtempSync(join(tmpdir(), 'msmarco-'));
@@ -39,12 +50,17 @@ const store = await CollectionStore.open(dir);
 await store.create('msmarco', { dimensions: docVectors[0]!.length, metric: 'cosine' });
 const t1 = performance.now();
 for (let i = 0; i < corpus.length; i += 256) {
-  await store.upsert('msmarco', corpus.slice(i, i + 256).map((d, j) => ({ id: d._id, vector: docVectors[i + j]! })));
+  await store.upsert(
+    'msmarco',
+    corpus.slice(i, i + 256).map((d, j) => ({ id: d._id, vector: docVectors[i + j]! })),
+  );
 }
 const insertRate = corpus.length / ((performance.now() - t1) / 1000);
 
 const exact = queryVectors.map((q) => new Set(scoreCandidates(q, docVectors, 'cosine', 10).map((h) => corpus[h.index]!._id)));
-console.log(`# HNSW on MS MARCO 5k embedded by ${values.model} (${corpus.length} docs, ${queries.length} queries, ${docVectors[0]!.length} dims)\n`);
+console.log(
+  `# HNSW on MS MARCO 5k embedded by ${values.model} (${corpus.length} docs, ${queries.length} queries, ${docVectors[0]!.length} dims)\n`,
+);
 console.log(`embedding: ${fmt(corpus.length / embedSeconds)} docs/s; durable insert: ${fmt(insertRate)} docs/s\n`);
 console.log('| ef | recall@10 vs brute force | p50 ms | p99 ms |');
 console.log('|---|---|---|---|');
@@ -58,7 +74,9 @@ for (const ef of [16, 32, 64, 128]) {
     for (const h of got) if (exact[i]!.has(h.id)) hits++;
   });
   times.sort((a, b) => a - b);
-  console.log(`| ${ef} | ${(hits / (10 * queries.length)).toFixed(4)} | ${times[Math.floor(times.length / 2)]!.toFixed(3)} | ${times[Math.floor(times.length * 0.99)]!.toFixed(3)} |`);
+  console.log(
+    `| ${ef} | ${(hits / (10 * queries.length)).toFixed(4)} | ${times[Math.floor(times.length / 2)]!.toFixed(3)} | ${times[Math.floor(times.length * 0.99)]!.toFixed(3)} |`,
+  );
 }
 await store.close();
 rmSync(dir, { recursive: true, force: true });

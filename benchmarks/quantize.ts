@@ -15,13 +15,13 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { loadModel, saveModel } from '../src/runtime/onnx/model.js';
-import { quantizeModel, agreement, DEFAULT_WEIGHT_FORMAT, type WeightFormat } from '../src/runtime/onnx/quantize.js';
 import { cpuFeatures, describeCpu } from '../src/runtime/cpu.js';
-import { ensureStages } from '../src/runtime/onnx/cache.js';
-import { StagedRunner, withoutSpinning } from '../src/runtime/onnx/staged.js';
 import { graphInputs, padFeeds } from '../src/runtime/feeds.js';
+import { ensureStages } from '../src/runtime/onnx/cache.js';
+import { loadModel, saveModel } from '../src/runtime/onnx/model.js';
 import { PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
+import { agreement, DEFAULT_WEIGHT_FORMAT, quantizeModel, type WeightFormat } from '../src/runtime/onnx/quantize.js';
+import { StagedRunner, withoutSpinning } from '../src/runtime/onnx/staged.js';
 
 function arg(name: string, fallback: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -95,7 +95,9 @@ for (const v of variants) {
 
 // --- inputs -------------------------------------------------------------------------------------
 // 32-token rows: six consecutive probe sentences, truncated to 32 tokens.
-const texts = Array.from({ length: 64 }, (_, i) => [0, 1, 2, 3, 4, 5].map((j) => PROBE_SENTENCES[(i + j) % PROBE_SENTENCES.length]).join(' '));
+const texts = Array.from({ length: 64 }, (_, i) =>
+  [0, 1, 2, 3, 4, 5].map((j) => PROBE_SENTENCES[(i + j) % PROBE_SENTENCES.length]).join(' '),
+);
 const ids = (await tokenize(tokenizerPath, texts, SEQ)).map((r) => r.slice(0, SEQ));
 if (ids.some((r) => r.length !== SEQ)) throw new Error('probe rows shorter than 32 tokens');
 const inputs = graphInputs(sessions.get('fp32')!);
@@ -107,7 +109,9 @@ const quality = new Map<string, { mean: number; min: number }>();
 for (const v of variants.slice(1)) quality.set(v.name, await agreement(sessions.get('fp32')!, sessions.get(v.name)!, probeFeeds));
 
 if (process.argv.includes('--quality-only')) {
-  console.log(`CPU: ${describeCpu(cpuFeatures())}${process.env.QEMU_CPU ? ` under qemu -cpu ${process.env.QEMU_CPU}` : ''}; model ${path.relative(process.cwd(), MODEL)}\n`);
+  console.log(
+    `CPU: ${describeCpu(cpuFeatures())}${process.env.QEMU_CPU ? ` under qemu -cpu ${process.env.QEMU_CPU}` : ''}; model ${path.relative(process.cwd(), MODEL)}\n`,
+  );
   console.log(`| model | cosine vs fp32, mean / worst (${PROBE_SENTENCES.length} sentences, mean-pooled) |`);
   console.log('|---|---:|');
   for (const [name, q] of quality) console.log(`| ${name} | ${q.mean.toFixed(5)} / ${q.min.toFixed(5)} |`);
@@ -177,8 +181,12 @@ const L = fp32Runner.numLayers;
 const unsplitFp32 = await ort.InferenceSession.create(MODEL, withoutSpinning(sessionOptions));
 const unsplitInt8 = await ort.InferenceSession.create(int8File, withoutSpinning(sessionOptions));
 const exitConfigs: Config[] = [];
-for (const [name, runner, unsplit] of [['fp32', fp32Runner, unsplitFp32], ['int8', int8Runner, unsplitInt8]] as const) {
-  for (let k = 1; k <= L; k++) exitConfigs.push({ key: `${name}|${k}`, batch: exitBatch, run: () => runner.run(exitFeeds, { exitLayer: k }) });
+for (const [name, runner, unsplit] of [
+  ['fp32', fp32Runner, unsplitFp32],
+  ['int8', int8Runner, unsplitInt8],
+] as const) {
+  for (let k = 1; k <= L; k++)
+    exitConfigs.push({ key: `${name}|${k}`, batch: exitBatch, run: () => runner.run(exitFeeds, { exitLayer: k }) });
   exitConfigs.push({ key: `${name}|unsplit`, batch: exitBatch, run: () => unsplit.run(exitFeeds) });
 }
 const exits = await roundRobin(exitConfigs);
@@ -187,11 +195,15 @@ const exits = await roundRobin(exitConfigs);
 const mb = (file: string): string => (fs.statSync(file).size / 1e6).toFixed(1);
 const fmt = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(0));
 const lines: string[] = [];
-lines.push(`### int8 vs fp32 (${path.relative(process.cwd(), MODEL)}, ${SEQ}-token inputs, intraOpNumThreads ${THREADS}, median call, round-robin, ≥ ${CALLS} calls and ≥ ${SECONDS}s each)`);
+lines.push(
+  `### int8 vs fp32 (${path.relative(process.cwd(), MODEL)}, ${SEQ}-token inputs, intraOpNumThreads ${THREADS}, median call, round-robin, ≥ ${CALLS} calls and ≥ ${SECONDS}s each)`,
+);
 lines.push('');
 lines.push(`CPU: ${describeCpu(cpuFeatures())}`);
 lines.push('');
-lines.push(`| model | file MB | session create ms | batch 1 seq/s | batch 64 seq/s | × fp32 (b64) | cosine vs fp32, mean / worst (${PROBE_SENTENCES.length} sentences, mean-pooled) |`);
+lines.push(
+  `| model | file MB | session create ms | batch 1 seq/s | batch 64 seq/s | × fp32 (b64) | cosine vs fp32, mean / worst (${PROBE_SENTENCES.length} sentences, mean-pooled) |`,
+);
 lines.push('|---|---:|---:|---:|---:|---:|---:|');
 const fp64 = raw.get('fp32|64')!;
 for (const v of variants) {
@@ -208,13 +220,19 @@ lines.push('|---:|---:|---:|---:|---:|');
 for (let k = 1; k <= L; k++) {
   const f = exits.get(`fp32|${k}`)!;
   const q = exits.get(`int8|${k}`)!;
-  lines.push(`| ${k} | ${fmt(f)} | ${(f / exits.get(`fp32|${L}`)!).toFixed(2)} | ${fmt(q)} | ${(q / exits.get(`int8|${L}`)!).toFixed(2)} |`);
+  lines.push(
+    `| ${k} | ${fmt(f)} | ${(f / exits.get(`fp32|${L}`)!).toFixed(2)} | ${fmt(q)} | ${(q / exits.get(`int8|${L}`)!).toFixed(2)} |`,
+  );
 }
 const uf = exits.get('fp32|unsplit')!;
 const uq = exits.get('int8|unsplit')!;
-lines.push(`| unsplit graph (same threading) | ${fmt(uf)} | ${(uf / exits.get(`fp32|${L}`)!).toFixed(2)} | ${fmt(uq)} | ${(uq / exits.get(`int8|${L}`)!).toFixed(2)} |`);
+lines.push(
+  `| unsplit graph (same threading) | ${fmt(uf)} | ${(uf / exits.get(`fp32|${L}`)!).toFixed(2)} | ${fmt(uq)} | ${(uq / exits.get(`int8|${L}`)!).toFixed(2)} |`,
+);
 lines.push('');
-lines.push(`Machine: ${os.cpus()[0]?.model ?? '?'} (${os.availableParallelism()} cores), onnxruntime-node ${ort.env.versions.common}, 1-minute load average ${loadAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end.`);
+lines.push(
+  `Machine: ${os.cpus()[0]?.model ?? '?'} (${os.availableParallelism()} cores), onnxruntime-node ${ort.env.versions.common}, 1-minute load average ${loadAtStart[0]!.toFixed(1)} at start, ${os.loadavg()[0]!.toFixed(1)} at end.`,
+);
 console.log(lines.join('\n'));
 
 await unsplitFp32.release();

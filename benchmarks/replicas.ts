@@ -16,15 +16,20 @@ import { cpus, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { CollectionStore, silentLogger } from '../src/index/index.js';
 import pgClient from 'pg';
+import { CollectionStore, silentLogger } from '../src/index/index.js';
 import { decodeVector } from '../src/pgstore/memory.js';
 import { PgStore } from '../src/pgstore/pg-store.js';
 import { postgresUnavailableReason, startTempCluster } from '../tools/postgres.js';
-import { haproxyUnavailableReason, startHaproxy, startReplica, type ReplicaProcess } from '../tools/replica-harness.js';
+import { haproxyUnavailableReason, type ReplicaProcess, startHaproxy, startReplica } from '../tools/replica-harness.js';
 
 const { values } = parseArgs({
-  options: { docs: { type: 'string', default: '20000' }, catchup: { type: 'string', default: '100000' }, writes: { type: 'string', default: '300' }, seconds: { type: 'string', default: '10' } },
+  options: {
+    docs: { type: 'string', default: '20000' },
+    catchup: { type: 'string', default: '100000' },
+    writes: { type: 'string', default: '300' },
+    seconds: { type: 'string', default: '10' },
+  },
 });
 const DOCS = Number(values.docs);
 const CATCHUP = Number(values.catchup);
@@ -87,8 +92,12 @@ try {
     for (const d of small) await pg.upsert('ingest', [d]);
   });
   console.log(`\n## ingest, ${DOCS} docs in batches of ${BATCH} (store layer, ${DIMS} dims, graph built in both)`);
-  console.log(`local (WAL + fsync): ${(DOCS / localS).toFixed(0)} docs/s; PostgreSQL (COPY, commit): ${(DOCS / pgS).toFixed(0)} docs/s; PostgreSQL/local ${(localS / pgS).toFixed(2)}`);
-  console.log(`single-document writes, 500 sequential: local ${(500 / localSmallS).toFixed(0)}/s, PostgreSQL ${(500 / pgSmallS).toFixed(0)}/s; PostgreSQL/local ${(localSmallS / pgSmallS).toFixed(2)}`);
+  console.log(
+    `local (WAL + fsync): ${(DOCS / localS).toFixed(0)} docs/s; PostgreSQL (COPY, commit): ${(DOCS / pgS).toFixed(0)} docs/s; PostgreSQL/local ${(localS / pgS).toFixed(2)}`,
+  );
+  console.log(
+    `single-document writes, 500 sequential: local ${(500 / localSmallS).toFixed(0)}/s, PostgreSQL ${(500 / pgSmallS).toFixed(0)}/s; PostgreSQL/local ${(localSmallS / pgSmallS).toFixed(2)}`,
+  );
   await local.close();
   rmSync(localDir, { recursive: true, force: true });
 
@@ -120,18 +129,29 @@ try {
     }
   });
   await reader.end();
-  console.log(`\n## catch-up: a fresh replica loads ${CATCHUP} docs (${DIMS} dims) from PostgreSQL and builds its graph (m 16, ef_construction 200)`);
-  console.log(`ready after ${catchupS.toFixed(1)} s (${(CATCHUP / catchupS).toFixed(0)} docs/s); reading and decoding the rows alone: ${readS.toFixed(1)} s (${((readS / catchupS) * 100).toFixed(0)}% of it; the rest is building the HNSW graph); process RSS after load ${(rss / 2 ** 20).toFixed(0)} MiB`);
+  console.log(
+    `\n## catch-up: a fresh replica loads ${CATCHUP} docs (${DIMS} dims) from PostgreSQL and builds its graph (m 16, ef_construction 200)`,
+  );
+  console.log(
+    `ready after ${catchupS.toFixed(1)} s (${(CATCHUP / catchupS).toFixed(0)} docs/s); reading and decoding the rows alone: ${readS.toFixed(1)} s (${((readS / catchupS) * 100).toFixed(0)}% of it; the rest is building the HNSW graph); process RSS after load ${(rss / 2 ** 20).toFixed(0)} MiB`,
+  );
 
   // ---------------------------------------------------------------- read-your-writes lag across replicas
   const env = { WORKERS: '1', MAX_EVENT_LOOP_DELAY_MS: '0' };
-  const [r1, r2] = await Promise.all([startReplica({ storeUrl: url, modelDir: MODEL, env, nice: 0 }), startReplica({ storeUrl: url, modelDir: MODEL, env, nice: 0 })]);
+  const [r1, r2] = await Promise.all([
+    startReplica({ storeUrl: url, modelDir: MODEL, env, nice: 0 }),
+    startReplica({ storeUrl: url, modelDir: MODEL, env, nice: 0 }),
+  ]);
   const replicas: ReplicaProcess[] = [r1, r2];
   try {
     await Promise.all([r1.ready(300_000), r2.ready(300_000)]);
     const post = (u: string, body: unknown, headers: Record<string, string> = {}) =>
       fetch(u, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
-    await fetch(`${r1.url}/collections/lag`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ dimensions: DIMS }) });
+    await fetch(`${r1.url}/collections/lag`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ dimensions: DIMS }),
+    });
     const lags: number[] = [];
     const plain: number[] = [];
     for (let i = 0; i < WRITES; i++) {
@@ -148,17 +168,36 @@ try {
       await (await fetch(`${r2.url}/collections/lag/documents/${doc.id}`)).text();
       plain.push(performance.now() - t2);
     }
-    console.log(`\n## read-your-writes lag: write's 200 on replica 1 → readable on replica 2 (x-min-store-seq), ${WRITES} sequential writes`);
-    console.log(`p50 ${pct(lags, 50).toFixed(1)} ms, p99 ${pct(lags, 99).toFixed(1)} ms (the same read without waiting: p50 ${pct(plain, 50).toFixed(1)} ms, p99 ${pct(plain, 99).toFixed(1)} ms)`);
+    console.log(
+      `\n## read-your-writes lag: write's 200 on replica 1 → readable on replica 2 (x-min-store-seq), ${WRITES} sequential writes`,
+    );
+    console.log(
+      `p50 ${pct(lags, 50).toFixed(1)} ms, p99 ${pct(lags, 99).toFixed(1)} ms (the same read without waiting: p50 ${pct(plain, 50).toFixed(1)} ms, p99 ${pct(plain, 99).toFixed(1)} ms)`,
+    );
 
     // ---------------------------------------------------------------- search throughput through haproxy
     const query = JSON.stringify({ collection: 'catchup', vector: unit(), k: 10 });
     const run = async (target: string): Promise<{ rps: number; p99: number; non2xx: number }> => {
-      const r = await autocannon({ url: `${target}/search`, method: 'POST', headers: { 'content-type': 'application/json' }, body: query, connections: 16, duration: SECONDS });
+      const r = await autocannon({
+        url: `${target}/search`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: query,
+        connections: 16,
+        duration: SECONDS,
+      });
       return { rps: r.requests.average, p99: r.latency.p99, non2xx: r.non2xx };
     };
     // Warm both replicas (JIT, caches) before anything is timed.
-    for (const r of [r1, r2]) await autocannon({ url: `${r.url}/search`, method: 'POST', headers: { 'content-type': 'application/json' }, body: query, connections: 16, duration: 3 });
+    for (const r of [r1, r2])
+      await autocannon({
+        url: `${r.url}/search`,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: query,
+        connections: 16,
+        duration: 3,
+      });
     const direct = await run(r1.url);
     const lb1 = await startHaproxy([r1.port]);
     const one = await run(lb1.url);
@@ -171,9 +210,15 @@ try {
     await lb2.stop();
     console.log(`\n## vector search (k 10 over ${CATCHUP} docs), 16 connections, ${SECONDS} s each`);
     console.log(`direct to one replica: ${direct.rps.toFixed(0)} req/s (p99 ${direct.p99} ms, non-2xx ${direct.non2xx})`);
-    console.log(`haproxy → 1 replica: ${one.rps.toFixed(0)} req/s (p99 ${one.p99} ms, non-2xx ${one.non2xx}); balancer/direct ${(one.rps / direct.rps).toFixed(2)}`);
-    console.log(`haproxy → 2 replicas: ${two.rps.toFixed(0)} req/s (p99 ${two.p99} ms, non-2xx ${two.non2xx}); 2/1 replicas ${(two.rps / one.rps).toFixed(2)}`);
-    console.log(`repeated, reverse order: 2 replicas ${twoAgain.rps.toFixed(0)} req/s, 1 replica ${oneAgain.rps.toFixed(0)} req/s; 2/1 ${(twoAgain.rps / oneAgain.rps).toFixed(2)}`);
+    console.log(
+      `haproxy → 1 replica: ${one.rps.toFixed(0)} req/s (p99 ${one.p99} ms, non-2xx ${one.non2xx}); balancer/direct ${(one.rps / direct.rps).toFixed(2)}`,
+    );
+    console.log(
+      `haproxy → 2 replicas: ${two.rps.toFixed(0)} req/s (p99 ${two.p99} ms, non-2xx ${two.non2xx}); 2/1 replicas ${(two.rps / one.rps).toFixed(2)}`,
+    );
+    console.log(
+      `repeated, reverse order: 2 replicas ${twoAgain.rps.toFixed(0)} req/s, 1 replica ${oneAgain.rps.toFixed(0)} req/s; 2/1 ${(twoAgain.rps / oneAgain.rps).toFixed(2)}`,
+    );
   } finally {
     await Promise.all(replicas.map((r) => r.kill()));
   }

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { Tokenizer } from 'tokenizers';
-import { ensureMiniLM, ensureMiniLMReranker, fmt, rawLimit, sentencesOfLength, startService, type Service } from './lib.js';
+import { ensureMiniLM, ensureMiniLMReranker, fmt, rawLimit, type Service, sentencesOfLength, startService } from './lib.js';
 
 const { values } = parseArgs({
   options: {
@@ -57,9 +57,13 @@ const embedSentences = await sentencesOfLength(embedder, 16, 32);
 // Room for every connection's pairs, so the flood is throughput, not 429s.
 const queueEnv = { MAX_QUEUE_INPUTS: String(connections * texts), MAX_QUEUE_TOKENS: String(connections * texts * tokens) };
 
-console.log(`# Rerank benchmark: MiniLM-L6-shaped cross-encoder fp32, pairs of ${tokens} tokens, ${texts} texts per request, ${connections} connections, ${seconds}s per run\n`);
+console.log(
+  `# Rerank benchmark: MiniLM-L6-shaped cross-encoder fp32, pairs of ${tokens} tokens, ${texts} texts per request, ${connections} connections, ${seconds}s per run\n`,
+);
 const raw = await rawLimit(onnx, { batch: 64, tokens, seconds: Math.min(seconds, 10), cores: 2 });
-console.log(`raw ORT batch 64: 1 session × 2 threads ${fmt(raw.single)} pairs/s, 2 sessions × 1 thread ${fmt(raw.parallel)} pairs/s; limit ${fmt(raw.limit)} pairs/s`);
+console.log(
+  `raw ORT batch 64: 1 session × 2 threads ${fmt(raw.single)} pairs/s, 2 sessions × 1 thread ${fmt(raw.parallel)} pairs/s; limit ${fmt(raw.limit)} pairs/s`,
+);
 
 async function flood(service: Service, duration: number): Promise<{ pairsPerSec: number; non2xx: number; p99: number }> {
   const result = await autocannon({

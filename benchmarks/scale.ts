@@ -19,7 +19,7 @@
  * it SIGKILLs the server and measures recovery (collection open, and until /ready), then stops it
  * gracefully and reports the final snapshot's sizes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { cpus, tmpdir } from 'node:os';
@@ -38,7 +38,10 @@ const { values } = parseArgs({
 });
 const N = Number(values.n);
 const Q = Number(values.queries);
-const CHECKPOINTS = values.checkpoints!.split(',').map(Number).filter((c) => c <= N);
+const CHECKPOINTS = values
+  .checkpoints!.split(',')
+  .map(Number)
+  .filter((c) => c <= N);
 if (!CHECKPOINTS.includes(N)) CHECKPOINTS.push(N);
 const DIMS = 384;
 const BATCH = 500;
@@ -105,7 +108,19 @@ async function startServer(dataDir: string): Promise<Server> {
   const port = await freePort();
   const t0 = performance.now();
   const child = spawn(process.execPath, [join(ROOT, 'dist/server/main.js')], {
-    env: { ...process.env, LOG_LEVEL: 'info', HOST: '127.0.0.1', PORT: String(port), DATA_DIR: dataDir, MODEL_DIR, LAYER_EXIT: 'off', WORKERS: '1', BODY_LIMIT: String(16 << 20), MAX_EVENT_LOOP_DELAY_MS: '0', REQUEST_TIMEOUT_MS: '600000' },
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'info',
+      HOST: '127.0.0.1',
+      PORT: String(port),
+      DATA_DIR: dataDir,
+      MODEL_DIR,
+      LAYER_EXIT: 'off',
+      WORKERS: '1',
+      BODY_LIMIT: String(16 << 20),
+      MAX_EVENT_LOOP_DELAY_MS: '0',
+      REQUEST_TIMEOUT_MS: '600000',
+    },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let buf = '';
@@ -153,10 +168,15 @@ async function post(url: string, body: string): Promise<any> {
 const vecJson = (v: Float32Array): string => `[${Array.from(v, (x) => x.toPrecision(7)).join(',')}]`;
 
 function newestSnapshotSizes(colDir: string): { count: number; indexBytes: number; vectorBytes: number } | undefined {
-  const snaps = readdirSync(colDir).filter((f) => /^snapshot-\d{20}$/.test(f)).sort();
+  const snaps = readdirSync(colDir)
+    .filter((f) => /^snapshot-\d{20}$/.test(f))
+    .sort();
   const last = snaps[snaps.length - 1];
   if (!last) return undefined;
-  const m = JSON.parse(readFileSync(join(colDir, last, 'manifest.json'), 'utf8')) as { doc_count: number; files: { index: { bytes: number }; vectors?: { bytes: number } } };
+  const m = JSON.parse(readFileSync(join(colDir, last, 'manifest.json'), 'utf8')) as {
+    doc_count: number;
+    files: { index: { bytes: number }; vectors?: { bytes: number } };
+  };
   return { count: m.doc_count, indexBytes: m.files.index.bytes, vectorBytes: m.files.vectors?.bytes ?? 0 };
 }
 
@@ -180,15 +200,23 @@ async function measureSearch(url: string, truth: Set<string>[], extra = ''): Pro
 }
 
 const cpu = cpus()[0]?.model ?? 'unknown CPU';
-console.log(`# scale benchmark: ${N.toLocaleString('en')} × ${DIMS}-d embedding-shaped vectors, ${Q} queries, k ${K}; ${cpu}, ${cpus().length} cores (shared)\n`);
-console.log('| config | docs | server RSS MB (peak) | recall@10 vs exact full width | search p50 / p99 ms (HTTP) | insert docs/s (segment) | graph B/vector | storage B/vector |');
+console.log(
+  `# scale benchmark: ${N.toLocaleString('en')} × ${DIMS}-d embedding-shaped vectors, ${Q} queries, k ${K}; ${cpu}, ${cpus().length} cores (shared)\n`,
+);
+console.log(
+  '| config | docs | server RSS MB (peak) | recall@10 vs exact full width | search p50 / p99 ms (HTTP) | insert docs/s (segment) | graph B/vector | storage B/vector |',
+);
 console.log('|---|---|---|---|---|---|---|---|');
 
 for (const config of values.configs!.split(',')) {
   const dataDir = mkdtempSync(join(tmpdir(), `scale-${config}-`));
   try {
     let server = await startServer(dataDir);
-    const r = await fetch(`${server.url}/collections/scale`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(CONFIGS[config]) });
+    const r = await fetch(`${server.url}/collections/scale`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(CONFIGS[config]),
+    });
     if (r.status !== 200) throw new Error(`create: ${r.status} ${await r.text()}`);
     const truth = new Truth();
     const colDir = join(dataDir, 'collections', 'scale');
@@ -219,7 +247,9 @@ for (const config of values.configs!.split(',')) {
       const s = await measureSearch(server.url, truth.sets());
       const pid = server.child.pid!;
       const snap = newestSnapshotSizes(colDir);
-      const perVec = snap ? `${(snap.indexBytes / snap.count).toFixed(0)} | ${snap.vectorBytes ? (snap.vectorBytes / snap.count).toFixed(0) : '—'}` : '— | —';
+      const perVec = snap
+        ? `${(snap.indexBytes / snap.count).toFixed(0)} | ${snap.vectorBytes ? (snap.vectorBytes / snap.count).toFixed(0) : '—'}`
+        : '— | —';
       let variants = '';
       if (config === 'funnel') {
         for (const rescore of [40, 200, 400]) {
@@ -227,7 +257,9 @@ for (const config of values.configs!.split(',')) {
           variants += `; rescore ${rescore}: recall ${v.recall.toFixed(4)}, p50 ${v.p50.toFixed(2)} ms`;
         }
       }
-      console.log(`| ${config} | ${done.toLocaleString('en')} | ${rssMb(pid, 'VmRSS').toFixed(0)} (${rssMb(pid, 'VmHWM').toFixed(0)}) | ${s.recall.toFixed(4)} | ${s.p50.toFixed(2)} / ${s.p99.toFixed(2)} | ${rate.toFixed(0)} | ${perVec} |`);
+      console.log(
+        `| ${config} | ${done.toLocaleString('en')} | ${rssMb(pid, 'VmRSS').toFixed(0)} (${rssMb(pid, 'VmHWM').toFixed(0)}) | ${s.recall.toFixed(4)} | ${s.p50.toFixed(2)} / ${s.p99.toFixed(2)} | ${rate.toFixed(0)} | ${perVec} |`,
+      );
       if (variants) console.log(`|   | (${config} at ${done.toLocaleString('en')}${variants}) | | | | | | |`);
       segStart = performance.now();
       segDocs = 0;
@@ -239,7 +271,9 @@ for (const config of values.configs!.split(',')) {
     server = await startServer(dataDir);
     const openMs = await server.openMs;
     const s = await measureSearch(server.url, truth.sets());
-    console.log(`\n${config}: recovery after SIGKILL: collection open ${(openMs / 1000).toFixed(1)} s, process start to /ready ${(server.readyMs / 1000).toFixed(1)} s (model load included); RSS after recovery ${rssMb(server.child.pid!, 'VmRSS').toFixed(0)} MB; recall@10 after recovery ${s.recall.toFixed(4)}`);
+    console.log(
+      `\n${config}: recovery after SIGKILL: collection open ${(openMs / 1000).toFixed(1)} s, process start to /ready ${(server.readyMs / 1000).toFixed(1)} s (model load included); RSS after recovery ${rssMb(server.child.pid!, 'VmRSS').toFixed(0)} MB; recall@10 after recovery ${s.recall.toFixed(4)}`,
+    );
     server.child.kill('SIGTERM'); // graceful: final snapshot
     await new Promise((res) => server.child.once('exit', res));
     const snap = newestSnapshotSizes(colDir)!;
@@ -248,7 +282,9 @@ for (const config of values.configs!.split(',')) {
       const st = statSync(p);
       return a + (st.isDirectory() ? readdirSync(p).reduce((b, g) => b + statSync(join(p, g)).size, 0) : st.size);
     }, 0);
-    console.log(`${config}: final snapshot: graph ${(snap.indexBytes / snap.count).toFixed(0)} B/vector, storage ${snap.vectorBytes ? (snap.vectorBytes / snap.count).toFixed(0) : '—'} B/vector; collection directory ${(dirBytes / 2 ** 20).toFixed(0)} MiB\n`);
+    console.log(
+      `${config}: final snapshot: graph ${(snap.indexBytes / snap.count).toFixed(0)} B/vector, storage ${snap.vectorBytes ? (snap.vectorBytes / snap.count).toFixed(0) : '—'} B/vector; collection directory ${(dirBytes / 2 ** 20).toFixed(0)} MiB\n`,
+    );
   } finally {
     rmSync(dataDir, { recursive: true, force: true });
   }

@@ -5,8 +5,8 @@
 import { describe, expect, it } from 'vitest';
 import { RuntimeError } from '../src/runtime/errors.js';
 import type { BatchInput } from '../src/runtime/pool.js';
-import { BatchQueue, type BatchRunner, type QueueLimits } from '../src/runtime/queue.js';
 import type { ResultMessage } from '../src/runtime/protocol.js';
+import { BatchQueue, type BatchRunner, type QueueLimits } from '../src/runtime/queue.js';
 
 const HIDDEN = 4;
 const MODEL = { id: 'fake', index: 0, width: HIDDEN };
@@ -116,7 +116,9 @@ describe('deadlines: refused up front, or finished once started (point 6)', () =
     const before = runner.started.length;
     const err = await q.submit({ inputs: inputs(100), plan: PLAN, deadline: performance.now() + 300 }).catch((e: unknown) => e);
     expect(kind(err)).toBe('DEADLINE_TOO_SHORT');
-    expect((err as Error).message).toMatch(/needs about \d+ ms of inference \(1000 tokens at the measured \d+ tokens\/s\) but its deadline is \d+ ms away: split it/);
+    expect((err as Error).message).toMatch(
+      /needs about \d+ ms of inference \(1000 tokens at the measured \d+ tokens\/s\) but its deadline is \d+ ms away: split it/,
+    );
     expect(runner.started.length).toBe(before); // nothing of it ran
     await q.close(0);
   });

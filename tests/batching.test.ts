@@ -2,8 +2,8 @@
 import { request } from 'node:http';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Engine, type EngineOptions } from '../src/runtime/engine.js';
-import { subscribe, type BatchDoneEvent } from '../src/runtime/events.js';
-import { cosine, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+import { type BatchDoneEvent, subscribe } from '../src/runtime/events.js';
+import { type BertReference, cosine, postJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 const sentences = ref.sentences;
@@ -22,7 +22,10 @@ afterEach(async () => {
   unsubscribes = [];
 });
 
-async function engine(limits: EngineOptions['limits'], extra: Partial<EngineOptions> = {}): Promise<{ e: Engine; batches: BatchDoneEvent[] }> {
+async function engine(
+  limits: EngineOptions['limits'],
+  extra: Partial<EngineOptions> = {},
+): Promise<{ e: Engine; batches: BatchDoneEvent[] }> {
   const e = await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1, limits, ...extra });
   engines.push(e);
   // The runtime publishes each finished batch; the tests subscribe as the metrics module does.
@@ -122,7 +125,13 @@ describe('dynamic batching', () => {
     const before = s.engine.stats.batches;
     // A raw socket that goes away mid-request, as a client process that dies would.
     const url = new URL(`${s.url}/embed`);
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: 'POST', headers: { 'content-type': 'application/json' } });
+    const req = request({
+      host: url.hostname,
+      port: url.port,
+      path: url.pathname,
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
     const failed = new Promise<Error>((resolve) => req.on('error', resolve));
     req.end(JSON.stringify({ inputs: ['bye', 'now'] }));
     await new Promise((r) => setTimeout(r, 100));
@@ -137,7 +146,12 @@ describe('dynamic batching', () => {
   it('replaces a worker that dies mid-batch; its request fails with unavailable, later ones succeed', async () => {
     const { e } = await engine({ maxBatchSize: 2, maxDelayMs: 0 });
     e.crashNextBatch();
-    await expect(e.embed(Array.from({ length: 20 }, () => ref.long_sentence.sentence), {})).rejects.toMatchObject({ code: 'WORKER_FAILED' });
+    await expect(
+      e.embed(
+        Array.from({ length: 20 }, () => ref.long_sentence.sentence),
+        {},
+      ),
+    ).rejects.toMatchObject({ code: 'WORKER_FAILED' });
     // The replacement starts in the background; a request made meanwhile waits in the queue for it.
     const after = await e.embed(['still serving'], {});
     expect(after.vectors).toHaveLength(1);
@@ -150,11 +164,44 @@ describe('the budget probe rule (src/runtime/budget-probe.ts)', () => {
   it('keeps the smallest budget within 10% of the best rate, and stops once doubling stops paying', async () => {
     const { chooseBudget, stopMeasuring } = await import('../src/runtime/budget-probe.js');
     const m = (pairs: Array<[number, number]>) => pairs.map(([budget, rate]) => ({ budget, rate }));
-    expect(chooseBudget(m([[512, 10], [1024, 19], [2048, 20], [4096, 20.5]]), 8192)).toBe(1024);
-    expect(chooseBudget(m([[512, 10], [1024, 12], [2048, 30]]), 8192)).toBe(2048);
+    expect(
+      chooseBudget(
+        m([
+          [512, 10],
+          [1024, 19],
+          [2048, 20],
+          [4096, 20.5],
+        ]),
+        8192,
+      ),
+    ).toBe(1024);
+    expect(
+      chooseBudget(
+        m([
+          [512, 10],
+          [1024, 12],
+          [2048, 30],
+        ]),
+        8192,
+      ),
+    ).toBe(2048);
     expect(chooseBudget([], 8192)).toBe(8192);
-    expect(stopMeasuring(m([[512, 10], [1024, 10.9]]))).toBe(true);
-    expect(stopMeasuring(m([[512, 10], [1024, 11.1]]))).toBe(false);
+    expect(
+      stopMeasuring(
+        m([
+          [512, 10],
+          [1024, 10.9],
+        ]),
+      ),
+    ).toBe(true);
+    expect(
+      stopMeasuring(
+        m([
+          [512, 10],
+          [1024, 11.1],
+        ]),
+      ),
+    ).toBe(false);
     expect(stopMeasuring(m([[512, 10]]))).toBe(false);
   });
 });

@@ -16,7 +16,16 @@ import { cosine, DEFAULT_MODEL, postJson, startServer, type TestServer } from '.
 
 const SUBJECTS = ['A man', 'The cat', 'A child', 'The engineer', 'My neighbour', 'The orchestra', 'A farmer', 'The committee'];
 const VERBS = ['plays', 'reads', 'repairs', 'paints', 'describes', 'sells', 'carries', 'studies'];
-const OBJECTS = ['a guitar', 'the old map', 'a broken bicycle', 'the river bank', 'a quiet song', 'fresh bread', 'the winter sky', 'a long letter'];
+const OBJECTS = [
+  'a guitar',
+  'the old map',
+  'a broken bicycle',
+  'the river bank',
+  'a quiet song',
+  'fresh bread',
+  'the winter sky',
+  'a long letter',
+];
 /** 3000 distinct sentences (more than one request of either SDK holds). */
 const TEXTS = Array.from({ length: 3000 }, (_, i) => {
   const s = SUBJECTS[i % 8]!;
@@ -72,7 +81,11 @@ describe('real client libraries against a running server', () => {
 
   it('@langchain/openai: OpenAIEmbeddings with a baseURL, embedDocuments of 3000 texts and embedQuery', async () => {
     // Nothing but the base URL changes: LangChain.js sends text (no token ids), 512 texts a request.
-    const embeddings = new OpenAIEmbeddings({ model: 'text-embedding-3-small', apiKey: 'unused', configuration: { baseURL: `${server.url}/v1` } });
+    const embeddings = new OpenAIEmbeddings({
+      model: 'text-embedding-3-small',
+      apiKey: 'unused',
+      configuration: { baseURL: `${server.url}/v1` },
+    });
     const [before, refused] = [await served('/v1/embeddings'), server.engine.stats.rejectedOverloaded];
     const vectors = await embeddings.embedDocuments(TEXTS);
     // Six requests, none refused (a refused one would be retried silently by the client).
@@ -126,7 +139,10 @@ describe('a burst beyond the queue limit', () => {
   let server: TestServer;
   beforeAll(async () => {
     // Room for one SDK request only: the AI SDK's second, concurrent request is refused with 429.
-    server = await startServer({ modelDir: DEFAULT_MODEL, workers: 2, limits: { maxQueueInputs: 256 } }, { maxEventLoopDelayMs: 0, requestTimeoutMs: 120_000 });
+    server = await startServer(
+      { modelDir: DEFAULT_MODEL, workers: 2, limits: { maxQueueInputs: 256 } },
+      { maxEventLoopDelayMs: 0, requestTimeoutMs: 120_000 },
+    );
   }, 60_000);
   afterAll(async () => server?.close());
 

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_LIMITS } from '../src/server/app.js';
-import { cosine, modelVariant, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+import { type BertReference, cosine, modelVariant, postJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 
@@ -122,13 +122,22 @@ describe("OpenAI's request limits by default", () => {
     const many = await postJson(`${s.url}/v1/embeddings`, { input: Array(2049).fill('x'), model: 'm' });
     expect(many.status, JSON.stringify(many.json).slice(0, 300)).toBe(413);
     expect(many.json.error).toMatchObject({ type: 'invalid_request_error', code: 'payload_too_large' });
-    const heavy = await postJson(`${s.url}/v1/embeddings`, { input: [...big, ...big.slice(0, 100)].map((t) => t.slice(0, 3900)), model: 'm' });
+    const heavy = await postJson(`${s.url}/v1/embeddings`, {
+      input: [...big, ...big.slice(0, 100)].map((t) => t.slice(0, 3900)),
+      model: 'm',
+    });
     expect(heavy.status, JSON.stringify(heavy.json).slice(0, 300)).toBe(413);
   }, 60_000);
 });
 
 describe('quantized outputs (int8, uint8, binary, ubinary)', () => {
-  const calibration = ['A man is playing a guitar.', 'The stock market fell today.', 'What is the capital of France?', 'hello', 'Cats sleep a lot.'];
+  const calibration = [
+    'A man is playing a guitar.',
+    'The stock market fell today.',
+    'What is the capital of France?',
+    'hello',
+    'Cats sleep a lot.',
+  ];
   let s: TestServer;
   let builtIn: TestServer;
   beforeAll(async () => {
@@ -191,8 +200,10 @@ describe('quantized outputs (int8, uint8, binary, ubinary)', () => {
   it('binary/ubinary: the sign bits of the (truncated, normalized) float vector, MSB first', async () => {
     for (const dims of [64, 12]) {
       const floats = (await postJson(`${builtIn.url}/embed`, { inputs: ref.sentences, dimensions: dims })).json as number[][];
-      const ubinary = (await postJson(`${builtIn.url}/embed`, { inputs: ref.sentences, dimensions: dims, embedding_type: 'ubinary' })).json as number[][];
-      const binary = (await postJson(`${builtIn.url}/v1/embeddings`, { input: ref.sentences, dimensions: dims, encoding_format: 'binary' })).json;
+      const ubinary = (await postJson(`${builtIn.url}/embed`, { inputs: ref.sentences, dimensions: dims, embedding_type: 'ubinary' }))
+        .json as number[][];
+      const binary = (await postJson(`${builtIn.url}/v1/embeddings`, { input: ref.sentences, dimensions: dims, encoding_format: 'binary' }))
+        .json;
       floats.forEach((v, i) => {
         const bytes: number[] = [];
         for (let b = 0; b < Math.ceil(dims / 8); b++) {
@@ -215,9 +226,14 @@ describe('quantized outputs (int8, uint8, binary, ubinary)', () => {
 describe('embedder.json calibration', () => {
   it('a missing or empty calibration file stops the load with a message naming it', async () => {
     const { loadModelDir } = await import('../src/runtime/model-dir.js');
-    const embedder = (extra: object): string => JSON.stringify({ ...JSON.parse(readFileSync(join(TINY_BERT, 'embedder.json'), 'utf8')), ...extra });
-    expect(() => loadModelDir(modelVariant(TINY_BERT, { 'embedder.json': embedder({ calibration: 'nope.txt' }) }))).toThrow(/calibration file .*nope\.txt does not exist/);
-    expect(() => loadModelDir(modelVariant(TINY_BERT, { 'embedder.json': embedder({ calibration: 'c.txt' }), 'c.txt': '\n \n' }))).toThrow(/has no sentences/);
+    const embedder = (extra: object): string =>
+      JSON.stringify({ ...JSON.parse(readFileSync(join(TINY_BERT, 'embedder.json'), 'utf8')), ...extra });
+    expect(() => loadModelDir(modelVariant(TINY_BERT, { 'embedder.json': embedder({ calibration: 'nope.txt' }) }))).toThrow(
+      /calibration file .*nope\.txt does not exist/,
+    );
+    expect(() => loadModelDir(modelVariant(TINY_BERT, { 'embedder.json': embedder({ calibration: 'c.txt' }), 'c.txt': '\n \n' }))).toThrow(
+      /has no sentences/,
+    );
     const spec = loadModelDir(modelVariant(TINY_BERT, { 'embedder.json': embedder({ calibration: 'c.txt' }), 'c.txt': 'one\r\ntwo\n' }));
     expect(spec.calibration).toEqual({ file: 'c.txt', sentences: ['one', 'two'] });
   });

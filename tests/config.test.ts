@@ -29,9 +29,18 @@ describe('configuration', () => {
   });
 
   it('types values by the schema: integers, numbers, lists, and unset optional settings', () => {
-    const c = loadConfig(['--max-queue-delay-ms', '0'], { QUANTIZE_MIN_AGREEMENT: '0.95', CORS_ORIGINS: 'https://a.example, https://b.example', WORKERS: '' });
+    const c = loadConfig(['--max-queue-delay-ms', '0'], {
+      QUANTIZE_MIN_AGREEMENT: '0.95',
+      CORS_ORIGINS: 'https://a.example, https://b.example',
+      WORKERS: '',
+    });
     if (c === 'help') throw new Error('unexpected help');
-    expect(c).toMatchObject({ maxQueueDelayMs: 0, quantizeMinAgreement: 0.95, corsOrigins: ['https://a.example', 'https://b.example'], executionProviders: ['cpu'] });
+    expect(c).toMatchObject({
+      maxQueueDelayMs: 0,
+      quantizeMinAgreement: 0.95,
+      corsOrigins: ['https://a.example', 'https://b.example'],
+      executionProviders: ['cpu'],
+    });
     expect(c.workers).toBeUndefined();
     expect(c.publicRoutes).toEqual(['/health', '/ready', '/metrics']);
   });
@@ -40,7 +49,18 @@ describe('configuration', () => {
     expect(loadConfig(['--help'], {})).toBe('help');
     const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
     // Written out here, not read from SETTINGS: removing or renaming one of these must fail.
-    const documented = ['PORT', 'MODEL_DIR', 'WORKERS', 'MAX_BATCH_TOKENS', 'MAX_INPUTS', 'API_KEYS', 'CORS_ORIGINS', 'DATA_DIR', 'SHUTDOWN_TIMEOUT_MS', 'LOG_LEVEL'];
+    const documented = [
+      'PORT',
+      'MODEL_DIR',
+      'WORKERS',
+      'MAX_BATCH_TOKENS',
+      'MAX_INPUTS',
+      'API_KEYS',
+      'CORS_ORIGINS',
+      'DATA_DIR',
+      'SHUTDOWN_TIMEOUT_MS',
+      'LOG_LEVEL',
+    ];
     for (const env of documented) {
       const s = SETTINGS.find((x) => x.env === env);
       expect(s, env).toBeDefined();

@@ -15,7 +15,9 @@ describe('models/default', () => {
   });
 
   it('puts related sentences closer than unrelated ones (the README example)', async () => {
-    const res = await postJson(`${s.url}/embed`, { inputs: ['A man is playing a guitar.', 'Someone plays an instrument.', 'The stock market fell today.'] });
+    const res = await postJson(`${s.url}/embed`, {
+      inputs: ['A man is playing a guitar.', 'Someone plays an instrument.', 'The stock market fell today.'],
+    });
     const [guitar, instrument, stocks] = res.json as number[][];
     expect(cosine(guitar!, instrument!)).toBeGreaterThan(cosine(guitar!, stocks!) + 0.15);
     const pairs: Array<[string, string, string]> = [

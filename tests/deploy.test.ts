@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { helpText, loadConfig } from '../src/server/config.js';
-import { ROOT, startServer, TINY_BERT, type TestServer } from './helpers.js';
+import { ROOT, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const K8S = join(ROOT, 'deploy/kubernetes');
 const docs = (file: string): any[] => parseAllDocuments(readFileSync(join(K8S, file), 'utf8')).map((d) => d.toJS());
@@ -37,7 +37,7 @@ describe('deploy/', () => {
     expect(container.ports[0].containerPort).toBe(Number(port));
   });
 
-  it('the grace period covers preStop plus the configured drain plus the server\'s own margin', () => {
+  it("the grace period covers preStop plus the configured drain plus the server's own margin", () => {
     const preStop = container.lifecycle.preStop.exec.command;
     expect(preStop[0]).toBe('sleep');
     const drainMs = Number(env.SHUTDOWN_TIMEOUT_MS);
@@ -47,10 +47,12 @@ describe('deploy/', () => {
     for (const name of container.env.map((e: { name: string }) => e.name)) expect(helpText()).toMatch(new RegExp(`\\b${name}\\b`));
     const config = loadConfig([], { ...env, STORE_URL: 'postgres://u@h/db' });
     expect(config).toMatchObject({ storeUrl: 'postgres://u@h/db', workers: Number(env.WORKERS), shutdownTimeoutMs: drainMs });
-    expect(container.env.find((e: { name: string }) => e.name === 'STORE_URL').valueFrom.secretKeyRef.name).toBe(docs('secret.example.yaml')[0].metadata.name);
+    expect(container.env.find((e: { name: string }) => e.name === 'STORE_URL').valueFrom.secretKeyRef.name).toBe(
+      docs('secret.example.yaml')[0].metadata.name,
+    );
   });
 
-  it('the HPA scales on a metric /metrics exports, the PDB and Service select the Deployment\'s pods', async () => {
+  it("the HPA scales on a metric /metrics exports, the PDB and Service select the Deployment's pods", async () => {
     const [hpa] = docs('hpa.yaml');
     const [pdb] = docs('pdb.yaml');
     const metric = hpa.spec.metrics[0].pods.metric.name;

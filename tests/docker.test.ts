@@ -41,7 +41,9 @@ describe('Dockerfile', () => {
     let stage: Stage | undefined;
     const mapPath = (s: Stage, p: string): string => (p.startsWith('/') ? join(s.root, p) : join(s.workdir, p));
     const mapCommand = (s: Stage, cmd: string): string =>
-      cmd.replace(/(^|[\s=])\/(app|data)\b/g, (_m, pre: string, dir: string) => `${pre}${join(s.root, dir)}`).replace(/&& chown \S+ \S+/g, '');
+      cmd
+        .replace(/(^|[\s=])\/(app|data)\b/g, (_m, pre: string, dir: string) => `${pre}${join(s.root, dir)}`)
+        .replace(/&& chown \S+ \S+/g, '');
 
     for (const [op, arg] of instructions(text)) {
       if (op === 'FROM') {
@@ -77,7 +79,8 @@ describe('Dockerfile', () => {
           // OS packages are the image's business: the replay does not run apt-get on the host, it
           // checks that what the line installs (the node-gyp toolchain) is there.
           if (/^apt-get\b/.test(arg)) {
-            for (const tool of ['python3', 'make', 'g++']) expect(() => execSync(`command -v ${tool}`, { stdio: 'pipe' }), `${tool} on the host`).not.toThrow();
+            for (const tool of ['python3', 'make', 'g++'])
+              expect(() => execSync(`command -v ${tool}`, { stdio: 'pipe' }), `${tool} on the host`).not.toThrow();
             break;
           }
           execSync(mapCommand(s, arg), { cwd: s.workdir, stdio: 'pipe', env: { ...process.env, ...s.env } });
@@ -114,7 +117,11 @@ describe('Dockerfile', () => {
         }
       }
       expect(healthy).toBe(true);
-      const res = await fetch(`http://127.0.0.1:${port}/embed`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"inputs":"hello"}' });
+      const res = await fetch(`http://127.0.0.1:${port}/embed`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"inputs":"hello"}',
+      });
       expect(res.status).toBe(200);
       // Dev dependencies were pruned and foreign binaries removed.
       expect(existsSync(join(final.workdir, 'node_modules/vitest'))).toBe(false);

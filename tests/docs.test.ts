@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startServer, TINY_BERT, type TestServer } from './helpers.js';
+import { startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p));
 const run = promisify(execFile);
@@ -33,7 +33,10 @@ describe.skipIf(!CHROMIUM)('/docs in headless Chromium', () => {
 
   it('renders the route list and takes a screenshot', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'docs-'));
-    const { stdout: dom } = await run(CHROMIUM!, [...flags(join(dir, 'p1')), '--dump-dom', `${s.url}/docs`], { maxBuffer: 64 * 1024 * 1024, timeout: 60_000 });
+    const { stdout: dom } = await run(CHROMIUM!, [...flags(join(dir, 'p1')), '--dump-dom', `${s.url}/docs`], {
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 60_000,
+    });
     // Swagger UI builds these elements in the browser from /docs/json: they are absent from the HTML the server sends.
     expect(dom).toContain('opblock-summary-path');
     for (const route of ['/embed', '/v1/embeddings', '/health', '/info']) expect(dom).toContain(`data-path="${route}"`);
@@ -42,4 +45,6 @@ describe.skipIf(!CHROMIUM)('/docs in headless Chromium', () => {
     expect(statSync(shot).size).toBeGreaterThan(20_000);
   });
 });
-if (!CHROMIUM) describe('/docs in headless Chromium', () => it.skip('chromium is not installed (apt-get install chromium): skipping the browser test', () => {}));
+if (!CHROMIUM)
+  describe('/docs in headless Chromium', () =>
+    it.skip('chromium is not installed (apt-get install chromium): skipping the browser test', () => {}));

@@ -1,6 +1,16 @@
 /** POST /embed end to end on a real ONNX model, against torch's own outputs. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cosine, modelVariant, normalized, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+import {
+  type BertReference,
+  cosine,
+  modelVariant,
+  normalized,
+  postJson,
+  readReference,
+  startServer,
+  type TestServer,
+  TINY_BERT,
+} from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 
@@ -16,7 +26,10 @@ describe('POST /embed parity with torch', () => {
     await cls?.close();
   });
 
-  for (const [name, get] of [['mean', () => mean], ['cls', () => cls]] as const) {
+  for (const [name, get] of [
+    ['mean', () => mean],
+    ['cls', () => cls],
+  ] as const) {
     it(`${name} pooling matches torch for a padded batch (cosine ≥ 0.9999)`, async () => {
       const res = await postJson(`${get().url}/embed`, { inputs: ref.sentences });
       expect(res.status).toBe(200);
@@ -48,7 +61,7 @@ describe('POST /embed parity with torch', () => {
     short.forEach((x, i) => expect(x).toBeCloseTo(expected[i]!, 6));
   });
 
-  it('normalize: false returns torch\'s raw pooled vector', async () => {
+  it("normalize: false returns torch's raw pooled vector", async () => {
     const res = await postJson(`${mean.url}/embed`, { inputs: [ref.sentences[1]], normalize: false });
     const v = res.json[0] as number[];
     v.forEach((x, i) => expect(x).toBeCloseTo(ref.pooled.mean[1]![i]!, 4));

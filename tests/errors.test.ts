@@ -1,6 +1,6 @@
 /** Every documented client error of /embed and the operational routes, through a real server. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+import { type BertReference, postJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 
@@ -24,15 +24,36 @@ describe('documented errors', () => {
     ['too many inputs', { inputs: Array(9).fill('x') }, 413, 'payload_too_large', 'TOO_MANY_INPUTS', /at most 8/],
     ['a body over the limit', { inputs: 'x'.repeat(5000) }, 413, 'payload_too_large', 'BODY_TOO_LARGE'],
     ['an input over the character limit', { inputs: 'x'.repeat(1001) }, 413, 'payload_too_large', 'INPUT_TOO_MANY_CHARS'],
-    ['a too-long input with truncate: false', { inputs: ref.long_sentence.sentence, truncate: false }, 413, 'payload_too_large', 'INPUT_TOO_LONG', /maximum of 48 tokens/],
+    [
+      'a too-long input with truncate: false',
+      { inputs: ref.long_sentence.sentence, truncate: false },
+      413,
+      'payload_too_large',
+      'INPUT_TOO_LONG',
+      /maximum of 48 tokens/,
+    ],
     ['dimensions of 0', { inputs: 'a', dimensions: 0 }, 422, 'validation', 'REQUEST_VALIDATION'],
     ['dimensions above the model size', { inputs: 'a', dimensions: 65 }, 422, 'validation', 'DIMENSIONS_OUT_OF_RANGE', /1\.\.64/],
     ['fractional dimensions', { inputs: 'a', dimensions: 2.5 }, 422, 'validation', 'REQUEST_VALIDATION'],
     ['dimensions as a string', { inputs: 'a', dimensions: '16' }, 422, 'validation', 'REQUEST_VALIDATION'],
     ['layer out of range', { inputs: 'a', layer: 9 }, 422, 'validation', 'LAYER_OUT_OF_RANGE', /layer/],
     ['an unknown prompt_name', { inputs: 'a', prompt_name: 'nope' }, 422, 'validation', 'UNKNOWN_PROMPT', /query, passage/],
-    ['prompt_name with instruction', { inputs: 'a', prompt_name: 'query', instruction: 'x' }, 422, 'validation', 'PROMPT_AND_INSTRUCTION', /not both/],
-    ['token_prepending on an encoder', { inputs: 'a', token_prepending: true }, 422, 'validation', 'TOKEN_PREPENDING_UNSUPPORTED', /token_prepending/],
+    [
+      'prompt_name with instruction',
+      { inputs: 'a', prompt_name: 'query', instruction: 'x' },
+      422,
+      'validation',
+      'PROMPT_AND_INSTRUCTION',
+      /not both/,
+    ],
+    [
+      'token_prepending on an encoder',
+      { inputs: 'a', token_prepending: true },
+      422,
+      'validation',
+      'TOKEN_PREPENDING_UNSUPPORTED',
+      /token_prepending/,
+    ],
     ['a bad truncation_direction', { inputs: 'a', truncation_direction: 'up' }, 422, 'validation', 'REQUEST_VALIDATION'],
     ['normalize as a string', { inputs: 'a', normalize: 'yes' }, 422, 'validation', 'REQUEST_VALIDATION'],
   ];
@@ -50,7 +71,10 @@ describe('documented errors', () => {
 
   it('a non-JSON content type → 422 validation', async () => {
     // Fastify parses text/plain as a string, which the schema refuses; other types have no parser.
-    for (const [type, code] of [['text/plain', 'REQUEST_VALIDATION'], ['application/x-www-form-urlencoded', 'UNSUPPORTED_MEDIA_TYPE']]) {
+    for (const [type, code] of [
+      ['text/plain', 'REQUEST_VALIDATION'],
+      ['application/x-www-form-urlencoded', 'UNSUPPORTED_MEDIA_TYPE'],
+    ]) {
       const res = await fetch(`${s.url}/embed`, { method: 'POST', headers: { 'content-type': type! }, body: 'inputs=hello' });
       expect(res.status).toBe(422);
       expect(await res.json()).toMatchObject({ error_type: 'validation', error_code: code });

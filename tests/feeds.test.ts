@@ -72,7 +72,10 @@ describe.skipIf(!dir)('a graph with int32 inputs', () => {
 
   it('embeds exactly as the int64 original, through the workers', async () => {
     const texts = ['A man is playing a guitar.', 'short', 'The stock market fell sharply on Monday after the announcement.'];
-    engines = [await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1 }), await Engine.load({ modelDir: dir!, workers: 1, intraOpThreads: 1 })];
+    engines = [
+      await Engine.load({ modelDir: TINY_BERT, workers: 1, intraOpThreads: 1 }),
+      await Engine.load({ modelDir: dir!, workers: 1, intraOpThreads: 1 }),
+    ];
     const [a, b] = await Promise.all(engines.map((e) => e.embed(texts, {})));
     a!.vectors.forEach((v, i) => expect(cosine(v, b!.vectors[i]!)).toBeGreaterThan(0.999999));
   });

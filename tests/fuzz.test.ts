@@ -1,7 +1,7 @@
 /** Property test: random and malformed requests to every route only ever get documented answers. */
 import fc from 'fast-check';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/runtime/engine.js';
 import { buildApp } from '../src/server/app.js';
 import { TINY_BERT } from './helpers.js';
@@ -24,7 +24,12 @@ const knob = fc.record(
   },
   { requiredKeys: [] },
 );
-const texts = fc.oneof(fc.string({ maxLength: 200 }), fc.array(fc.string({ maxLength: 80 }), { maxLength: 12 }), fc.array(fc.integer(), { maxLength: 5 }), fc.anything());
+const texts = fc.oneof(
+  fc.string({ maxLength: 200 }),
+  fc.array(fc.string({ maxLength: 80 }), { maxLength: 12 }),
+  fc.array(fc.integer(), { maxLength: 5 }),
+  fc.anything(),
+);
 /** Bodies near the schema (so validation and the engine are reached) and far from it. */
 const body = fc.oneof(
   fc.tuple(texts, knob).map(([t, k]) => JSON.stringify({ inputs: t, input: t, ...k })),
@@ -32,7 +37,13 @@ const body = fc.oneof(
   fc.string({ maxLength: 300 }),
   fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString('latin1')),
 );
-const contentType = fc.constantFrom('application/json', 'application/json; charset=utf-8', 'text/plain', 'application/octet-stream', undefined);
+const contentType = fc.constantFrom(
+  'application/json',
+  'application/json; charset=utf-8',
+  'text/plain',
+  'application/octet-stream',
+  undefined,
+);
 
 describe('fuzzing every route', () => {
   let engine: Engine;
@@ -52,7 +63,9 @@ describe('fuzzing every route', () => {
     await fc.assert(
       fc.asyncProperty(fc.constantFrom(...POST_ROUTES), body, contentType, async (url, payload, type) => {
         const res = await app.inject({ method: 'POST', url, payload, headers: type ? { 'content-type': type } : {} });
-        expect(DOCUMENTED.has(res.statusCode), `${url} ${res.statusCode} for ${payload.slice(0, 120)}: ${res.body.slice(0, 200)}`).toBe(true);
+        expect(DOCUMENTED.has(res.statusCode), `${url} ${res.statusCode} for ${payload.slice(0, 120)}: ${res.body.slice(0, 200)}`).toBe(
+          true,
+        );
         if (res.statusCode !== 200) {
           const json = res.json();
           if (url.startsWith('/v1/')) expect(typeof json.error.message).toBe('string');
@@ -64,12 +77,24 @@ describe('fuzzing every route', () => {
   });
 
   it('GET routes and unknown paths never fail, whatever the method or query', async () => {
-    const path = fc.oneof(fc.constantFrom(...GET_ROUTES, ...POST_ROUTES), fc.webPath(), fc.string().map((s) => `/${encodeURIComponent(s)}`));
+    const path = fc.oneof(
+      fc.constantFrom(...GET_ROUTES, ...POST_ROUTES),
+      fc.webPath(),
+      fc.string().map((s) => `/${encodeURIComponent(s)}`),
+    );
     await fc.assert(
-      fc.asyncProperty(path, fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH'), fc.string({ maxLength: 40 }), async (url, method, q) => {
-        const res = await app.inject({ method: method as 'GET', url: `${url}?q=${encodeURIComponent(q)}` });
-        expect(DOCUMENTED.has(res.statusCode) || (res.statusCode >= 300 && res.statusCode < 400), `${method} ${url} → ${res.statusCode}`).toBe(true);
-      }),
+      fc.asyncProperty(
+        path,
+        fc.constantFrom('GET', 'POST', 'PUT', 'DELETE', 'PATCH'),
+        fc.string({ maxLength: 40 }),
+        async (url, method, q) => {
+          const res = await app.inject({ method: method as 'GET', url: `${url}?q=${encodeURIComponent(q)}` });
+          expect(
+            DOCUMENTED.has(res.statusCode) || (res.statusCode >= 300 && res.statusCode < 400),
+            `${method} ${url} → ${res.statusCode}`,
+          ).toBe(true);
+        },
+      ),
       { numRuns: 300 },
     );
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);

@@ -21,10 +21,15 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 function runCheck(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    execFile(process.execPath, ['--import', 'tsx', CHECK, ...args], { cwd: ROOT, timeout: 150_000, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      res({ code, stdout, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', CHECK, ...args],
+      { cwd: ROOT, timeout: 150_000, maxBuffer: 32 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
+        res({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -36,13 +41,19 @@ describe('benchmarks/gpu/check.mjs', () => {
   it('probes providers, measures raw ORT and the engine at batch 1/16/64, and writes the report', async () => {
     const out = join(tmp, 'report.json');
     const r = await runCheck([
-      '--model', TINY_BERT,
-      '--engine', ENGINE_SRC,
-      '--seconds', '0.3',
-      '--warmup', '1',
-      '--budget', '120',
+      '--model',
+      TINY_BERT,
+      '--engine',
+      ENGINE_SRC,
+      '--seconds',
+      '0.3',
+      '--warmup',
+      '1',
+      '--budget',
+      '120',
       '--quiet',
-      '--out', out,
+      '--out',
+      out,
     ]);
     expect(r.code, r.stderr.slice(-3000)).toBe(0);
     const report = JSON.parse(readFileSync(out, 'utf8'));
@@ -102,14 +113,21 @@ describe('benchmarks/gpu/check.mjs', () => {
   it('records a failing phase in the report and exits non-zero instead of crashing', async () => {
     const out = join(tmp, 'broken.json');
     const r = await runCheck([
-      '--model', TINY_BERT,
-      '--engine', join(tmp, 'no-such-engine.js'),
-      '--providers', 'cuda',
-      '--batches', '1',
-      '--seconds', '0.1',
-      '--warmup', '1',
+      '--model',
+      TINY_BERT,
+      '--engine',
+      join(tmp, 'no-such-engine.js'),
+      '--providers',
+      'cuda',
+      '--batches',
+      '1',
+      '--seconds',
+      '0.1',
+      '--warmup',
+      '1',
       '--quiet',
-      '--out', out,
+      '--out',
+      out,
     ]);
     expect(r.code).toBe(1);
     const report = JSON.parse(readFileSync(out, 'utf8'));

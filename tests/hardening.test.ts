@@ -2,19 +2,19 @@
  * Regression tests for the hostile-client and fault run (issue 13). Every attack runs against a
  * server the test starts on 127.0.0.1, bounded in sockets and time.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CollectionStore } from '../src/index/index.js';
 import { Engine } from '../src/runtime/engine.js';
-import { buildApp, type AppOptions } from '../src/server/app.js';
+import { type AppOptions, buildApp } from '../src/server/app.js';
 import { nestingBeyond, redactUrl } from '../src/server/http-guard.js';
 import { postJson, ROOT, TINY_BERT } from './helpers.js';
-import type { FastifyInstance } from 'fastify';
 
 let engine: Engine;
 const apps: FastifyInstance[] = [];
@@ -75,7 +75,11 @@ describe('prompt names are own properties only (point 5)', () => {
       expect(embed.json.error_code).toBe('UNKNOWN_PROMPT');
       expect((await postJson(`${url}/v1/embeddings`, { input: 'hello', model: 'x', prompt_name: name })).status, name).toBe(422);
       expect((await postJson(`${url}/search`, { query: 'a', candidates: ['b'], query_prompt_name: name })).status, name).toBe(422);
-      const put = await fetch(`${url}/collections/c`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ document_prompt_name: name }) });
+      const put = await fetch(`${url}/collections/c`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ document_prompt_name: name }),
+      });
       expect(put.status, name).toBe(422);
     }
   });
@@ -86,7 +90,11 @@ describe('vectors whose scores cannot be represented (point 7)', () => {
     const { url } = await serve({ store: await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-'))) });
     const dims = 4;
     for (const metric of ['l2', 'ip']) {
-      const put = await fetch(`${url}/collections/${metric}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ metric, dimensions: dims }) });
+      const put = await fetch(`${url}/collections/${metric}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ metric, dimensions: dims }),
+      });
       expect(put.status).toBeLessThan(300);
       const huge = [1e38, 1e38, 0, 0];
       const up = await postJson(`${url}/collections/${metric}/documents`, { documents: [{ id: 'huge', vector: huge }] });
@@ -95,7 +103,16 @@ describe('vectors whose scores cannot be represented (point 7)', () => {
       expect((await postJson(`${url}/search`, { collection: metric, vector: huge })).status).toBe(422);
       // Large but representable: stored, and every score is a finite number (never null).
       const big = [1e18, -1e18, 5e17, 0];
-      expect((await postJson(`${url}/collections/${metric}/documents`, { documents: [{ id: 'big', vector: big }, { id: 'small', vector: [1, 2, 3, 4] }] })).status).toBe(200);
+      expect(
+        (
+          await postJson(`${url}/collections/${metric}/documents`, {
+            documents: [
+              { id: 'big', vector: big },
+              { id: 'small', vector: [1, 2, 3, 4] },
+            ],
+          })
+        ).status,
+      ).toBe(200);
       const found = await postJson(`${url}/search`, { collection: metric, vector: [-1e18, 1e18, -5e17, 0], k: 2 });
       expect(found.status).toBe(200);
       for (const hit of found.json.results) expect(Number.isFinite(hit.score), JSON.stringify(hit)).toBe(true);
@@ -160,10 +177,17 @@ describe("errors Node and Fastify raise themselves have the contract's shape (po
     expect(badUrl.body).toEqual({ error: 'the URL is not valid (bad percent-encoding)', error_type: 'validation', error_code: 'BAD_URL' });
 
     for (const path of ['/embed', '/v1/embeddings']) {
-      const neg = parseRaw(await rawExchange(port, `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n{}`));
+      const neg = parseRaw(
+        await rawExchange(port, `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: -1\r\n\r\n{}`),
+      );
       expect(neg.status, path).toBe(422);
       if (path.startsWith('/v1/')) expect(neg.body.error.code).toBe('validation');
-      else expect(neg.body).toEqual({ error: 'the content-length header is invalid', error_type: 'validation', error_code: 'INVALID_CONTENT_LENGTH' });
+      else
+        expect(neg.body).toEqual({
+          error: 'the content-length header is invalid',
+          error_type: 'validation',
+          error_code: 'INVALID_CONTENT_LENGTH',
+        });
     }
     const big = parseRaw(await rawExchange(port, `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`));
     expect(big.status).toBe(413);
@@ -218,7 +242,10 @@ describe('damaged collections (point 4)', () => {
     const bad = await fetch(`${url}/collections/bad`);
     expect(bad.status).toBe(503);
     expect(bad.headers.get('retry-after')).not.toBeNull();
-    expect(await bad.json()).toMatchObject({ error: expect.stringMatching(/collection bad is unavailable: .*settings\.json/), error_code: 'COLLECTION_UNAVAILABLE' });
+    expect(await bad.json()).toMatchObject({
+      error: expect.stringMatching(/collection bad is unavailable: .*settings\.json/),
+      error_code: 'COLLECTION_UNAVAILABLE',
+    });
     expect((await postJson(`${url}/search`, { collection: 'bad', query: 'x' })).status).toBe(503);
     expect((await postJson(`${url}/collections/good/documents`, { documents: [{ id: '1', text: 'hello' }] })).status).toBe(200);
     expect((await postJson(`${url}/search`, { collection: 'good', query: 'hello' })).json.results[0].id).toBe('1');
@@ -255,7 +282,17 @@ async function startProcess(env: Record<string, string>, nofile?: number): Promi
   const cmd = `${nofile ? `ulimit -n ${nofile} && ` : ''}exec "${process.execPath}" --import tsx src/server/main.ts`;
   const child = spawn('bash', ['-c', cmd], {
     cwd: ROOT,
-    env: { ...process.env, MODEL_DIR: TINY_BERT, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'info', WORKERS: '1', INTRA_OP_THREADS: '1', ...env },
+    env: {
+      ...process.env,
+      MODEL_DIR: TINY_BERT,
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      WORKERS: '1',
+      INTRA_OP_THREADS: '1',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -298,8 +335,11 @@ describe('file-descriptor exhaustion (point 1)', () => {
         return s;
       };
       for (let i = 0; i < 300; i++) open('POST /embed HTTP/1.1\r\nHost: x\r\n');
-      for (let i = 0; i < 20; i++) open('POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
-      const chunked = Array.from({ length: 20 }, () => open('POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n'));
+      for (let i = 0; i < 20; i++)
+        open('POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+      const chunked = Array.from({ length: 20 }, () =>
+        open('POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n'),
+      );
       const trickle = setInterval(() => chunked.forEach((s) => s.writable && s.write('1\r\n \r\n')), 500);
       for (let i = 0; i < 20; i++) open('');
       await new Promise((r) => setTimeout(r, 1000));
@@ -363,7 +403,9 @@ describe('smaller contract holes (point 13)', () => {
   it('keeps collection names unique regardless of case and refuses Windows device names', async () => {
     const store = await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-')));
     await store.create('notes', { dimensions: 4 });
-    await expect(store.create('Notes', { dimensions: 4 })).rejects.toThrow(/collection notes already exists; names must differ in more than letter case/);
+    await expect(store.create('Notes', { dimensions: 4 })).rejects.toThrow(
+      /collection notes already exists; names must differ in more than letter case/,
+    );
     for (const name of ['CON', 'nul', 'Com1', 'lpt9', 'aux']) {
       await expect(store.create(name, { dimensions: 4 })).rejects.toThrow(/reserved device name/);
     }

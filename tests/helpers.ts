@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { CollectionStore } from '../src/index/index.js';
-import { buildApp, type AppOptions, type ServerLimits } from '../src/server/app.js';
 import { Engine, type EngineOptions, type ModelEntry, type RuntimeOptions } from '../src/runtime/engine.js';
 import { Models } from '../src/runtime/models.js';
+import { type AppOptions, buildApp, type ServerLimits } from '../src/server/app.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
 export const TINY_BERT = join(ROOT, 'tests/fixtures/models/tiny-bert');
@@ -129,7 +129,11 @@ export async function startModelsServer(
   };
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: any }> {
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; json: any }> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...headers },

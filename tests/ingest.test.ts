@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { postJson, ROOT, startServer, TINY_BERT, type TestServer } from './helpers.js';
+import { postJson, ROOT, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const run = promisify(execFile);
 let server: TestServer;
@@ -21,9 +21,25 @@ afterAll(async () => server?.close());
 describe('npm run ingest', () => {
   it('streams a JSONL file into a collection, retrying refusals, and reports progress', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'jsonl-')), 'docs.jsonl');
-    const lines = Array.from({ length: 50 }, (_, i) => JSON.stringify({ _id: `doc-${i}`, title: '', text: `the number ${i} is here`, metadata: { i } }));
+    const lines = Array.from({ length: 50 }, (_, i) =>
+      JSON.stringify({ _id: `doc-${i}`, title: '', text: `the number ${i} is here`, metadata: { i } }),
+    );
     writeFileSync(file, `${lines.join('\n')}\n`);
-    const { stdout, stderr } = await run(process.execPath, ['--import', 'tsx', join(ROOT, 'tools/ingest.ts'), '--collection', 'bulk', '--create', '--batch', '6', '--concurrency', '3', '--url', url, file]);
+    const { stdout, stderr } = await run(process.execPath, [
+      '--import',
+      'tsx',
+      join(ROOT, 'tools/ingest.ts'),
+      '--collection',
+      'bulk',
+      '--create',
+      '--batch',
+      '6',
+      '--concurrency',
+      '3',
+      '--url',
+      url,
+      file,
+    ]);
     expect(JSON.parse(stdout)).toMatchObject({ collection: 'bulk', documents: 50 });
     expect(stderr).toMatch(/50\/50 docs\s+[\d.]+ docs\/s\s+ETA 0s/);
     const info = (await (await fetch(`${url}/collections/bulk`)).json()) as { count: number };
@@ -36,6 +52,8 @@ describe('npm run ingest', () => {
   it('stops with a message naming the bad line', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'jsonl-')), 'bad.jsonl');
     writeFileSync(file, '{"id": "a", "text": "fine"}\n{"id": "b"}\n');
-    await expect(run(process.execPath, ['--import', 'tsx', join(ROOT, 'tools/ingest.ts'), '--collection', 'bulk', '--url', url, file])).rejects.toThrow(/bad\.jsonl:2: needs text or vector/);
+    await expect(
+      run(process.execPath, ['--import', 'tsx', join(ROOT, 'tools/ingest.ts'), '--collection', 'bulk', '--url', url, file]),
+    ).rejects.toThrow(/bad\.jsonl:2: needs text or vector/);
   });
 });

@@ -2,7 +2,7 @@
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { cosine, modelVariant, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+import { type BertReference, cosine, modelVariant, postJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 const servers: TestServer[] = [];
@@ -22,7 +22,7 @@ describe('int8 serving', () => {
   const dir = modelVariant(TINY_BERT, {});
   rmSync(join(dir, '.int8'), { recursive: true, force: true });
 
-  it('quantizes at load, agrees with torch\'s fp32 outputs, and reports the measured agreement', async () => {
+  it("quantizes at load, agrees with torch's fp32 outputs, and reports the measured agreement", async () => {
     const s = await serve({ modelDir: dir, quantize: 'int8' });
     const i = await info(s);
     expect(i.precision).toBe('int8');
@@ -54,7 +54,12 @@ describe('int8 serving', () => {
 
   it('falls back to fp32 with a warning when the floor is above what int8 reaches', async () => {
     const warnings: string[] = [];
-    const s = await serve({ modelDir: dir, quantize: 'int8', quantizeFloor: 1.01, log: (level, m) => level === 'warn' && warnings.push(m) });
+    const s = await serve({
+      modelDir: dir,
+      quantize: 'int8',
+      quantizeFloor: 1.01,
+      log: (level, m) => level === 'warn' && warnings.push(m),
+    });
     const i = await info(s);
     expect(i.precision).toBe('fp32');
     expect(i.quantization.fallback).toMatch(/under the floor 1\.01/);
@@ -63,7 +68,7 @@ describe('int8 serving', () => {
     expect(cosine(v[0]!, ref.pooled.mean[1]!)).toBeGreaterThanOrEqual(0.9999);
   });
 
-  it('serves a directory\'s own model_quantized.onnx as it is', async () => {
+  it("serves a directory's own model_quantized.onnx as it is", async () => {
     const shipped = modelVariant(TINY_BERT, {});
     const first = await serve({ modelDir: dir, quantize: 'int8' });
     await first.close();

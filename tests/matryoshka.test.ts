@@ -4,11 +4,22 @@
  */
 import { join } from 'node:path';
 import ort from 'onnxruntime-node';
-import { loadModel, saveModel } from '../src/runtime/onnx/model.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelDir } from '../src/runtime/model-dir.js';
+import { loadModel, saveModel } from '../src/runtime/onnx/model.js';
 import { TextTokenizer } from '../src/runtime/tokenize.js';
-import { cosine, modelVariant, normalized, postJson, readReference, startServer, TINY_BERT, TINY_DECODER, type BertReference, type TestServer } from './helpers.js';
+import {
+  type BertReference,
+  cosine,
+  modelVariant,
+  normalized,
+  postJson,
+  readReference,
+  startServer,
+  type TestServer,
+  TINY_BERT,
+  TINY_DECODER,
+} from './helpers.js';
 
 interface DecoderReference {
   sentences: string[];
@@ -28,10 +39,20 @@ let decoderRaw: TestServer;
 
 beforeAll(async () => {
   bertMean = await startServer({ modelDir: TINY_BERT, limits: { maxBatchTokens: 4096 } });
-  bertCls = await startServer({ modelDir: modelVariant(TINY_BERT, { 'embedder.json': '{"pooling": "cls"}' }), limits: { maxBatchTokens: 4096 } });
+  bertCls = await startServer({
+    modelDir: modelVariant(TINY_BERT, { 'embedder.json': '{"pooling": "cls"}' }),
+    limits: { maxBatchTokens: 4096 },
+  });
   decoder = await startServer({ modelDir: TINY_DECODER, limits: { maxBatchTokens: 4096 } });
-  const rawEmbedder = JSON.stringify({ pooling: 'last', final_norm_on_exit: false, token_prepending: { placeholder: '<|pst|>', first_layer: 1, last_layer: 3 } });
-  decoderRaw = await startServer({ modelDir: modelVariant(TINY_DECODER, { 'embedder.json': rawEmbedder }), limits: { maxBatchTokens: 4096 } });
+  const rawEmbedder = JSON.stringify({
+    pooling: 'last',
+    final_norm_on_exit: false,
+    token_prepending: { placeholder: '<|pst|>', first_layer: 1, last_layer: 3 },
+  });
+  decoderRaw = await startServer({
+    modelDir: modelVariant(TINY_DECODER, { 'embedder.json': rawEmbedder }),
+    limits: { maxBatchTokens: 4096 },
+  });
   servers.push(bertMean, bertCls, decoder, decoderRaw);
 });
 afterAll(async () => {
@@ -125,7 +146,13 @@ describe('prompts and instructions', () => {
     const [served] = await embed(s, { inputs: text, prompt_name: 'query' });
     // Independent: run the graph directly and average the states after the prompt by hand.
     const spec = loadModelDir(dir);
-    const [withPrompt] = await new TextTokenizer(spec).tokenize(['query: ' + text], { prefix: null, instruction: null, truncate: true, direction: 'right', tokenPrepending: false });
+    const [withPrompt] = await new TextTokenizer(spec).tokenize([`query: ${text}`], {
+      prefix: null,
+      instruction: null,
+      truncate: true,
+      direction: 'right',
+      tokenPrepending: false,
+    });
     // sentence-transformers' prompt length: the prompt tokenized alone, minus its trailing [SEP]. For
     // "query: " in tiny-bert's vocab.txt that is [CLS] query : = 3 (counted by hand, not by the code here).
     const skip = 3;

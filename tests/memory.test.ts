@@ -12,8 +12,8 @@ import { Engine } from '../src/runtime/engine.js';
 import { weightBytes } from '../src/runtime/onnx/external.js';
 import { loadModel } from '../src/runtime/onnx/model.js';
 import { WorkerPool } from '../src/runtime/pool.js';
-import { tempDir, TINY_BERT, TINY_DECODER } from './onnx/helpers.js';
 import { TINY_BERT as TINY_BERT_DIR } from './helpers.js';
+import { TINY_BERT, TINY_DECODER, tempDir } from './onnx/helpers.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -30,7 +30,10 @@ function copyModel(file: string): string {
 }
 
 describe('graph variants share one copy of the weights', () => {
-  for (const [name, file] of [['BERT encoder', TINY_BERT], ['decoder', TINY_DECODER]] as const) {
+  for (const [name, file] of [
+    ['BERT encoder', TINY_BERT],
+    ['decoder', TINY_DECODER],
+  ] as const) {
     it(`${name}: stages and unsplit graph together hold the weights once`, async () => {
       const model = copyModel(file);
       // Every initializer of the original graph is inline: this is the size of one copy.

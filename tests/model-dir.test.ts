@@ -9,7 +9,15 @@ describe('model directory loader', () => {
   it('reads the sentence-transformers layout with onnx/model.onnx', () => {
     const spec = loadModelDir(TINY_BERT);
     expect(spec.onnxPath).toBe(join(TINY_BERT, 'onnx/model.onnx'));
-    expect(spec).toMatchObject({ hiddenSize: 64, numLayers: 4, pooling: 'mean', paddingSide: 'right', maxLength: 48, includePrompt: true, normalizeModule: true });
+    expect(spec).toMatchObject({
+      hiddenSize: 64,
+      numLayers: 4,
+      pooling: 'mean',
+      paddingSide: 'right',
+      maxLength: 48,
+      includePrompt: true,
+      normalizeModule: true,
+    });
     expect(spec.prompts).toEqual({ query: 'query: ', passage: 'passage: ' });
   });
 
@@ -37,10 +45,13 @@ describe('model directory loader', () => {
   it('pooling precedence: embedder.json, then 1_Pooling, else mean', () => {
     expect(loadModelDir(modelVariant(TINY_BERT, { 'embedder.json': '{"pooling": "cls"}' })).pooling).toBe('cls');
     expect(loadModelDir(modelVariant(TINY_BERT, { '1_Pooling/config.json': '{"pooling_mode_max_tokens": true}' })).pooling).toBe('max');
-    expect(loadModelDir(modelVariant(TINY_BERT, { '1_Pooling/config.json': '{"pooling_mode_mean_tokens": true, "include_prompt": false}' })).includePrompt).toBe(false);
+    expect(
+      loadModelDir(modelVariant(TINY_BERT, { '1_Pooling/config.json': '{"pooling_mode_mean_tokens": true, "include_prompt": false}' }))
+        .includePrompt,
+    ).toBe(false);
   });
 
-  it.skipIf(!hasShared)('caps bge-small\'s absurd model_max_length at the positions', () => {
+  it.skipIf(!hasShared)("caps bge-small's absurd model_max_length at the positions", () => {
     // The shared folder has no weights: point it at a fixture graph so the directory is complete.
     const spec = loadModelDir(join(SHARED_ASSETS, 'bge-small-en-v1.5'), { onnxFile: join(TINY_BERT, 'onnx/model.onnx') });
     expect(spec.maxLength).toBe(512);
@@ -50,10 +61,18 @@ describe('model directory loader', () => {
   const broken: Array<[string, Record<string, string | null>, RegExp]> = [
     ['a missing tokenizer.json', { 'tokenizer.json': '' }, /tokenizer/],
     ['invalid JSON in config.json', { 'config.json': '{nope' }, /config\.json is not valid JSON/],
-    ['config.json without hidden_size', { 'config.json': '{"num_hidden_layers": 2, "max_position_embeddings": 64}' }, /config\.json: no hidden_size/],
+    [
+      'config.json without hidden_size',
+      { 'config.json': '{"num_hidden_layers": 2, "max_position_embeddings": 64}' },
+      /config\.json: no hidden_size/,
+    ],
     ['a bad pooling in embedder.json', { 'embedder.json': '{"pooling": "median"}' }, /embedder\.json: pooling/],
     ['matryoshka dimensions above the hidden size', { 'embedder.json': '{"matryoshka_dimensions": [32, 999]}' }, /matryoshka_dimensions/],
-    ['a default prompt that does not exist', { 'config_sentence_transformers.json': '{"prompts": {}, "default_prompt_name": "q"}' }, /default_prompt_name/],
+    [
+      'a default prompt that does not exist',
+      { 'config_sentence_transformers.json': '{"prompts": {}, "default_prompt_name": "q"}' },
+      /default_prompt_name/,
+    ],
   ];
   for (const [what, files, message] of broken) {
     it(`fails on ${what}, naming the file`, () => {

@@ -1,7 +1,7 @@
 /** /v1/embeddings through the official `openai` client, and OpenAI's error shape. */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cosine, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+import { type BertReference, cosine, postJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 
@@ -36,14 +36,21 @@ describe('OpenAI compatibility', () => {
     const full = ref.pooled.mean[1]!.slice(0, 16);
     expect(cosine(res.data[0]!.embedding, full)).toBeGreaterThanOrEqual(0.9999);
     // base64 and float agree exactly
-    const b64 = await postJson(`${url}/v1/embeddings`, { input: ref.sentences[1], dimensions: 16, encoding_format: 'base64' }, { authorization: 'Bearer sk-test-key' });
+    const b64 = await postJson(
+      `${url}/v1/embeddings`,
+      { input: ref.sentences[1], dimensions: 16, encoding_format: 'base64' },
+      { authorization: 'Bearer sk-test-key' },
+    );
     const bytes = Buffer.from(b64.json.data[0].embedding, 'base64');
     const decoded = Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4));
     expect(decoded).toEqual(res.data[0]!.embedding);
   });
 
   it('rejects token-id arrays with a 422 that says what to do', async () => {
-    for (const input of [[1, 2, 3], [[1, 2], [3]]]) {
+    for (const input of [
+      [1, 2, 3],
+      [[1, 2], [3]],
+    ]) {
       const err = await client.embeddings.create({ model: 'm', input }).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(OpenAI.APIError);
       expect((err as InstanceType<typeof OpenAI.APIError>).status).toBe(422);
@@ -51,7 +58,7 @@ describe('OpenAI compatibility', () => {
     }
   });
 
-  it('uses OpenAI\'s error shape for every status', async () => {
+  it("uses OpenAI's error shape for every status", async () => {
     const auth = { authorization: 'Bearer sk-test-key' };
     const bad = await postJson(`${url}/v1/embeddings`, { input: 5 }, auth);
     expect(bad.status).toBe(422);

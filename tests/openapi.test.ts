@@ -11,7 +11,20 @@ describe('OpenAPI document', () => {
 
   it('documents every public route with request and error schemas', async () => {
     const doc = (await generateOpenApi()) as { paths: Record<string, Record<string, any>> };
-    for (const path of ['/embed', '/v1/embeddings', '/v1/models', '/health', '/ready', '/info', '/metrics', '/search', '/collections', '/collections/{name}', '/collections/{name}/documents', '/collections/{name}/documents/{id}']) {
+    for (const path of [
+      '/embed',
+      '/v1/embeddings',
+      '/v1/models',
+      '/health',
+      '/ready',
+      '/info',
+      '/metrics',
+      '/search',
+      '/collections',
+      '/collections/{name}',
+      '/collections/{name}/documents',
+      '/collections/{name}/documents/{id}',
+    ]) {
       expect(doc.paths).toHaveProperty([path]);
     }
     const embed = doc.paths['/embed']!.post;

@@ -3,8 +3,18 @@ import { finishVector, pool } from '../src/pooling/index.js';
 
 // Two sequences, seqLen 3, dim 2. Row 0: real tokens at 0..1 (right padding); row 1: real tokens at 1..2 (left padding).
 const hidden = Float32Array.from([
-  1, 2, 3, 4, 99, 99, // row 0: t0=(1,2) t1=(3,4) pad
-  99, 99, 5, -6, 7, 8, // row 1: pad t1=(5,-6) t2=(7,8)
+  1,
+  2,
+  3,
+  4,
+  99,
+  99, // row 0: t0=(1,2) t1=(3,4) pad
+  99,
+  99,
+  5,
+  -6,
+  7,
+  8, // row 1: pad t1=(5,-6) t2=(7,8)
 ]);
 const spans = [
   { start: 0, length: 2 },

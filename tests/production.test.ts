@@ -3,12 +3,12 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../src/runtime/engine.js';
-import { buildApp, type AppOptions } from '../src/server/app.js';
+import { type AppOptions, buildApp } from '../src/server/app.js';
 import { loadApiKeys } from '../src/server/auth.js';
 import { postJson, ROOT, TINY_BERT } from './helpers.js';
-import type { FastifyInstance } from 'fastify';
 
 let engine: Engine;
 const apps: FastifyInstance[] = [];
@@ -59,7 +59,9 @@ describe('Prometheus metrics', () => {
     }
     expect(text).toMatch(/embed_http_requests_total\{route="\/embed",method="POST",status="200"\} [1-9]/);
     expect(text).toMatch(/embed_rejected_requests_total\{reason="overloaded"\} 1/);
-    expect(text).toMatch(/embed_model_info\{model="default",provider="cpu",dimensions="64",layers="4",max_input_length="48",task="embed"\} 1/);
+    expect(text).toMatch(
+      /embed_model_info\{model="default",provider="cpu",dimensions="64",layers="4",max_input_length="48",task="embed"\} 1/,
+    );
     // The tiny model serves full depth from its stages: their weights live in the shared file.
     const shared = Number(/embed_model_weight_bytes\{model="default",variant="stages",storage="shared"\} (\d+)/.exec(text)?.[1]);
     const inline = Number(/embed_model_weight_bytes\{model="default",variant="stages",storage="inline"\} (\d+)/.exec(text)?.[1]);
@@ -102,7 +104,16 @@ describe('CORS and request ids', () => {
     expect(r2.headers.get('access-control-allow-origin')).toBe('https://app.example');
     // A browser client may read every timing header the embedding routes send.
     const exposed = (r2.headers.get('access-control-expose-headers') ?? '').split(',').map((h) => h.trim());
-    for (const h of ['x-request-id', 'x-compute-tokens', 'x-total-time', 'x-tokenization-time', 'x-queue-time', 'x-inference-time', 'retry-after']) expect(exposed).toContain(h);
+    for (const h of [
+      'x-request-id',
+      'x-compute-tokens',
+      'x-total-time',
+      'x-tokenization-time',
+      'x-queue-time',
+      'x-inference-time',
+      'retry-after',
+    ])
+      expect(exposed).toContain(h);
     const r3 = await fetch(`${on}/health`, { headers: { origin: 'https://evil.example' } });
     expect(r3.headers.get('access-control-allow-origin')).toBeNull();
     expect(r2.headers.get('x-request-id')).toBeTruthy();
@@ -129,13 +140,24 @@ describe('graceful shutdown', () => {
   it('on SIGTERM stops accepting, finishes queued work, and exits 0', async () => {
     const port = 20000 + Math.floor(Math.random() * 20000);
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts')], {
-      env: { ...process.env, MODEL_DIR: TINY_BERT, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', MAX_QUEUE_DELAY_MS: '500', WORKERS: '1' },
+      env: {
+        ...process.env,
+        MODEL_DIR: TINY_BERT,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        MAX_QUEUE_DELAY_MS: '500',
+        WORKERS: '1',
+      },
       stdio: ['ignore', 'ignore', 'pipe'],
     });
     const exited = new Promise<number | null>((r) => child.once('exit', r));
     const url = `http://127.0.0.1:${port}`;
     for (let i = 0; i < 200; i++) {
-      const ok = await fetch(`${url}/ready`).then((r) => r.status === 200, () => false);
+      const ok = await fetch(`${url}/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      );
       if (ok) break;
       await new Promise((r) => setTimeout(r, 100));
     }

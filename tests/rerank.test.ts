@@ -6,26 +6,34 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadModelDir, ModelDirError } from '../src/runtime/model-dir.js';
+import type { Models } from '../src/runtime/models.js';
 import { TextTokenizer } from '../src/runtime/tokenize.js';
 import {
+  type BertReference,
   cosine,
   modelVariant,
   postJson,
   readReference,
   startModelsServer,
+  type TestServer,
   TINY_BERT,
   TINY_DECODER,
   TINY_RERANKER,
-  type BertReference,
-  type TestServer,
 } from './helpers.js';
-import type { Models } from '../src/runtime/models.js';
 
 interface RerankReference {
   max_length: number;
   queries: string[];
   documents: string[];
-  pairs: Array<{ query: number; document: number; token_ids: number[]; token_type_ids: number[]; truncated: boolean; logit: number; score: number }>;
+  pairs: Array<{
+    query: number;
+    document: number;
+    token_ids: number[];
+    token_type_ids: number[];
+    truncated: boolean;
+    logit: number;
+    score: number;
+  }>;
 }
 
 interface DecoderReference {
@@ -55,11 +63,15 @@ describe('reranker model directories', () => {
     expect(() => loadModelDir(modelVariant(TINY_RERANKER, { 'config.json': JSON.stringify(two) }))).toThrow(/2 labels/);
   });
 
-  it("tokenizes pairs exactly as the Python reference: [CLS] q [SEP] d [SEP], token types 0 then 1, the document cut first", async () => {
+  it('tokenizes pairs exactly as the Python reference: [CLS] q [SEP] d [SEP], token types 0 then 1, the document cut first', async () => {
     const tok = new TextTokenizer(loadModelDir(TINY_RERANKER));
     for (const q of [0, 1]) {
       const pairs = pairsOf(q);
-      const out = await tok.tokenizePairs(rr.queries[q]!, pairs.map((p) => rr.documents[p.document]!), { truncate: true });
+      const out = await tok.tokenizePairs(
+        rr.queries[q]!,
+        pairs.map((p) => rr.documents[p.document]!),
+        { truncate: true },
+      );
       out.forEach((t, i) => {
         const ref = pairs[i]!;
         expect(Array.from(t.ids)).toEqual(ref.token_ids);
@@ -70,7 +82,9 @@ describe('reranker model directories', () => {
     expect(truncated.token_ids.length).toBe(rr.max_length);
     // The query is kept whole: the cut falls in the document.
     expect(truncated.token_type_ids.indexOf(1)).toBeGreaterThan(rr.queries[truncated.query]!.split(' ').length);
-    await expect(tok.tokenizePairs(rr.queries[truncated.query]!, [rr.documents[truncated.document]!], { truncate: false })).rejects.toMatchObject({
+    await expect(
+      tok.tokenizePairs(rr.queries[truncated.query]!, [rr.documents[truncated.document]!], { truncate: false }),
+    ).rejects.toMatchObject({
       code: 'INPUT_TOO_LONG',
     });
     // A query that alone overflows the budget is cut too rather than refused.
@@ -102,14 +116,19 @@ describe('several models in one process', () => {
     const rerankTei = (q: number) => postJson(`${server.url}/rerank`, { query: rr.queries[q], texts: rr.documents, return_text: true });
     const rerankCohere = (q: number) =>
       postJson(`${server.url}/v1/rerank`, { model: 'ranker', query: rr.queries[q], documents: rr.documents, return_documents: true });
-    const embeds = Array.from({ length: 6 }, (_, i) => postJson(`${server.url}/embed`, { inputs: bert.sentences.slice(i, i + 3), model: 'bert' }));
+    const embeds = Array.from({ length: 6 }, (_, i) =>
+      postJson(`${server.url}/embed`, { inputs: bert.sentences.slice(i, i + 3), model: 'bert' }),
+    );
     const requests = Array.from({ length: 8 }, (_, i) => (i % 2 ? rerankCohere(i % 4 === 1 ? 0 : 1) : rerankTei(i % 4 === 0 ? 0 : 1)));
     const [tei0, cohere0, tei1, cohere1, ...rest] = await Promise.all([...requests, ...embeds]);
     for (const r of [tei0, cohere0, tei1, cohere1, ...rest]) expect(r!.status).toBe(200);
     // Fewer batches than requests: pairs of different requests shared batches.
     expect(server.models.get('ranker')!.stats.batches - before).toBeLessThan(8);
 
-    for (const [q, tei, cohere] of [[0, tei0!, cohere0!], [1, tei1!, cohere1!]] as const) {
+    for (const [q, tei, cohere] of [
+      [0, tei0!, cohere0!],
+      [1, tei1!, cohere1!],
+    ] as const) {
       const ref = new Map(pairsOf(q).map((p) => [p.document, p]));
       expect(tei.json.map((h: { index: number }) => h.index)).toEqual(torchOrder(q));
       for (const hit of tei.json as Array<{ index: number; score: number; text: string }>) {
@@ -133,7 +152,11 @@ describe('several models in one process', () => {
       expect(Math.abs(hit.score - ref.get(hit.index)!.logit)).toBeLessThan(1e-4);
       expect(hit.text).toBeUndefined();
     }
-    const top = await postJson(`${server.url}/v1/rerank`, { query: rr.queries[1], documents: rr.documents.map((text) => ({ text })), top_n: 2 });
+    const top = await postJson(`${server.url}/v1/rerank`, {
+      query: rr.queries[1],
+      documents: rr.documents.map((text) => ({ text })),
+      top_n: 2,
+    });
     expect(top.status).toBe(200);
     expect(top.json.results.map((h: { index: number }) => h.index)).toEqual(torchOrder(1).slice(0, 2));
     expect(top.json.results[0].document).toBeUndefined();
@@ -150,7 +173,11 @@ describe('several models in one process', () => {
       jobs.map(({ useBert, picks }) =>
         useBert
           ? postJson(`${server.url}/embed`, { model: 'bert', inputs: picks.map((i) => bert.sentences[i]) })
-          : postJson(`${server.url}/v1/embeddings`, { model: 'decoder', input: picks.map((i) => dec.sentences[i]), encoding_format: 'float' }),
+          : postJson(`${server.url}/v1/embeddings`, {
+              model: 'decoder',
+              input: picks.map((i) => dec.sentences[i]),
+              encoding_format: 'float',
+            }),
       ),
     );
     answers.forEach((res, j) => {
@@ -188,13 +215,21 @@ describe('several models in one process', () => {
     const rerankWithEmbedder = await postJson(`${server.url}/rerank`, { query: 'q', texts: ['d'], model: 'bert' });
     expect(rerankWithEmbedder.status).toBe(422);
     expect(rerankWithEmbedder.json.error).toMatch(/bert is an embedding model/);
-    const cascadeWithEmbedder = await postJson(`${server.url}/search`, { query: 'q', candidates: ['a', 'b'], rerank: { model: 'decoder' } });
+    const cascadeWithEmbedder = await postJson(`${server.url}/search`, {
+      query: 'q',
+      candidates: ['a', 'b'],
+      rerank: { model: 'decoder' },
+    });
     expect(cascadeWithEmbedder.status).toBe(422);
   });
 
   it('lists every model in /v1/models, and reports each in /info and /metrics', async () => {
     const list = (await (await fetch(`${server.url}/v1/models`)).json()) as any;
-    expect(list.data.map((m: { id: string; task: string }) => `${m.id}:${m.task}`)).toEqual(['bert:embed', 'decoder:embed', 'ranker:rerank']);
+    expect(list.data.map((m: { id: string; task: string }) => `${m.id}:${m.task}`)).toEqual([
+      'bert:embed',
+      'decoder:embed',
+      'ranker:rerank',
+    ]);
     const info = (await (await fetch(`${server.url}/info`)).json()) as any;
     expect(info.name).toBe('bert');
     expect(info.models.map((m: { name: string; task: string; dimensions: number }) => [m.name, m.task, m.dimensions])).toEqual([
@@ -206,44 +241,85 @@ describe('several models in one process', () => {
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     for (const model of ['bert', 'decoder', 'ranker']) {
       expect(metrics).toContain(`embed_queue_depth{model="${model}"} 0`);
-      expect(metrics).toMatch(new RegExp(`embed_model_info\\{model="${model}",[^}]*task="${model === 'ranker' ? 'rerank' : 'embed'}"\\} 1`));
+      expect(metrics).toMatch(
+        new RegExp(`embed_model_info\\{model="${model}",[^}]*task="${model === 'ranker' ? 'rerank' : 'embed'}"\\} 1`),
+      );
     }
     expect(metrics).toMatch(/embed_tokens_total\{model="ranker"\} [1-9]/);
     expect(metrics).toMatch(/embed_batch_size_count\{model="decoder"\} [1-9]/);
   });
 
-  it('records a collection\'s model for life and embeds its documents and queries with it', async () => {
-    const created = await fetch(`${server.url}/collections/dec-notes`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'decoder' }) });
+  it("records a collection's model for life and embeds its documents and queries with it", async () => {
+    const created = await fetch(`${server.url}/collections/dec-notes`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'decoder' }),
+    });
     expect(created.status).toBe(200);
     expect(((await created.json()) as any).settings.model).toBe('decoder');
     // The same PUT without the model means the default model: different settings.
-    const again = await fetch(`${server.url}/collections/dec-notes`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const again = await fetch(`${server.url}/collections/dec-notes`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    });
     expect(again.status).toBe(409);
-    const up = await postJson(`${server.url}/collections/dec-notes/documents`, { documents: dec.sentences.slice(0, 4).map((text, i) => ({ id: String(i), text })) });
+    const up = await postJson(`${server.url}/collections/dec-notes/documents`, {
+      documents: dec.sentences.slice(0, 4).map((text, i) => ({ id: String(i), text })),
+    });
     expect(up.status).toBe(200);
     const doc = (await (await fetch(`${server.url}/collections/dec-notes/documents/2?include=vector`)).json()) as any;
-    const stored = doc.vector ?? (await postJson(`${server.url}/search`, { collection: 'dec-notes', query: dec.sentences[2], k: 1, include: ['vector'] })).json.results[0].vector;
+    const stored =
+      doc.vector ??
+      (await postJson(`${server.url}/search`, { collection: 'dec-notes', query: dec.sentences[2], k: 1, include: ['vector'] })).json
+        .results[0].vector;
     expect(cosine(stored, dec.pooled.last[2]!)).toBeGreaterThanOrEqual(0.9999);
     const hit = await postJson(`${server.url}/search`, { collection: 'dec-notes', query: dec.sentences[2], k: 1 });
     expect(hit.json.results[0].id).toBe('2');
     const contradicting = await postJson(`${server.url}/search`, { collection: 'dec-notes', query: 'x', model: 'bert' });
     expect(contradicting.status).toBe(422);
-    const wrongKind = await fetch(`${server.url}/collections/r`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'ranker' }) });
+    const wrongKind = await fetch(`${server.url}/collections/r`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'ranker' }),
+    });
     expect(wrongKind.status).toBe(422);
   });
 
   it("the cascade in /search returns the reranker's order, with the first stage's score beside it", async () => {
-    await fetch(`${server.url}/collections/docs`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'bert' }) });
-    const up = await postJson(`${server.url}/collections/docs/documents`, { documents: rr.documents.map((text, i) => ({ id: `d${i}`, text, metadata: { i } })) });
+    await fetch(`${server.url}/collections/docs`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'bert' }),
+    });
+    const up = await postJson(`${server.url}/collections/docs/documents`, {
+      documents: rr.documents.map((text, i) => ({ id: `d${i}`, text, metadata: { i } })),
+    });
     expect(up.status).toBe(200);
     for (const q of [0, 1]) {
       const plain = await postJson(`${server.url}/search`, { collection: 'docs', query: rr.queries[q], k: 10 });
       const firstStage = new Map<string, number>(plain.json.results.map((h: { id: string; score: number }) => [h.id, h.score]));
-      const res = await postJson(`${server.url}/search`, { collection: 'docs', query: rr.queries[q], k: 3, include: ['metadata'], rerank: { candidates: 50 } });
+      const res = await postJson(`${server.url}/search`, {
+        collection: 'docs',
+        query: rr.queries[q],
+        k: 3,
+        include: ['metadata'],
+        rerank: { candidates: 50 },
+      });
       expect(res.status).toBe(200);
-      expect(res.json.results.map((h: { id: string }) => h.id)).toEqual(torchOrder(q).slice(0, 3).map((d) => `d${d}`));
+      expect(res.json.results.map((h: { id: string }) => h.id)).toEqual(
+        torchOrder(q)
+          .slice(0, 3)
+          .map((d) => `d${d}`),
+      );
       const ref = new Map(pairsOf(q).map((p) => [`d${p.document}`, p]));
-      for (const h of res.json.results as Array<{ id: string; score: number; retrieval_score: number; text?: string; metadata: { i: number } }>) {
+      for (const h of res.json.results as Array<{
+        id: string;
+        score: number;
+        retrieval_score: number;
+        text?: string;
+        metadata: { i: number };
+      }>) {
         expect(Math.abs(h.score - ref.get(h.id)!.score)).toBeLessThan(1e-4);
         expect(h.retrieval_score).toBeCloseTo(firstStage.get(h.id)!, 5);
         expect(h.text).toBeUndefined(); // not asked for
@@ -251,11 +327,23 @@ describe('several models in one process', () => {
       }
     }
     // Fewer first-stage candidates than documents: only those are reranked.
-    const two = await postJson(`${server.url}/search`, { collection: 'docs', query: rr.queries[0], k: 2, rerank: { candidates: 2, model: 'ranker' } });
-    const plainTop2 = (await postJson(`${server.url}/search`, { collection: 'docs', query: rr.queries[0], k: 2 })).json.results.map((h: { id: string }) => h.id);
+    const two = await postJson(`${server.url}/search`, {
+      collection: 'docs',
+      query: rr.queries[0],
+      k: 2,
+      rerank: { candidates: 2, model: 'ranker' },
+    });
+    const plainTop2 = (await postJson(`${server.url}/search`, { collection: 'docs', query: rr.queries[0], k: 2 })).json.results.map(
+      (h: { id: string }) => h.id,
+    );
     expect([...two.json.results.map((h: { id: string }) => h.id)].sort()).toEqual([...plainTop2].sort());
     // Inline candidates: the same cascade, ids are positions.
-    const inline = await postJson(`${server.url}/search`, { query: rr.queries[1], candidates: rr.documents, model: 'bert', rerank: { top_n: 4 } });
+    const inline = await postJson(`${server.url}/search`, {
+      query: rr.queries[1],
+      candidates: rr.documents,
+      model: 'bert',
+      rerank: { top_n: 4 },
+    });
     expect(inline.status).toBe(200);
     expect(inline.json.results.map((h: { id: string }) => Number(h.id))).toEqual(torchOrder(1).slice(0, 4));
     expect(inline.json.results[0].text).toBe(rr.documents[torchOrder(1)[0]!]);

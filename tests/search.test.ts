@@ -1,14 +1,18 @@
 /** Collections and /search over HTTP, with the real model and the durable store. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cosine, postJson, readReference, startServer, TINY_BERT, type BertReference, type TestServer } from './helpers.js';
+import { type BertReference, cosine, postJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 let server: TestServer;
 let url: string;
 
-const put = (path: string, body: unknown) => fetch(`${url}${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+const put = (path: string, body: unknown) =>
+  fetch(`${url}${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
+    async (r) => ({ status: r.status, json: (await r.json()) as any }),
+  );
 const get = (path: string) => fetch(`${url}${path}`).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
-const del = (path: string) => fetch(`${url}${path}`, { method: 'DELETE' }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+const del = (path: string) =>
+  fetch(`${url}${path}`, { method: 'DELETE' }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
 
 beforeAll(async () => {
   server = await startServer({ modelDir: TINY_BERT }, {}, { store: true });
@@ -21,7 +25,12 @@ describe('collections', () => {
     const settings = { metric: 'cosine', document_prompt_name: 'passage', query_prompt_name: 'query' };
     const first = await put('/collections/docs', settings);
     expect(first.status, JSON.stringify(first.json)).toBe(200);
-    expect(first.json).toMatchObject({ name: 'docs', created: true, count: 0, settings: { metric: 'cosine', dimensions: 64, hnsw: { m: 16, ef_construction: 200 } } });
+    expect(first.json).toMatchObject({
+      name: 'docs',
+      created: true,
+      count: 0,
+      settings: { metric: 'cosine', dimensions: 64, hnsw: { m: 16, ef_construction: 200 } },
+    });
     const again = await put('/collections/docs', settings);
     expect(again.status).toBe(200);
     expect(again.json.created).toBe(false);
@@ -39,7 +48,11 @@ describe('collections', () => {
   });
 
   it('upserts text and vectors all or nothing, and reads them back', async () => {
-    const docs = ref.sentences.map((text, i) => ({ id: `s${i}`, text, metadata: { i, lang: i % 2 ? 'de' : 'en', nested: { tags: ['a', `t${i}`] } } }));
+    const docs = ref.sentences.map((text, i) => ({
+      id: `s${i}`,
+      text,
+      metadata: { i, lang: i % 2 ? 'de' : 'en', nested: { tags: ['a', `t${i}`] } },
+    }));
     const up = await postJson(`${url}/collections/docs/documents`, { documents: docs });
     expect(up.status).toBe(200);
     expect(up.json).toEqual({ upserted: docs.length });
@@ -52,11 +65,19 @@ describe('collections', () => {
 
     const bad = await postJson(`${url}/collections/docs/documents`, { documents: [{ id: 'new1', text: 'fine' }, { id: 'new2' }] });
     expect([bad.status, bad.json.error_code]).toEqual([422, 'DOCUMENT_NEEDS_TEXT_OR_VECTOR']);
-    const badVec = await postJson(`${url}/collections/docs/documents`, { documents: [{ id: 'new3', text: 'fine' }, { id: 'new4', vector: [1, 2, 3] }] });
+    const badVec = await postJson(`${url}/collections/docs/documents`, {
+      documents: [
+        { id: 'new3', text: 'fine' },
+        { id: 'new4', vector: [1, 2, 3] },
+      ],
+    });
     expect(badVec.status).toBe(422);
     expect(badVec.json.error_code).toBe('VECTOR_LENGTH_MISMATCH');
     expect((await get('/collections/docs')).json.count).toBe(docs.length);
-    expect((await get('/collections/docs/documents/new1')).json).toMatchObject({ error_type: 'not_found', error_code: 'DOCUMENT_NOT_FOUND' });
+    expect((await get('/collections/docs/documents/new1')).json).toMatchObject({
+      error_type: 'not_found',
+      error_code: 'DOCUMENT_NOT_FOUND',
+    });
   });
 
   it('searches by text with the query prompt, best first, and by vector', async () => {
@@ -74,10 +95,20 @@ describe('collections', () => {
   });
 
   it('filters during the walk and still returns k matches when k exist', async () => {
-    const res = await postJson(`${url}/search`, { collection: 'docs', query: 'anything', k: 3, filter: { must: [{ key: 'lang', match: { value: 'de' } }] } });
+    const res = await postJson(`${url}/search`, {
+      collection: 'docs',
+      query: 'anything',
+      k: 3,
+      filter: { must: [{ key: 'lang', match: { value: 'de' } }] },
+    });
     expect(res.json.results).toHaveLength(3);
     for (const r of res.json.results) expect(r.metadata.lang).toBe('de');
-    const range = await postJson(`${url}/search`, { collection: 'docs', query: 'x', k: 10, filter: { must: [{ key: 'i', range: { gte: 2, lt: 5 } }], must_not: [{ key: 'nested.tags', match: { value: 't3' } }] } });
+    const range = await postJson(`${url}/search`, {
+      collection: 'docs',
+      query: 'x',
+      k: 10,
+      filter: { must: [{ key: 'i', range: { gte: 2, lt: 5 } }], must_not: [{ key: 'nested.tags', match: { value: 't3' } }] },
+    });
     expect(range.json.results.map((r: { id: string }) => r.id).sort()).toEqual(['s2', 's4']);
   });
 
@@ -115,7 +146,12 @@ describe('collections', () => {
 
   it('scores negative Euclidean distance for l2 collections', async () => {
     expect((await put('/collections/l2', { metric: 'l2', dimensions: 2 })).status).toBe(200);
-    const up = await postJson(`${url}/collections/l2/documents`, { documents: [{ id: 'a', vector: [0, 1] }, { id: 'b', vector: [3, 5] }] });
+    const up = await postJson(`${url}/collections/l2/documents`, {
+      documents: [
+        { id: 'a', vector: [0, 1] },
+        { id: 'b', vector: [3, 5] },
+      ],
+    });
     expect(up.status, JSON.stringify(up.json)).toBe(200);
     const res = await postJson(`${url}/search`, { collection: 'l2', vector: [0, 1], k: 2 });
     const got = res.json.results.map((r: { id: string; score: number }) => [r.id, r.score]);
@@ -126,11 +162,19 @@ describe('collections', () => {
 });
 
 describe('search v2 over HTTP: lexical, hybrid, funnel', () => {
-  const texts = ['the quick brown fox', 'a lazy dog sleeps', 'foxes and dogs are animals', 'stock markets fell today', 'the brown dog barks'];
+  const texts = [
+    'the quick brown fox',
+    'a lazy dog sleeps',
+    'foxes and dogs are animals',
+    'stock markets fell today',
+    'the brown dog barks',
+  ];
 
   it('searches a lexical collection in every mode, paginates and thresholds', async () => {
     expect((await put('/collections/hyb', { lexical: { k1: 1.2, b: 0.75 } })).json.settings.lexical).toEqual({ k1: 1.2, b: 0.75 });
-    const up = await postJson(`${url}/collections/hyb/documents`, { documents: texts.map((text, i) => ({ id: `t${i}`, text, metadata: { i } })) });
+    const up = await postJson(`${url}/collections/hyb/documents`, {
+      documents: texts.map((text, i) => ({ id: `t${i}`, text, metadata: { i } })),
+    });
     expect(up.status).toBe(200);
     const lexical = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'lexical', k: 10 });
     expect(lexical.status).toBe(200);
@@ -147,11 +191,25 @@ describe('search v2 over HTTP: lexical, hybrid, funnel', () => {
     expect(t4.lexical_score).toBeTypeOf('number');
     expect(hybrid.json.results[0].score).toBeGreaterThan(1 / 61);
     // alpha 0: the lexical order (its last hit normalizes to 0, tying with dense-only hits, so compare the top 2).
-    const weighted = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'hybrid', fusion: { method: 'weighted', alpha: 0 }, k: 2 });
-    expect(weighted.json.results.map((r: { id: string }) => r.id)).toEqual(lexical.json.results.slice(0, 2).map((r: { id: string }) => r.id));
+    const weighted = await postJson(`${url}/search`, {
+      collection: 'hyb',
+      query: 'brown dog',
+      mode: 'hybrid',
+      fusion: { method: 'weighted', alpha: 0 },
+      k: 2,
+    });
+    expect(weighted.json.results.map((r: { id: string }) => r.id)).toEqual(
+      lexical.json.results.slice(0, 2).map((r: { id: string }) => r.id),
+    );
     const page2 = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'lexical', k: 1, offset: 1 });
     expect(page2.json.results.map((r: { id: string }) => r.id)).toEqual([lexical.json.results[1].id]);
-    const above = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', mode: 'lexical', k: 10, score_threshold: lexical.json.results[0].score });
+    const above = await postJson(`${url}/search`, {
+      collection: 'hyb',
+      query: 'brown dog',
+      mode: 'lexical',
+      k: 10,
+      score_threshold: lexical.json.results[0].score,
+    });
     expect(above.json.results.map((r: { id: string }) => r.id)).toEqual(['t4']);
     const dense = await postJson(`${url}/search`, { collection: 'hyb', query: 'brown dog', k: 2 });
     expect(dense.json.results[0].dense_score).toBeUndefined();
@@ -227,7 +285,13 @@ describe('query against inline candidates', () => {
   });
 
   it('applies query and document prompts separately', async () => {
-    const res = await postJson(`${url}/search`, { query: 'the cat', candidates: ['the cat', 'a dog'], query_prompt_name: 'query', document_prompt_name: 'passage', k: 2 });
+    const res = await postJson(`${url}/search`, {
+      query: 'the cat',
+      candidates: ['the cat', 'a dog'],
+      query_prompt_name: 'query',
+      document_prompt_name: 'passage',
+      k: 2,
+    });
     const q = await postJson(`${url}/embed`, { inputs: 'the cat', prompt_name: 'query' });
     const d = await postJson(`${url}/embed`, { inputs: 'the cat', prompt_name: 'passage' });
     const expected = cosine(q.json[0], d.json[0]);

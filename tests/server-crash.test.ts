@@ -2,7 +2,7 @@
  * Durability through the whole service: a server process is killed with SIGKILL while clients
  * stream upserts; after a restart on the same data directory every acknowledged document is there.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,12 +11,27 @@ import { postJson, ROOT, TINY_BERT } from './helpers.js';
 
 async function startServer(dataDir: string, port: number): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts')], {
-    env: { ...process.env, MODEL_DIR: TINY_BERT, DATA_DIR: dataDir, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', WORKERS: '1', MAX_BATCH_TOKENS: '4096' },
+    env: {
+      ...process.env,
+      MODEL_DIR: TINY_BERT,
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+      WORKERS: '1',
+      MAX_BATCH_TOKENS: '4096',
+    },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   for (let i = 0; i < 300; i++) {
     if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
-    if (await fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status === 200, () => false)) return child;
+    if (
+      await fetch(`http://127.0.0.1:${port}/ready`).then(
+        (r) => r.status === 200,
+        () => false,
+      )
+    )
+      return child;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error('server did not become ready');
@@ -33,7 +48,15 @@ describe('SIGKILL during a stream of acknowledged writes', () => {
     let next = 0;
 
     let server = await startServer(dataDir, port);
-    expect((await fetch(`${url}/collections/crash`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{"metric":"cosine"}' })).status).toBe(200);
+    expect(
+      (
+        await fetch(`${url}/collections/crash`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: '{"metric":"cosine"}',
+        })
+      ).status,
+    ).toBe(200);
 
     for (const killAfter of [15, 70, 160]) {
       const target = acked.size + killAfter;
@@ -43,10 +66,12 @@ describe('SIGKILL during a stream of acknowledged writes', () => {
         while (!stop) {
           const batch = Array.from({ length: 3 }, () => {
             const n = next++;
-            return n % 2 ? { id: `d${n}`, text: `document number ${n}`, metadata: { n } } : { id: `d${n}`, vector: vectorOf(n), metadata: { n } };
+            return n % 2
+              ? { id: `d${n}`, text: `document number ${n}`, metadata: { n } }
+              : { id: `d${n}`, vector: vectorOf(n), metadata: { n } };
           });
           const res = await postJson(`${url}/collections/crash/documents`, { documents: batch }).catch(() => null);
-          if (!res || res.status !== 200) break;
+          if (res?.status !== 200) break;
           for (const d of batch) acked.set(d.id, { text: 'text' in d ? d.text : undefined, n: d.metadata.n });
           if (acked.size >= target && !stop) {
             stop = true;

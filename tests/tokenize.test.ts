@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { RuntimeError } from '../src/runtime/errors.js';
 import { loadModelDir } from '../src/runtime/model-dir.js';
 import { TextTokenizer } from '../src/runtime/tokenize.js';
-import { RuntimeError } from '../src/runtime/errors.js';
-import { hasShared, readReference, SHARED_ASSETS, SHARED_SKIP_REASON, TINY_BERT, modelVariant, type BertReference } from './helpers.js';
+import { type BertReference, hasShared, modelVariant, readReference, SHARED_ASSETS, SHARED_SKIP_REASON, TINY_BERT } from './helpers.js';
 
 const plain = { prefix: null, instruction: null, truncate: true, direction: 'right' as const, tokenPrepending: false };
 
@@ -26,7 +26,9 @@ describe('tokenization', () => {
     expect(left!.ids[47]).toBe(ref.long_sentence.token_ids[47]); // [SEP] kept
     expect(Array.from(left!.ids)).not.toEqual(ref.long_sentence.token_ids);
     await expect(tok.tokenize([ref.long_sentence.sentence], { ...plain, truncate: false })).rejects.toThrow(RuntimeError);
-    await expect(tok.tokenize([ref.long_sentence.sentence], { ...plain, truncate: false })).rejects.toMatchObject({ code: 'INPUT_TOO_LONG' });
+    await expect(tok.tokenize([ref.long_sentence.sentence], { ...plain, truncate: false })).rejects.toMatchObject({
+      code: 'INPUT_TOO_LONG',
+    });
   });
 
   it('counts prompt tokens for include_prompt: false the way sentence-transformers does', async () => {
@@ -41,7 +43,9 @@ describe('tokenization', () => {
 
   it('formats instructions with the model template, literally', () => {
     const tok = new TextTokenizer(loadModelDir(TINY_BERT));
-    expect(tok.formatText('what is $& ?', { prefix: null, instruction: 'Find $1 docs' })).toBe('Instruct: Find $1 docs\nQuery: what is $& ?');
+    expect(tok.formatText('what is $& ?', { prefix: null, instruction: 'Find $1 docs' })).toBe(
+      'Instruct: Find $1 docs\nQuery: what is $& ?',
+    );
     expect(tok.formatText('x', { prefix: 'query: ', instruction: null })).toBe('query: x');
   });
 

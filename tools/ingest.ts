@@ -29,7 +29,9 @@ const { values, positionals } = parseArgs({
 });
 const file = positionals[0];
 if (values.help || !values.collection || !file) {
-  process.stderr.write('usage: npm run ingest -- --collection NAME file.jsonl [--url URL] [--batch 64] [--concurrency 2] [--create] [--api-key KEY]\n');
+  process.stderr.write(
+    'usage: npm run ingest -- --collection NAME file.jsonl [--url URL] [--batch 64] [--concurrency 2] [--create] [--api-key KEY]\n',
+  );
   process.exit(values.help ? 0 : 2);
 }
 const base = values.url!.replace(/\/+$/, '');
@@ -59,7 +61,8 @@ function parseLine(line: string, lineNo: number): Doc {
   const doc: Doc = { id: String(id) };
   if (typeof text === 'string' && text.length) doc.text = text;
   if (Array.isArray(obj.vector)) doc.vector = obj.vector as number[];
-  if (obj.metadata && typeof obj.metadata === 'object' && Object.keys(obj.metadata).length) doc.metadata = obj.metadata as Record<string, unknown>;
+  if (obj.metadata && typeof obj.metadata === 'object' && Object.keys(obj.metadata).length)
+    doc.metadata = obj.metadata as Record<string, unknown>;
   if (!doc.text && !doc.vector) throw new Error(`${file}:${lineNo}: needs text or vector`);
   return doc;
 }
@@ -135,4 +138,6 @@ await Promise.all(inflight);
 draw(true);
 if (tty) process.stderr.write('\n');
 const secs = (performance.now() - started) / 1000;
-process.stdout.write(`${JSON.stringify({ collection, documents: done, seconds: Number(secs.toFixed(2)), docs_per_second: Number((done / secs).toFixed(1)), bytes: statSync(file).size })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ collection, documents: done, seconds: Number(secs.toFixed(2)), docs_per_second: Number((done / secs).toFixed(1)), bytes: statSync(file).size })}\n`,
+);

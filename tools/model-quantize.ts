@@ -10,11 +10,11 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
+import { graphInputs, padFeeds } from '../src/runtime/feeds.js';
 import { findTokenizer, loadForSplit, resolveOnnxPath } from '../src/runtime/onnx/cache.js';
 import { saveModel } from '../src/runtime/onnx/model.js';
-import { agreement, quantizeModel } from '../src/runtime/onnx/quantize.js';
-import { graphInputs, padFeeds } from '../src/runtime/feeds.js';
 import { PROBE_SENTENCES, tokenize } from '../src/runtime/onnx/probe.js';
+import { agreement, quantizeModel } from '../src/runtime/onnx/quantize.js';
 
 function usage(): never {
   console.error('usage: model-quantize DIR|FILE.onnx [--per-tensor] [--out FILE] [--min-cosine 0.99]');
@@ -65,7 +65,9 @@ try {
     const a = await agreement(fp32, int8, feeds);
     await fp32.release();
     await int8.release();
-    console.log(`agreement on ${PROBE_SENTENCES.length} sentences (cosine of mean-pooled outputs, fp32 vs int8): mean ${a.mean.toFixed(5)}, min ${a.min.toFixed(5)}`);
+    console.log(
+      `agreement on ${PROBE_SENTENCES.length} sentences (cosine of mean-pooled outputs, fp32 vs int8): mean ${a.mean.toFixed(5)}, min ${a.min.toFixed(5)}`,
+    );
     if (a.mean < minCosine) {
       console.error(`mean cosine ${a.mean.toFixed(5)} is under ${minCosine}: do not serve this model`);
       process.exit(1);

@@ -43,7 +43,8 @@ try {
   ]);
   const head = ['file', 'nodes', 'inits', 'weights MB', 'inputs', 'outputs'];
   const widths = head.map((h, i) => Math.min(60, Math.max(h.length, ...rows.map((r) => r[i]!.length))));
-  const fmt = (r: string[]): string => r.map((c, i) => (c.length > widths[i]! ? `${c.slice(0, widths[i]! - 1)}…` : c.padEnd(widths[i]!))).join('  ');
+  const fmt = (r: string[]): string =>
+    r.map((c, i) => (c.length > widths[i]! ? `${c.slice(0, widths[i]! - 1)}…` : c.padEnd(widths[i]!))).join('  ');
   console.log(fmt(head));
   for (const r of rows) console.log(fmt(r));
   console.log('\nhidden state after layer k (what layer k+1, the suffix or the caller reads):');
@@ -51,6 +52,6 @@ try {
   console.log(`output: ${manifest.outputName}`);
   for (const note of manifest.notes) console.log(`note: ${note}`);
 } catch (err) {
-  console.error(err instanceof NotSplittableError ? err.message : (err as Error).stack ?? String(err));
+  console.error(err instanceof NotSplittableError ? err.message : ((err as Error).stack ?? String(err)));
   process.exit(1);
 }

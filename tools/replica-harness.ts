@@ -3,7 +3,7 @@
  * loopback ports picked at run time: the setup the replica tests and the
  * replica benchmark run against.
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -12,7 +12,9 @@ import { freePort } from './postgres.js';
 const ROOT = resolve(import.meta.dirname, '..');
 
 export function haproxyUnavailableReason(): string | undefined {
-  return spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0 ? undefined : 'haproxy is not installed (Debian: apt-get install haproxy, or npm run pg:setup); the replica tests skip';
+  return spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).status === 0
+    ? undefined
+    : 'haproxy is not installed (Debian: apt-get install haproxy, or npm run pg:setup); the replica tests skip';
 }
 
 export interface ReplicaProcess {
@@ -42,7 +44,16 @@ export async function startReplica(opts: ReplicaOptions): Promise<ReplicaProcess
     // At nice 10: the replicas (and their inference workers) must not starve the test runner or
     // whatever else shares the machine's cores; only relative timing matters here.
     spawn('nice', ['-n', String(opts.nice ?? 10), process.execPath, '--import', 'tsx', join(ROOT, 'src/server/main.ts')], {
-      env: { ...process.env, MODEL_DIR: opts.modelDir, STORE_URL: opts.storeUrl, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn', WORKERS: '1', ...opts.env },
+      env: {
+        ...process.env,
+        MODEL_DIR: opts.modelDir,
+        STORE_URL: opts.storeUrl,
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        LOG_LEVEL: 'warn',
+        WORKERS: '1',
+        ...opts.env,
+      },
       stdio: ['ignore', 'ignore', opts.stderr ?? 'ignore'],
     });
   const r: ReplicaProcess = {
@@ -53,7 +64,13 @@ export async function startReplica(opts: ReplicaOptions): Promise<ReplicaProcess
       const until = Date.now() + timeoutMs;
       while (Date.now() < until) {
         if (r.child.exitCode !== null) throw new Error(`replica on ${port} exited with ${r.child.exitCode}`);
-        if (await fetch(`${r.url}/ready`).then((res) => res.status === 200, () => false)) return;
+        if (
+          await fetch(`${r.url}/ready`).then(
+            (res) => res.status === 200,
+            () => false,
+          )
+        )
+          return;
         await new Promise((res) => setTimeout(res, 100));
       }
       throw new Error(`replica on ${port} did not become ready within ${timeoutMs} ms`);
@@ -117,7 +134,13 @@ export async function startHaproxy(backends: number[]): Promise<Balancer> {
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 100; i++) {
     if (child.exitCode !== null) throw new Error(`haproxy exited with ${child.exitCode}: ${log}`);
-    if (await fetch(`${url}/health`).then((r) => r.status === 200, () => false)) break;
+    if (
+      await fetch(`${url}/health`).then(
+        (r) => r.status === 200,
+        () => false,
+      )
+    )
+      break;
     await new Promise((r) => setTimeout(r, 100));
   }
   return {

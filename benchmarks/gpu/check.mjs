@@ -58,27 +58,85 @@ function parseArgs(argv) {
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     switch (a) {
-      case '--model': o.model = resolve(take(i)); i++; break;
-      case '--onnx': o.onnx = resolve(take(i)); i++; break;
-      case '--out': o.out = resolve(take(i)); i++; break;
-      case '--seconds': o.seconds = Number(take(i)); i++; break;
-      case '--warmup': o.warmup = Number(take(i)); i++; break;
-      case '--batches': o.batches = take(i).split(',').map(Number); i++; break;
-      case '--seq': o.seq = Number(take(i)); i++; break;
-      case '--providers': o.providers = take(i).split(',').filter(Boolean); i++; break;
-      case '--budget': o.budget = Number(take(i)); i++; break;
-      case '--probe-timeout': o.probeTimeout = Number(take(i)); i++; break;
-      case '--engine': o.engine = resolve(take(i)); i++; break;
-      case '--ort': o.ort = take(i); i++; break;
-      case '--threads': o.threads = Number(take(i)); i++; break;
-      case '--cpu-workers': o.cpuWorkers = Number(take(i)); i++; break;
-      case '--nvidia-smi': o.nvidiaSmi = take(i); i++; break;
-      case '--phase': o.phase = take(i); i++; break;
-      case '--phase-arg': o.phaseArg = take(i); i++; break;
-      case '--quiet': o.quiet = true; break;
+      case '--model':
+        o.model = resolve(take(i));
+        i++;
+        break;
+      case '--onnx':
+        o.onnx = resolve(take(i));
+        i++;
+        break;
+      case '--out':
+        o.out = resolve(take(i));
+        i++;
+        break;
+      case '--seconds':
+        o.seconds = Number(take(i));
+        i++;
+        break;
+      case '--warmup':
+        o.warmup = Number(take(i));
+        i++;
+        break;
+      case '--batches':
+        o.batches = take(i).split(',').map(Number);
+        i++;
+        break;
+      case '--seq':
+        o.seq = Number(take(i));
+        i++;
+        break;
+      case '--providers':
+        o.providers = take(i).split(',').filter(Boolean);
+        i++;
+        break;
+      case '--budget':
+        o.budget = Number(take(i));
+        i++;
+        break;
+      case '--probe-timeout':
+        o.probeTimeout = Number(take(i));
+        i++;
+        break;
+      case '--engine':
+        o.engine = resolve(take(i));
+        i++;
+        break;
+      case '--ort':
+        o.ort = take(i);
+        i++;
+        break;
+      case '--threads':
+        o.threads = Number(take(i));
+        i++;
+        break;
+      case '--cpu-workers':
+        o.cpuWorkers = Number(take(i));
+        i++;
+        break;
+      case '--nvidia-smi':
+        o.nvidiaSmi = take(i);
+        i++;
+        break;
+      case '--phase':
+        o.phase = take(i);
+        i++;
+        break;
+      case '--phase-arg':
+        o.phaseArg = take(i);
+        i++;
+        break;
+      case '--quiet':
+        o.quiet = true;
+        break;
       case '-h':
       case '--help':
-        console.log(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 19).join('\n'));
+        console.log(
+          readFileSync(fileURLToPath(import.meta.url), 'utf8')
+            .split('\n')
+            .slice(1, 19)
+            .join('\n'),
+        );
         process.exit(0);
         break;
       default:
@@ -153,7 +211,9 @@ function makeFeeds(ort, session, batch, seq, vocab) {
       }
     }
     feeds[name] =
-      types.get(name) === 'int32' ? new ort.Tensor('int32', Int32Array.from(values, Number), [batch, seq]) : new ort.Tensor('int64', values, [batch, seq]);
+      types.get(name) === 'int32'
+        ? new ort.Tensor('int32', Int32Array.from(values, Number), [batch, seq])
+        : new ort.Tensor('int64', values, [batch, seq]);
   }
   return feeds;
 }
@@ -262,7 +322,7 @@ const WORDS = (
 /** `n` distinct texts of `words` common words (one WordPiece token each in the test vocabularies). */
 function texts(n, words, salt = 0) {
   return Array.from({ length: n }, (_, i) =>
-    Array.from({ length: words }, (_, w) => WORDS[(i * 13 + w * 7 + salt * 31 + (w * w) % 11) % WORDS.length]).join(' '),
+    Array.from({ length: words }, (_, w) => WORDS[(i * 13 + w * 7 + salt * 31 + ((w * w) % 11)) % WORDS.length]).join(' '),
   );
 }
 
@@ -327,7 +387,10 @@ async function phaseEngine(o, which) {
         firstCallMs: +firstMs.toFixed(1),
         ...stats(latencies),
       };
-      log(o, `engine ${which} (${info.provider}) batch ${batch}: ${byBatch[batch].seqPerSec} seq/s (${latencies.length} calls × ${concurrency} in flight)`);
+      log(
+        o,
+        `engine ${which} (${info.provider}) batch ${batch}: ${byBatch[batch].seqPerSec} seq/s (${latencies.length} calls × ${concurrency} in flight)`,
+      );
     }
     const r = await engine.embed(COSINE_SENTENCES, {});
     return {
@@ -340,7 +403,14 @@ async function phaseEngine(o, which) {
       limits: info.limits,
       inputNames: info.inputNames,
       pooledOutput: info.pooledOutput,
-      model: { id: info.model.id, onnxPath: info.model.onnxPath, hiddenSize: info.model.hiddenSize, numLayers: info.model.numLayers, maxLength: info.model.maxLength, pooling: info.model.pooling },
+      model: {
+        id: info.model.id,
+        onnxPath: info.model.onnxPath,
+        hiddenSize: info.model.hiddenSize,
+        numLayers: info.model.numLayers,
+        maxLength: info.model.maxLength,
+        pooling: info.model.pooling,
+      },
       loadMs: +loadMs.toFixed(1),
       warmUpMs: +warmUpMs.toFixed(1),
       logs,
@@ -380,7 +450,11 @@ async function runPhase(o) {
 function sh(cmd, args, timeoutMs = 10_000) {
   return new Promise((res) => {
     execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8' }, (err, stdout, stderr) => {
-      res(err ? { ok: false, error: String(err.message).split('\n')[0], stdout: stdout ?? '', stderr: stderr ?? '' } : { ok: true, stdout, stderr });
+      res(
+        err
+          ? { ok: false, error: String(err.message).split('\n')[0], stdout: stdout ?? '', stderr: stderr ?? '' }
+          : { ok: true, stdout, stderr },
+      );
     });
   });
 }
@@ -404,7 +478,11 @@ function gpuSampler(smi) {
     while (!stopped) {
       const r = await sh(smi, ['--query-gpu=utilization.gpu,memory.used', '--format=csv,noheader,nounits'], 5000);
       if (r.ok) {
-        const [util, mem] = r.stdout.trim().split('\n')[0].split(',').map((x) => Number(x.trim()));
+        const [util, mem] = r.stdout
+          .trim()
+          .split('\n')[0]
+          .split(',')
+          .map((x) => Number(x.trim()));
         if (Number.isFinite(util)) samples.push({ util, mem });
       }
       await new Promise((res) => setTimeout(res, 500));
@@ -415,7 +493,11 @@ function gpuSampler(smi) {
       stopped = true;
       await loop;
       if (!samples.length) return null;
-      return { samples: samples.length, maxUtilPct: Math.max(...samples.map((s) => s.util)), maxMemMiB: Math.max(...samples.map((s) => s.mem)) };
+      return {
+        samples: samples.length,
+        maxUtilPct: Math.max(...samples.map((s) => s.util)),
+        maxMemMiB: Math.max(...samples.map((s) => s.mem)),
+      };
     },
   };
 }
@@ -425,18 +507,29 @@ function child(o, phase, arg, timeoutS) {
   const args = [
     ...process.execArgv,
     fileURLToPath(import.meta.url),
-    '--phase', phase,
+    '--phase',
+    phase,
     ...(arg ? ['--phase-arg', arg] : []),
-    '--model', o.model,
-    '--onnx', o.onnx,
-    '--engine', o.engine,
-    '--ort', o.ort,
-    '--seconds', String(o.seconds),
-    '--warmup', String(o.warmup),
-    '--batches', o.batches.join(','),
-    '--seq', String(o.seq),
-    '--threads', String(o.threads),
-    '--cpu-workers', String(o.cpuWorkers),
+    '--model',
+    o.model,
+    '--onnx',
+    o.onnx,
+    '--engine',
+    o.engine,
+    '--ort',
+    o.ort,
+    '--seconds',
+    String(o.seconds),
+    '--warmup',
+    String(o.warmup),
+    '--batches',
+    o.batches.join(','),
+    '--seq',
+    String(o.seq),
+    '--threads',
+    String(o.threads),
+    '--cpu-workers',
+    String(o.cpuWorkers),
     ...(o.quiet ? ['--quiet'] : []),
   ];
   return new Promise((res) => {
@@ -466,7 +559,7 @@ function child(o, phase, arg, timeoutS) {
       // Native loggers (ORT, Dawn) write to stderr: keep the lines that explain a failure.
       const nativeLog = stderr
         .split('\n')
-        .map((l) => l.replace(/\x1b\[[0-9;]*m/g, '').trimEnd())
+        .map((l) => l.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g'), '').trimEnd()) // ANSI colours
         .filter((l) => l && !l.startsWith('[check]'));
       res({ result, wallMs, nativeLog: nativeLog.slice(-40) });
     });
@@ -486,7 +579,11 @@ function cosine(a, b) {
 }
 
 function firstLine(s) {
-  return String(s ?? '').split('\n').find((l) => l.trim()) ?? '';
+  return (
+    String(s ?? '')
+      .split('\n')
+      .find((l) => l.trim()) ?? ''
+  );
 }
 
 /** The end of a long line (ORT's messages put the reason last). */
@@ -505,13 +602,20 @@ function markdown(report) {
   lines.push(`## GPU check: ${report.host.gpu ?? 'no GPU'} — best provider: **${report.best}**`, '');
   lines.push('| provider | status | detail |', '| --- | --- | --- |');
   for (const [name, p] of Object.entries(report.providers)) {
-    const why = p.ok ? '' : [firstLine(p.error), ...(p.nativeLog ?? []).filter((l) => /error|warning|fail/i.test(l)).slice(0, 2)].map((l) => tail(l, 200)).join(' ⟶ ');
+    const why = p.ok
+      ? ''
+      : [firstLine(p.error), ...(p.nativeLog ?? []).filter((l) => /error|warning|fail/i.test(l)).slice(0, 2)]
+          .map((l) => tail(l, 200))
+          .join(' ⟶ ');
     const detail = p.ok ? `create ${fmt(p.createMs)} ms, first run ${fmt(p.firstRunMs)} ms` : why.replace(/\|/g, '\\|');
     lines.push(`| ${name} | ${p.ok ? 'ok' : 'FAILED'} | ${detail} |`);
   }
   lines.push('');
   const bs = report.config.batches;
-  lines.push(`| sequences/s (${report.config.seq} tokens) | ${bs.map((b) => `batch ${b}`).join(' | ')} |`, `| --- |${bs.map(() => ' ---: |').join('')}`);
+  lines.push(
+    `| sequences/s (${report.config.seq} tokens) | ${bs.map((b) => `batch ${b}`).join(' | ')} |`,
+    `| --- |${bs.map(() => ' ---: |').join('')}`,
+  );
   const row = (label, byBatch) => lines.push(`| ${label} | ${bs.map((b) => fmt(byBatch?.[b]?.seqPerSec ?? byBatch?.[b])).join(' | ')} |`);
   const best = report.best;
   if (best !== 'cpu') row(`raw ORT ${best}`, report.raw.best?.byBatch);
@@ -522,10 +626,17 @@ function markdown(report) {
   row(`engine ratio ${best}/cpu`, report.ratios.engine);
   lines.push('');
   const c = report.cosine;
-  lines.push(`cosine ${report.engine.best?.provider ?? best} vs cpu over ${c?.n ?? 0} sentences: min ${c?.min?.toFixed(6) ?? '–'}, mean ${c?.mean?.toFixed(6) ?? '–'}${c?.sameProvider ? ' (both on the CPU: no cross-provider check)' : ''}`);
+  lines.push(
+    `cosine ${report.engine.best?.provider ?? best} vs cpu over ${c?.n ?? 0} sentences: min ${c?.min?.toFixed(6) ?? '–'}, mean ${c?.mean?.toFixed(6) ?? '–'}${c?.sameProvider ? ' (both on the CPU: no cross-provider check)' : ''}`,
+  );
   const eb = report.engine.best;
-  if (eb?.batchTokenBudget) lines.push(`engine batch token budget (warm-up probe): ${eb.provider} ${eb.batchTokenBudget}, cpu ${report.engine.cpu?.batchTokenBudget ?? '–'}`);
-  lines.push(`total ${(report.timings.totalMs / 1000).toFixed(1)} s; node ${report.host.node}, onnxruntime-node ${report.host.ortVersion}, ${report.host.cpus} cores`);
+  if (eb?.batchTokenBudget)
+    lines.push(
+      `engine batch token budget (warm-up probe): ${eb.provider} ${eb.batchTokenBudget}, cpu ${report.engine.cpu?.batchTokenBudget ?? '–'}`,
+    );
+  lines.push(
+    `total ${(report.timings.totalMs / 1000).toFixed(1)} s; node ${report.host.node}, onnxruntime-node ${report.host.ortVersion}, ${report.host.cpus} cores`,
+  );
   if (report.notes.length) lines.push('', ...report.notes.map((n) => `- ${n}`));
   return lines.join('\n');
 }
@@ -535,7 +646,15 @@ async function orchestrate(o) {
   const deadline = started + o.budget * 1000;
   const left = () => (deadline - performance.now()) / 1000;
   const smi = o.nvidiaSmi ?? which('nvidia-smi');
-  const ortPkg = readJsonMaybe(join(dirname(fileURLToPath(import.meta.resolve(o.ort.startsWith('.') || o.ort.startsWith('/') ? pathToFileURL(resolve(o.ort)).href : o.ort))), '..', 'package.json'));
+  const ortPkg = readJsonMaybe(
+    join(
+      dirname(
+        fileURLToPath(import.meta.resolve(o.ort.startsWith('.') || o.ort.startsWith('/') ? pathToFileURL(resolve(o.ort)).href : o.ort)),
+      ),
+      '..',
+      'package.json',
+    ),
+  );
   const report = {
     schema: 1,
     startedAt: new Date().toISOString(),
@@ -550,10 +669,24 @@ async function orchestrate(o) {
       ortVersion: ortPkg?.version ?? null,
       gpu: null,
       nvidiaSmi: null,
-      env: Object.fromEntries(['VK_DRIVER_FILES', 'VK_ICD_FILENAMES', 'LD_LIBRARY_PATH', '__EGL_VENDOR_LIBRARY_FILENAMES'].filter((k) => process.env[k]).map((k) => [k, process.env[k]])),
+      env: Object.fromEntries(
+        ['VK_DRIVER_FILES', 'VK_ICD_FILENAMES', 'LD_LIBRARY_PATH', '__EGL_VENDOR_LIBRARY_FILENAMES']
+          .filter((k) => process.env[k])
+          .map((k) => [k, process.env[k]]),
+      ),
     },
     model: { dir: o.model, onnx: o.onnx, onnxBytes: statSync(o.onnx).size, ...modelShape(o) },
-    config: { seconds: o.seconds, warmup: o.warmup, batches: o.batches, seq: o.seq, threads: o.threads, cpuWorkers: o.cpuWorkers, budgetS: o.budget, engine: o.engine, candidates: o.providers },
+    config: {
+      seconds: o.seconds,
+      warmup: o.warmup,
+      batches: o.batches,
+      seq: o.seq,
+      threads: o.threads,
+      cpuWorkers: o.cpuWorkers,
+      budgetS: o.budget,
+      engine: o.engine,
+      candidates: o.providers,
+    },
     providers: {},
     best: 'cpu',
     raw: {},
@@ -606,7 +739,10 @@ async function orchestrate(o) {
     save();
   }
   report.best = o.providers.find((p) => p !== 'cpu' && report.providers[p]?.ok) ?? 'cpu';
-  if (report.best === 'cpu') report.notes.push('no accelerated provider worked: "best" is the CPU (the best-provider engine still runs, as one worker with all cores)');
+  if (report.best === 'cpu')
+    report.notes.push(
+      'no accelerated provider worked: "best" is the CPU (the best-provider engine still runs, as one worker with all cores)',
+    );
   save();
 
   // 2. Measurements, the best provider's first so that a short budget still answers the question.
@@ -620,7 +756,9 @@ async function orchestrate(o) {
   // 3. Ratios and agreement.
   const ratio = (a, b) => {
     if (!a?.byBatch || !b?.byBatch) return null;
-    return Object.fromEntries(o.batches.map((bt) => [bt, a.byBatch[bt] && b.byBatch[bt] ? +(a.byBatch[bt].seqPerSec / b.byBatch[bt].seqPerSec).toFixed(3) : null]));
+    return Object.fromEntries(
+      o.batches.map((bt) => [bt, a.byBatch[bt] && b.byBatch[bt] ? +(a.byBatch[bt].seqPerSec / b.byBatch[bt].seqPerSec).toFixed(3) : null]),
+    );
   };
   report.ratios.raw = ratio(report.raw.best, report.raw.cpu);
   report.ratios.engine = ratio(report.engine.best, report.engine.cpu);
@@ -631,19 +769,32 @@ async function orchestrate(o) {
     const providers = [report.engine.best.provider, report.engine.cpu.provider];
     // With no accelerator both sides run on the CPU: the figure then checks nothing across providers.
     const sameProvider = providers[0] === providers[1];
-    report.cosine = { n: cs.length, min: Math.min(...cs), mean: cs.reduce((a, b) => a + b, 0) / cs.length, per: cs, providers, sameProvider };
+    report.cosine = {
+      n: cs.length,
+      min: Math.min(...cs),
+      mean: cs.reduce((a, b) => a + b, 0) / cs.length,
+      per: cs,
+      providers,
+      sameProvider,
+    };
     if (sameProvider) report.notes.push(`cosine compares ${providers[0]} with ${providers[1]}: not a cross-provider agreement check`);
   }
-  for (const e of [report.engine.best, report.engine.cpu]) if (e?.vectors) e.vectors = `${e.vectors.length} × ${e.vectors[0]?.length ?? 0} (omitted)`;
+  for (const e of [report.engine.best, report.engine.cpu])
+    if (e?.vectors) e.vectors = `${e.vectors.length} × ${e.vectors[0]?.length ?? 0} (omitted)`;
   if (report.engine.best?.provider && report.engine.best.provider !== report.best) {
     report.notes.push(`the engine asked for ${report.best} but its worker runs on ${report.engine.best.provider} (see engine.best.logs)`);
   }
-  for (const [k, v] of Object.entries({ 'raw.best': report.raw.best, 'engine.best': report.engine.best, 'raw.cpu': report.raw.cpu, 'engine.cpu': report.engine.cpu })) {
+  for (const [k, v] of Object.entries({
+    'raw.best': report.raw.best,
+    'engine.best': report.engine.best,
+    'raw.cpu': report.raw.cpu,
+    'engine.cpu': report.engine.cpu,
+  })) {
     if (v && v.ok === false) report.notes.push(`${k} failed: ${firstLine(v.error)}`);
   }
   save();
   const md = markdown(report);
-  writeFileSync(o.out.replace(/\.json$/, '') + '.md', `${md}\n`);
+  writeFileSync(`${o.out.replace(/\.json$/, '')}.md`, `${md}\n`);
   process.stdout.write(`${md}\n`);
   return report;
 }

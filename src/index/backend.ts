@@ -29,16 +29,9 @@
  * Methods may answer synchronously (the local store does for reads); callers
  * always `await` them.
  */
-import type {
-  CollectionInfo,
-  CollectionSettings,
-  DocumentInput,
-  SearchHit,
-  SearchOptions,
-  StoredDocument,
-  UpsertResult,
-} from "./types.js";
-import type { RecoveryReport } from "./collection.js";
+
+import type { RecoveryReport } from './collection.js';
+import type { CollectionInfo, CollectionSettings, DocumentInput, SearchHit, SearchOptions, StoredDocument, UpsertResult } from './types.js';
 
 export type Awaitable<T> = T | Promise<T>;
 

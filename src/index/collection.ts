@@ -1,20 +1,23 @@
-import { promises as fsp } from "node:fs";
-import * as path from "node:path";
-import { DocTable } from "./doc-table.js";
-import { StorageError, ValidationError } from "./errors.js";
-import { applyDelete, applyUpsert, buildLexical, checkStorable, compactedState, compactionDue, searchState, storedDocument, type State } from "./state.js";
-import { VectorStorage } from "./storage.js";
-import { MAX_FRAME_BYTES } from "./framing.js";
-import { removeTree, writeFileAtomic } from "./fsutil.js";
-import { Mutex } from "./mutex.js";
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { DocTable } from './doc-table.js';
+import { StorageError, ValidationError } from './errors.js';
+import { MAX_FRAME_BYTES } from './framing.js';
+import { removeTree, writeFileAtomic } from './fsutil.js';
+import { Mutex } from './mutex.js';
+import { listSnapshots, loadSnapshot, removeStaleSnapshots, sealSnapshot, snapshotDirName, writeSnapshotData } from './snapshot.js';
 import {
-  listSnapshots,
-  loadSnapshot,
-  removeStaleSnapshots,
-  sealSnapshot,
-  snapshotDirName,
-  writeSnapshotData,
-} from "./snapshot.js";
+  applyDelete,
+  applyUpsert,
+  buildLexical,
+  checkStorable,
+  compactedState,
+  compactionDue,
+  type State,
+  searchState,
+  storedDocument,
+} from './state.js';
+import { VectorStorage } from './storage.js';
 import type {
   CollectionInfo,
   CollectionSettings,
@@ -23,20 +26,13 @@ import type {
   SearchOptions,
   SnapshotPhase,
   SnapshotPolicy,
-  StoreHooks,
   StoredDocument,
+  StoreHooks,
   UpsertResult,
-} from "./types.js";
+} from './types.js';
+import { deepFreeze, normalizeSettings, settingsEqual, validateDocuments, validateId } from './validate.js';
+import { VectorIndex } from './vector-index.js';
 import {
-  deepFreeze,
-  normalizeSettings,
-  settingsEqual,
-  validateDocuments,
-  validateId,
-} from "./validate.js";
-import { VectorIndex } from "./vector-index.js";
-import {
-  WalWriter,
   decodeRecord,
   encodeDelete,
   encodeUpsert,
@@ -46,7 +42,8 @@ import {
   removeCoveredSegments,
   sealRecord,
   type WalRecord,
-} from "./wal.js";
+  WalWriter,
+} from './wal.js';
 
 /**
  * One collection: its settings, documents (DocTable), graph (VectorIndex),
@@ -88,16 +85,16 @@ interface PendingWrite {
   reject: (err: unknown) => void;
 }
 
-const SETTINGS_FILE = "settings.json";
+const SETTINGS_FILE = 'settings.json';
 
 export async function writeSettingsFile(dir: string, name: string, settings: CollectionSettings): Promise<void> {
-  await writeFileAtomic(path.join(dir, SETTINGS_FILE), JSON.stringify({ format: 1, name, settings }, null, 2) + "\n");
+  await writeFileAtomic(path.join(dir, SETTINGS_FILE), `${JSON.stringify({ format: 1, name, settings }, null, 2)}\n`);
 }
 
 async function readSettingsFile(dir: string): Promise<CollectionSettings> {
   let raw: { format?: unknown; settings?: unknown };
   try {
-    raw = JSON.parse(await fsp.readFile(path.join(dir, SETTINGS_FILE), "utf8")) as typeof raw;
+    raw = JSON.parse(await fsp.readFile(path.join(dir, SETTINGS_FILE), 'utf8')) as typeof raw;
   } catch (err) {
     throw new StorageError(`cannot read ${path.join(dir, SETTINGS_FILE)}: ${(err as Error).message}`, { cause: err });
   }
@@ -111,7 +108,7 @@ async function readSettingsFile(dir: string): Promise<CollectionSettings> {
 
 /** The one place state changes, for live writes and replay alike. */
 function applyRecord(state: State, settings: CollectionSettings, record: WalRecord): UpsertResult | boolean {
-  return record.type === "delete" ? applyDelete(state, record.id) : applyUpsert(state, settings, record.docs);
+  return record.type === 'delete' ? applyDelete(state, record.id) : applyUpsert(state, settings, record.docs);
 }
 
 export class Collection {
@@ -180,7 +177,7 @@ export class Collection {
         fellBack = true;
         opts.logger.error(
           { collection: name, err: (err as Error).message, setAside: aside, rebuildFromLsn: older + 1 },
-          "snapshot unusable; rebuilding from an older snapshot or from nothing with the log, which still covers it",
+          'snapshot unusable; rebuilding from an older snapshot or from nothing with the log, which still covers it',
         );
       }
     }
@@ -207,7 +204,7 @@ export class Collection {
         replayedRecords: recovered.replayedRecords,
         ms: Date.now() - started,
       },
-      "collection opened",
+      'collection opened',
     );
     const c = new Collection(name, settings, dir, opts, state, recovered.writer, recovered.lastLsn, snapshotLsn, {
       records: recovered.replayedRecords,
@@ -259,7 +256,7 @@ export class Collection {
     const docs = validateDocuments(documents, this.settings.dimensions, this.settings.metric);
     checkStorable(this.settings, docs);
     if (docs.length === 0) return { inserted: 0, replaced: 0 };
-    if (docs.length > this.state.docs.labelsLeft) throw new StorageError("label space exhausted; a compacting snapshot is needed");
+    if (docs.length > this.state.docs.labelsLeft) throw new StorageError('label space exhausted; a compacting snapshot is needed');
     const frame = encodeUpsert(docs, this.settings.dimensions);
     if (frame.length > MAX_FRAME_BYTES) {
       throw new ValidationError(`batch encodes to ${frame.length} bytes, above the ${MAX_FRAME_BYTES}-byte limit; split it`);
@@ -296,7 +293,7 @@ export class Collection {
       // flushBatch settles its own callers; anything escaping it is a bug that
       // leaves memory and log in an unknown relation.
       this.failure = new StorageError(`collection ${this.name}: write path failed: ${(err as Error).message}`, { cause: err });
-      this.opts.logger.error({ collection: this.name, err }, "write path failed");
+      this.opts.logger.error({ collection: this.name, err }, 'write path failed');
       for (const w of this.queue.splice(0)) w.reject(this.failure);
     } finally {
       // Same synchronous continuation as the last queue check, so no enqueue can slip in between.
@@ -320,7 +317,7 @@ export class Collection {
       // survives and its LSNs are free again. If it could not, the segment may
       // end in a partial frame, and recovery would stop there and set aside
       // anything logged after it (even in later segments): accept no more writes.
-      this.opts.logger.error({ collection: this.name, err }, "log append failed");
+      this.opts.logger.error({ collection: this.name, err }, 'log append failed');
       const e = err instanceof StorageError ? err : new StorageError(String(err), { cause: err });
       if (this.wal.broken) this.failure = e;
       for (const w of batch) w.reject(e);
@@ -342,10 +339,10 @@ export class Collection {
       } catch (err) {
         this.failure = new StorageError(
           `collection ${this.name}: applying logged record failed (${(err as Error).message}); ` +
-            "writes are refused until a restart recovers from disk",
+            'writes are refused until a restart recovers from disk',
           { cause: err },
         );
-        this.opts.logger.error({ collection: this.name, err }, "apply failed after logging");
+        this.opts.logger.error({ collection: this.name, err }, 'apply failed after logging');
         w.reject(this.failure);
       }
     });
@@ -375,19 +372,19 @@ export class Collection {
   private maybeSnapshot(): void {
     if (this.snapshotRunning || this.failure || this.closing) return;
     const p = this.opts.snapshotEvery;
-    if (this.recordsSinceSnapshot >= p.records || this.bytesSinceSnapshot >= p.bytes) this.snapshotInBackground("log size");
+    if (this.recordsSinceSnapshot >= p.records || this.bytesSinceSnapshot >= p.bytes) this.snapshotInBackground('log size');
   }
 
   /** Called by the store's timer. */
   maybeSnapshotByAge(now: number): void {
     if (this.snapshotRunning || this.failure || this.closing || this.dirtySince === undefined) return;
     const seconds = this.opts.snapshotEvery.seconds;
-    if (seconds > 0 && now - this.dirtySince >= seconds * 1000) this.snapshotInBackground("age");
+    if (seconds > 0 && now - this.dirtySince >= seconds * 1000) this.snapshotInBackground('age');
   }
 
   private snapshotInBackground(reason: string): void {
     this.snapshot().catch((err: unknown) => {
-      this.opts.logger.error({ collection: this.name, err, reason }, "snapshot failed; the log keeps everything");
+      this.opts.logger.error({ collection: this.name, err, reason }, 'snapshot failed; the log keeps everything');
     });
   }
 
@@ -419,9 +416,9 @@ export class Collection {
       const tmp = path.join(this.dir, `${snapshotDirName(lsn)}.tmp`);
       await removeTree(tmp);
       await fsp.mkdir(tmp);
-      this.hook("begin");
+      this.hook('begin');
       const cap = await writeSnapshotData(tmp, lsn, this.state.index, this.state.docs, this.state.storage);
-      this.hook("index-written");
+      this.hook('index-written');
       if (this.wal.startLsn <= lsn) {
         const next = await WalWriter.create(this.dir, lsn + 1);
         const old = this.wal;
@@ -434,23 +431,23 @@ export class Collection {
       return cap;
     });
     if (!captured) return;
-    this.hook("rotated");
+    this.hook('rotated');
     try {
-      await sealSnapshot(this.dir, captured, this.settings, () => this.hook("synced"));
+      await sealSnapshot(this.dir, captured, this.settings, () => this.hook('synced'));
     } catch (err) {
       this.dirtySince ??= Date.now(); // let the timer retry
       await removeTree(captured.dir).catch(() => undefined);
       throw err;
     }
     this.snapshotLsn = captured.lsn;
-    this.hook("renamed");
+    this.hook('renamed');
     // Only now, with the new snapshot durable, may what it replaces go.
     await removeCoveredSegments(this.dir, captured.lsn, this.opts.logger);
     await removeStaleSnapshots(this.dir, captured.lsn, this.opts.logger);
-    this.hook("done");
+    this.hook('done');
     this.opts.logger.info(
       { collection: this.name, lsn: captured.lsn, documents: captured.docCount, ms: Date.now() - started },
-      "snapshot written",
+      'snapshot written',
     );
   }
 
@@ -465,7 +462,7 @@ export class Collection {
     this.state = await compactedState(this.state, this.settings);
     this.opts.logger.info(
       { collection: this.name, elementsBefore: before, elementsAfter: this.state.index.elementCount, ms: Date.now() - started },
-      "compacted index",
+      'compacted index',
     );
   }
 
@@ -488,7 +485,7 @@ export class Collection {
       try {
         await this.snapshot();
       } catch (err) {
-        this.opts.logger.error({ collection: this.name, err }, "final snapshot failed; the log keeps everything");
+        this.opts.logger.error({ collection: this.name, err }, 'final snapshot failed; the log keeps everything');
       }
     }
     await this.lock.run(() => this.wal.close());

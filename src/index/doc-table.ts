@@ -1,5 +1,5 @@
-import { MAX_LABEL } from "./vector-index.js";
-import { StorageError } from "./errors.js";
+import { StorageError } from './errors.js';
+import { MAX_LABEL } from './vector-index.js';
 
 /**
  * Owns the documents of one collection: string id ↔ hnswlib label, text and
@@ -44,7 +44,7 @@ export class DocTable {
   }
 
   allocateLabel(): number {
-    if (this.next >= MAX_LABEL) throw new StorageError("label space exhausted; a compacting snapshot is needed");
+    if (this.next >= MAX_LABEL) throw new StorageError('label space exhausted; a compacting snapshot is needed');
     return this.next++;
   }
 

@@ -6,7 +6,7 @@
  * StorageError → 500/503. Anything else escaping the store is a bug.
  */
 
-export type IndexErrorCode = "NOT_FOUND" | "CONFLICT" | "VALIDATION" | "STORAGE" | "UNAVAILABLE" | "UNREACHABLE";
+export type IndexErrorCode = 'NOT_FOUND' | 'CONFLICT' | 'VALIDATION' | 'STORAGE' | 'UNAVAILABLE' | 'UNREACHABLE';
 
 export abstract class IndexError extends Error {
   abstract readonly code: IndexErrorCode;
@@ -18,17 +18,17 @@ export abstract class IndexError extends Error {
 
 /** The named collection does not exist. */
 export class NotFoundError extends IndexError {
-  readonly code = "NOT_FOUND" as const;
+  readonly code = 'NOT_FOUND' as const;
 }
 
 /** The request contradicts existing state (e.g. re-creating a collection with other settings). */
 export class ConflictError extends IndexError {
-  readonly code = "CONFLICT" as const;
+  readonly code = 'CONFLICT' as const;
 }
 
 /** The request is malformed; the message says which field and why. Nothing was written. */
 export class ValidationError extends IndexError {
-  readonly code = "VALIDATION" as const;
+  readonly code = 'VALIDATION' as const;
 }
 
 /**
@@ -37,7 +37,7 @@ export class ValidationError extends IndexError {
  * keep failing with this until the process restarts and recovers from disk.
  */
 export class StorageError extends IndexError {
-  readonly code = "STORAGE" as const;
+  readonly code = 'STORAGE' as const;
 }
 
 /**
@@ -45,7 +45,7 @@ export class StorageError extends IndexError {
  * log cannot rebuild); the message carries the reason. Other collections serve.
  */
 export class UnavailableError extends IndexError {
-  readonly code = "UNAVAILABLE" as const;
+  readonly code = 'UNAVAILABLE' as const;
 }
 
 /**
@@ -54,5 +54,5 @@ export class UnavailableError extends IndexError {
  * Reads keep being served from memory meanwhile.
  */
 export class UnreachableError extends IndexError {
-  readonly code = "UNREACHABLE" as const;
+  readonly code = 'UNREACHABLE' as const;
 }

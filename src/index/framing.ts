@@ -1,5 +1,5 @@
-import { crc32 } from "node:zlib";
-import type { FileHandle } from "node:fs/promises";
+import type { FileHandle } from 'node:fs/promises';
+import { crc32 } from 'node:zlib';
 
 /**
  * Frame layout shared by log segments and snapshot doc files:
@@ -37,7 +37,7 @@ export type FrameHeaderCheck = { ok: true; length: number } | { ok: false; reaso
 /** Checks a frame header against the bytes left in the file, before reading the payload. */
 export function checkFrameHeader(header: Buffer, bytesLeftAfterHeader: number): FrameHeaderCheck {
   const length = header.readUInt32LE(0);
-  if (length === 0) return { ok: false, reason: "zero-length frame" };
+  if (length === 0) return { ok: false, reason: 'zero-length frame' };
   if (length > MAX_FRAME_BYTES) return { ok: false, reason: `frame length ${length} exceeds limit` };
   if (length > bytesLeftAfterHeader) {
     return { ok: false, reason: `truncated frame (needs ${length} bytes, ${bytesLeftAfterHeader} left)` };
@@ -56,22 +56,17 @@ export type ScanStop = { offset: number; reason: string } | undefined;
  * `onPayload` (which throws to reject it). Returns where and why reading
  * stopped early, or undefined when the frames ended exactly at `size`.
  */
-export async function scanFrames(
-  fh: FileHandle,
-  size: number,
-  offset: number,
-  onPayload: (payload: Buffer) => void,
-): Promise<ScanStop> {
+export async function scanFrames(fh: FileHandle, size: number, offset: number, onPayload: (payload: Buffer) => void): Promise<ScanStop> {
   const header = Buffer.alloc(FRAME_HEADER_BYTES);
   while (offset < size) {
-    if (size - offset < FRAME_HEADER_BYTES) return { offset, reason: "truncated frame header" };
+    if (size - offset < FRAME_HEADER_BYTES) return { offset, reason: 'truncated frame header' };
     await fh.read(header, 0, FRAME_HEADER_BYTES, offset);
     const check = checkFrameHeader(header, size - offset - FRAME_HEADER_BYTES);
     if (!check.ok) return { offset, reason: check.reason };
     const payload = Buffer.allocUnsafe(check.length);
     const { bytesRead } = await fh.read(payload, 0, check.length, offset + FRAME_HEADER_BYTES);
-    if (bytesRead !== check.length) return { offset, reason: "short read" };
-    if (!payloadCrcMatches(header, payload)) return { offset, reason: "CRC mismatch" };
+    if (bytesRead !== check.length) return { offset, reason: 'short read' };
+    if (!payloadCrcMatches(header, payload)) return { offset, reason: 'CRC mismatch' };
     try {
       onPayload(payload);
     } catch (err) {

@@ -1,5 +1,5 @@
-import { promises as fsp, constants as fsc } from "node:fs";
-import * as path from "node:path";
+import { constants as fsc, promises as fsp } from 'node:fs';
+import * as path from 'node:path';
 
 /**
  * The few filesystem primitives durability rests on. A rename or a new file
@@ -16,7 +16,7 @@ export async function fsyncDir(dir: string): Promise<void> {
 }
 
 export async function fsyncFile(file: string): Promise<void> {
-  const fh = await fsp.open(file, "r+");
+  const fh = await fsp.open(file, 'r+');
   try {
     await fh.sync();
   } finally {
@@ -27,7 +27,7 @@ export async function fsyncFile(file: string): Promise<void> {
 /** Write to `<file>.tmp`, fsync it, rename over `file`, fsync the directory. */
 export async function writeFileAtomic(file: string, data: string | Uint8Array): Promise<void> {
   const tmp = `${file}.tmp`;
-  const fh = await fsp.open(tmp, "w");
+  const fh = await fsp.open(tmp, 'w');
   try {
     await fh.writeFile(data);
     await fh.sync();
@@ -43,7 +43,7 @@ export async function writeFully(fh: fsp.FileHandle, data: Uint8Array, position:
   let off = 0;
   while (off < data.length) {
     const { bytesWritten } = await fh.write(data, off, data.length - off, position + off);
-    if (bytesWritten <= 0) throw new Error("write made no progress");
+    if (bytesWritten <= 0) throw new Error('write made no progress');
     off += bytesWritten;
   }
 }

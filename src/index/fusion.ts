@@ -1,4 +1,4 @@
-import type { Fusion } from "./types.js";
+import type { Fusion } from './types.js';
 
 /**
  * Fusion of a dense and a lexical result list (hybrid search). Both lists are
@@ -47,7 +47,7 @@ export function fuse<K>(dense: Ranked<K>[], lexical: Ranked<K>[], fusion: Fusion
     if (!e) byKey.set(key, (e = { key, score: 0, order: byKey.size }));
     return e;
   };
-  if (fusion.method === "rrf") {
+  if (fusion.method === 'rrf') {
     const k = fusion.k ?? DEFAULT_RRF_K;
     dense.forEach((h, i) => {
       const e = entry(h.key);
@@ -74,7 +74,5 @@ export function fuse<K>(dense: Ranked<K>[], lexical: Ranked<K>[], fusion: Fusion
       e.score += (1 - alpha) * nl(h.score);
     }
   }
-  return [...byKey.values()]
-    .sort((a, b) => b.score - a.score || a.order - b.order)
-    .map(({ order: _order, ...rest }) => rest);
+  return [...byKey.values()].sort((a, b) => b.score - a.score || a.order - b.order).map(({ order: _order, ...rest }) => rest);
 }

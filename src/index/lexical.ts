@@ -1,4 +1,4 @@
-import type { LexicalSettings } from "./types.js";
+import type { LexicalSettings } from './types.js';
 
 /**
  * BM25 over the text of a collection's documents, in memory. It is derived
@@ -18,7 +18,7 @@ import type { LexicalSettings } from "./types.js";
 export const DEFAULT_K1 = 0.9;
 export const DEFAULT_B = 0.4;
 
-const segmenter = new Intl.Segmenter("und", { granularity: "word" });
+const segmenter = new Intl.Segmenter('und', { granularity: 'word' });
 
 /**
  * Unicode word segmentation (UAX #29 via ICU, so CJK, accents and apostrophes
@@ -26,7 +26,7 @@ const segmenter = new Intl.Segmenter("und", { granularity: "word" });
  */
 export function tokenize(text: string): string[] {
   const out: string[] = [];
-  for (const s of segmenter.segment(text.normalize("NFKC").toLowerCase())) {
+  for (const s of segmenter.segment(text.normalize('NFKC').toLowerCase())) {
     if (s.isWordLike) out.push(s.segment);
   }
   return out;

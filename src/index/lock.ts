@@ -1,7 +1,7 @@
-import { promises as fsp, readFileSync } from "node:fs";
-import { hostname } from "node:os";
-import * as path from "node:path";
-import { StorageError } from "./errors.js";
+import { promises as fsp, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import * as path from 'node:path';
+import { StorageError } from './errors.js';
 
 /**
  * One process per data directory. Two processes appending to the same logs
@@ -16,7 +16,7 @@ import { StorageError } from "./errors.js";
  * stale and taken over.
  */
 
-export const LOCK_FILE = "LOCK";
+export const LOCK_FILE = 'LOCK';
 
 /** Lock files this process holds: a lock naming our own PID is ours only if listed here. */
 const heldHere = new Set<string>();
@@ -32,9 +32,9 @@ interface Holder {
 /** The start time of a process, which tells a PID's current owner from an earlier one (Linux only). */
 function processStart(pid: number): string | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     // Field 2 (comm) may contain spaces and parentheses: count fields after its last ')'.
-    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
   } catch {
     return undefined;
   }
@@ -45,7 +45,7 @@ function running(pid: number): boolean {
     process.kill(pid, 0);
     return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
@@ -62,7 +62,7 @@ function isStale(file: string, holder: Holder | undefined): boolean {
 
 async function readHolder(file: string): Promise<Holder | undefined> {
   try {
-    return JSON.parse(await fsp.readFile(file, "utf8")) as Holder;
+    return JSON.parse(await fsp.readFile(file, 'utf8')) as Holder;
   } catch {
     return undefined;
   }
@@ -83,7 +83,7 @@ export class DataDirLock {
     const content = `${JSON.stringify(me)}\n`;
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const fh = await fsp.open(file, "wx");
+        const fh = await fsp.open(file, 'wx');
         try {
           await fh.writeFile(content);
           await fh.sync();
@@ -93,7 +93,7 @@ export class DataDirLock {
         heldHere.add(file);
         return new DataDirLock(file, content);
       } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       }
       const holder = await readHolder(file);
       if (holder === undefined) {
@@ -101,7 +101,9 @@ export class DataDirLock {
         await new Promise((r) => setTimeout(r, 50));
         const again = await readHolder(file);
         if (again === undefined && attempt === 4) {
-          throw new StorageError(`data directory ${dataDir} is locked (${file} exists but is unreadable); remove it if no server uses this directory`);
+          throw new StorageError(
+            `data directory ${dataDir} is locked (${file} exists but is unreadable); remove it if no server uses this directory`,
+          );
         }
         continue;
       }
@@ -120,7 +122,7 @@ export class DataDirLock {
   async release(): Promise<void> {
     heldHere.delete(this.file);
     try {
-      if ((await fsp.readFile(this.file, "utf8")) === this.content) await fsp.rm(this.file, { force: true });
+      if ((await fsp.readFile(this.file, 'utf8')) === this.content) await fsp.rm(this.file, { force: true });
     } catch {
       // already gone
     }

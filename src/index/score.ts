@@ -1,5 +1,5 @@
-import { ValidationError } from "./errors.js";
-import type { Metric } from "./types.js";
+import { ValidationError } from './errors.js';
+import type { Metric } from './types.js';
 
 /**
  * Exact scoring, for the index-free mode (rank a handful of candidates without
@@ -25,14 +25,14 @@ function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
  */
 export function exactScore(a: ArrayLike<number>, b: ArrayLike<number>, metric: Metric): number {
   switch (metric) {
-    case "ip":
+    case 'ip':
       return dot(a, b);
-    case "cosine": {
+    case 'cosine': {
       const na = Math.sqrt(dot(a, a));
       const nb = Math.sqrt(dot(b, b));
       return na === 0 || nb === 0 ? 0 : dot(a, b) / (na * nb);
     }
-    case "l2": {
+    case 'l2': {
       let s = 0;
       for (let i = 0; i < a.length; i++) {
         const d = a[i]! - b[i]!;
@@ -52,12 +52,7 @@ function worse(a: ScoredCandidate, b: ScoredCandidate): boolean {
  * The k best candidates by exact score, best first (ties: lower index first).
  * A bounded min-heap keeps this O(n log k) for large candidate lists.
  */
-export function scoreCandidates(
-  query: Float32Array,
-  candidates: readonly Float32Array[],
-  metric: Metric,
-  k: number,
-): ScoredCandidate[] {
+export function scoreCandidates(query: Float32Array, candidates: readonly Float32Array[], metric: Metric, k: number): ScoredCandidate[] {
   if (!Number.isInteger(k) || k < 0) throw new ValidationError(`k must be a non-negative integer, got ${k}`);
   const heap: ScoredCandidate[] = [];
   const siftUp = (i: number): void => {
@@ -91,7 +86,7 @@ export function scoreCandidates(
     }
     // One pass per candidate; exactScore would take three for cosine.
     let score: number;
-    if (metric === "l2") {
+    if (metric === 'l2') {
       let s = 0;
       for (let i = 0; i < dims; i++) {
         const d = query[i]! - c[i]!;
@@ -105,7 +100,7 @@ export function scoreCandidates(
         d += query[i]! * c[i]!;
         n += c[i]! * c[i]!;
       }
-      score = metric === "ip" ? d : qNorm === 0 || n === 0 ? 0 : d / (qNorm * Math.sqrt(n));
+      score = metric === 'ip' ? d : qNorm === 0 || n === 0 ? 0 : d / (qNorm * Math.sqrt(n));
     }
     const item = { index, score };
     if (heap.length < k) {

@@ -1,5 +1,5 @@
-import { fuse, type Fused, type Ranked } from "./fusion.js";
-import type { ValidSearchOptions } from "./validate.js";
+import { type Fused, fuse, type Ranked } from './fusion.js';
+import type { ValidSearchOptions } from './validate.js';
 
 /**
  * The backend-neutral part of a search: how deep each side must retrieve,
@@ -14,8 +14,8 @@ export const HYBRID_DEPTH = 100;
 /** How many hits each side must return, best first; 0: that side is not searched. */
 export function searchDepths(o: ValidSearchOptions): { dense: number; lexical: number } {
   const want = o.offset + o.k;
-  if (o.mode === "dense") return { dense: want, lexical: 0 };
-  if (o.mode === "lexical") return { dense: 0, lexical: want };
+  if (o.mode === 'dense') return { dense: want, lexical: 0 };
+  if (o.mode === 'lexical') return { dense: 0, lexical: want };
   const depth = Math.max(want, HYBRID_DEPTH);
   return { dense: depth, lexical: depth };
 }
@@ -26,8 +26,8 @@ export function searchDepths(o: ValidSearchOptions): { dense: number; lexical: n
  */
 export function finishSearch<K>(o: ValidSearchOptions, dense: Ranked<K>[], lexical: Ranked<K>[]): Fused<K>[] {
   let list: Fused<K>[];
-  if (o.mode === "dense") list = dense.map(({ key, score }) => ({ key, score }));
-  else if (o.mode === "lexical") list = lexical.map(({ key, score }) => ({ key, score, lexical_score: score }));
+  if (o.mode === 'dense') list = dense.map(({ key, score }) => ({ key, score }));
+  else if (o.mode === 'lexical') list = lexical.map(({ key, score }) => ({ key, score, lexical_score: score }));
   else list = fuse(dense, lexical, o.fusion);
   const threshold = o.scoreThreshold;
   if (threshold !== undefined) list = list.filter((h) => h.score >= threshold);

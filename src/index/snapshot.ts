@@ -1,14 +1,14 @@
-import { promises as fsp } from "node:fs";
-import * as path from "node:path";
-import { crc32 } from "node:zlib";
-import { DocTable, type DocEntry } from "./doc-table.js";
-import { StorageError } from "./errors.js";
-import { encodeFrame, scanFrames } from "./framing.js";
-import { fsyncDir, fsyncFile, removeTree, writeFully } from "./fsutil.js";
-import type { CollectionSettings, Logger } from "./types.js";
-import { deepFreeze } from "./validate.js";
-import { VectorStorage } from "./storage.js";
-import { VectorIndex, fileCrc32, inspectIndexFile } from "./vector-index.js";
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { crc32 } from 'node:zlib';
+import { type DocEntry, DocTable } from './doc-table.js';
+import { StorageError } from './errors.js';
+import { encodeFrame, scanFrames } from './framing.js';
+import { fsyncDir, fsyncFile, removeTree, writeFully } from './fsutil.js';
+import { VectorStorage } from './storage.js';
+import type { CollectionSettings, Logger } from './types.js';
+import { deepFreeze } from './validate.js';
+import { fileCrc32, inspectIndexFile, VectorIndex } from './vector-index.js';
 
 /**
  * Snapshots of one collection. A snapshot is a directory
@@ -28,14 +28,14 @@ import { VectorIndex, fileCrc32, inspectIndexFile } from "./vector-index.js";
  */
 
 const SNAPSHOT_RE = /^snapshot-(\d{20})$/;
-const INDEX_FILE = "index.hnsw";
-const DOCS_FILE = "docs.bin";
-const MANIFEST_FILE = "manifest.json";
-const VECTORS_FILE = "vectors.bin";
+const INDEX_FILE = 'index.hnsw';
+const DOCS_FILE = 'docs.bin';
+const MANIFEST_FILE = 'manifest.json';
+const VECTORS_FILE = 'vectors.bin';
 const DOCS_FRAME_TARGET_BYTES = 1 << 20;
 
 export function snapshotDirName(lsn: number): string {
-  return `snapshot-${String(lsn).padStart(20, "0")}`;
+  return `snapshot-${String(lsn).padStart(20, '0')}`;
 }
 
 interface FileSum {
@@ -80,7 +80,7 @@ export async function writeSnapshotData(
   await index.writeTo(path.join(tmpDir, INDEX_FILE));
   let vectors: FileSum | undefined;
   if (storage) {
-    const vfh = await fsp.open(path.join(tmpDir, VECTORS_FILE), "w");
+    const vfh = await fsp.open(path.join(tmpDir, VECTORS_FILE), 'w');
     try {
       let vpos = 0;
       let vcrc = 0;
@@ -95,7 +95,7 @@ export async function writeSnapshotData(
     }
   }
 
-  const fh = await fsp.open(path.join(tmpDir, DOCS_FILE), "w");
+  const fh = await fsp.open(path.join(tmpDir, DOCS_FILE), 'w');
   let pos = 0;
   let crc = 0;
   try {
@@ -103,7 +103,7 @@ export async function writeSnapshotData(
     let batchBytes = 0;
     const flush = async (): Promise<void> => {
       if (batch.length === 0) return;
-      const frame = encodeFrame(Buffer.from(`[${batch.join(",")}]`, "utf8"));
+      const frame = encodeFrame(Buffer.from(`[${batch.join(',')}]`, 'utf8'));
       await writeFully(fh, frame, pos);
       crc = crc32(frame, crc);
       pos += frame.length;
@@ -149,9 +149,7 @@ export async function sealSnapshot(
   const docsPath = path.join(captured.dir, DOCS_FILE);
   const indexInfo = await inspectIndexFile(indexPath, settings);
   if (indexInfo.elementCount !== captured.elementCount) {
-    throw new StorageError(
-      `snapshot index file holds ${indexInfo.elementCount} elements, expected ${captured.elementCount}`,
-    );
+    throw new StorageError(`snapshot index file holds ${indexInfo.elementCount} elements, expected ${captured.elementCount}`);
   }
   await fsyncFile(indexPath);
   await fsyncFile(docsPath);
@@ -169,7 +167,7 @@ export async function sealSnapshot(
     },
     created_at: new Date().toISOString(),
   };
-  const mfh = await fsp.open(path.join(captured.dir, MANIFEST_FILE), "w");
+  const mfh = await fsp.open(path.join(captured.dir, MANIFEST_FILE), 'w');
   try {
     await mfh.writeFile(JSON.stringify(manifest, null, 2));
     await mfh.sync();
@@ -198,10 +196,10 @@ export async function removeStaleSnapshots(collectionDir: string, keepLsn: numbe
   let removed = false;
   for (const name of await fsp.readdir(collectionDir)) {
     const m = SNAPSHOT_RE.exec(name);
-    const stale = (m && Number(m[1]) < keepLsn) || (name.startsWith("snapshot-") && name.endsWith(".tmp"));
+    const stale = (m && Number(m[1]) < keepLsn) || (name.startsWith('snapshot-') && name.endsWith('.tmp'));
     if (stale) {
       await removeTree(path.join(collectionDir, name));
-      logger.debug({ dir: name }, "removed stale snapshot");
+      logger.debug({ dir: name }, 'removed stale snapshot');
       removed = true;
     }
   }
@@ -223,7 +221,7 @@ function corrupt(dir: string, what: string): never {
 export async function loadSnapshot(dir: string, settings: CollectionSettings): Promise<LoadedSnapshot> {
   let manifest: SnapshotManifest;
   try {
-    manifest = JSON.parse(await fsp.readFile(path.join(dir, MANIFEST_FILE), "utf8")) as SnapshotManifest;
+    manifest = JSON.parse(await fsp.readFile(path.join(dir, MANIFEST_FILE), 'utf8')) as SnapshotManifest;
   } catch (err) {
     corrupt(dir, `manifest unreadable (${(err as Error).message})`);
   }
@@ -232,23 +230,23 @@ export async function loadSnapshot(dir: string, settings: CollectionSettings): P
   const indexPath = path.join(dir, INDEX_FILE);
   const idxSum = await fileCrc32(indexPath);
   if (idxSum.bytes !== manifest.files.index.bytes || idxSum.crc32 !== manifest.files.index.crc32) {
-    corrupt(dir, "index file does not match its checksum");
+    corrupt(dir, 'index file does not match its checksum');
   }
 
   const docs = new DocTable(manifest.next_label);
   const docsPath = path.join(dir, DOCS_FILE);
   const docsSum = await fileCrc32(docsPath);
   if (docsSum.bytes !== manifest.files.docs.bytes || docsSum.crc32 !== manifest.files.docs.crc32) {
-    corrupt(dir, "docs file does not match its checksum");
+    corrupt(dir, 'docs file does not match its checksum');
   }
-  const fh = await fsp.open(docsPath, "r");
+  const fh = await fsp.open(docsPath, 'r');
   try {
     const { size } = await fh.stat();
     const stop = await scanFrames(fh, size, 0, (payload) => {
-      const list = JSON.parse(payload.toString("utf8")) as { i: string; l: number; t?: string; m?: Record<string, unknown> }[];
+      const list = JSON.parse(payload.toString('utf8')) as { i: string; l: number; t?: string; m?: Record<string, unknown> }[];
       for (const o of list) {
-        if (typeof o.i !== "string" || !Number.isInteger(o.l) || o.l < 0 || o.l >= manifest.next_label) {
-          throw new Error("malformed document entry");
+        if (typeof o.i !== 'string' || !Number.isInteger(o.l) || o.l < 0 || o.l >= manifest.next_label) {
+          throw new Error('malformed document entry');
         }
         if (docs.get(o.i) || docs.getByLabel(o.l)) throw new Error(`duplicate id or label for ${o.i}`);
         const entry: { id: string; label: number; text?: string; metadata?: Record<string, unknown> } = { id: o.i, label: o.l };
@@ -266,9 +264,9 @@ export async function loadSnapshot(dir: string, settings: CollectionSettings): P
   let storage: VectorStorage | undefined;
   if (settings.storage) {
     const want = manifest.files.vectors;
-    if (!want) corrupt(dir, "the collection keeps full vectors but the snapshot has none");
+    if (!want) corrupt(dir, 'the collection keeps full vectors but the snapshot has none');
     const expect = VectorStorage.fileBytes(settings.storage, settings.dimensions, manifest.next_label);
-    const vfh = await fsp.open(path.join(dir, VECTORS_FILE), "r");
+    const vfh = await fsp.open(path.join(dir, VECTORS_FILE), 'r');
     try {
       const { size } = await vfh.stat();
       if (size !== want.bytes || size !== expect) corrupt(dir, `vectors file has ${size} bytes, expected ${expect}`);
@@ -279,19 +277,19 @@ export async function loadSnapshot(dir: string, settings: CollectionSettings): P
       for (const target of storage.targets(manifest.next_label)) {
         for (let off = 0; off < target.length; ) {
           const { bytesRead } = await vfh.read(target, off, Math.min(4 << 20, target.length - off), pos);
-          if (bytesRead <= 0) corrupt(dir, "vectors file is short");
+          if (bytesRead <= 0) corrupt(dir, 'vectors file is short');
           crc = crc32(target.subarray(off, off + bytesRead), crc);
           off += bytesRead;
           pos += bytesRead;
         }
       }
-      if (crc !== want.crc32) corrupt(dir, "vectors file does not match its checksum");
+      if (crc !== want.crc32) corrupt(dir, 'vectors file does not match its checksum');
     } finally {
       await vfh.close();
     }
   }
 
   const index = await VectorIndex.load(settings, indexPath, docs.size);
-  if (index.elementCount !== manifest.element_count) corrupt(dir, "index element count differs from the manifest");
+  if (index.elementCount !== manifest.element_count) corrupt(dir, 'index element count differs from the manifest');
   return { lsn: manifest.lsn, index, docs, ...(storage && { storage }) };
 }

@@ -1,13 +1,13 @@
-import { DocTable, type DocEntry } from "./doc-table.js";
-import { ValidationError } from "./errors.js";
-import { compileFilter } from "./filter.js";
-import type { Ranked } from "./fusion.js";
-import { LexicalIndex } from "./lexical.js";
-import { defaultRescore, finishSearch, searchDepths } from "./search.js";
-import { VectorStorage, prefixVector, storableError } from "./storage.js";
-import type { CollectionSettings, SearchHit, SearchOptions, StoredDocument, UpsertResult } from "./types.js";
-import { deepFreeze, toIndexVector, validateSearchOptions, type ValidDocument } from "./validate.js";
-import { VectorIndex } from "./vector-index.js";
+import { type DocEntry, DocTable } from './doc-table.js';
+import { ValidationError } from './errors.js';
+import { compileFilter } from './filter.js';
+import type { Ranked } from './fusion.js';
+import { LexicalIndex } from './lexical.js';
+import { defaultRescore, finishSearch, searchDepths } from './search.js';
+import { prefixVector, storableError, VectorStorage } from './storage.js';
+import type { CollectionSettings, SearchHit, SearchOptions, StoredDocument, UpsertResult } from './types.js';
+import { deepFreeze, toIndexVector, type ValidDocument, validateSearchOptions } from './validate.js';
+import { VectorIndex } from './vector-index.js';
 
 /**
  * A collection's in-memory state and the only code that changes or reads it:
@@ -119,9 +119,15 @@ export function storedDocument(state: State, entry: DocEntry): StoredDocument {
  * `rescore` candidates and reorders them by their full stored vectors.
  * Synchronous: a compaction may swap the caller's state, never mid-search.
  */
-export function searchState(state: State, settings: CollectionSettings, name: string, vector: unknown, options: SearchOptions): SearchHit[] {
+export function searchState(
+  state: State,
+  settings: CollectionSettings,
+  name: string,
+  vector: unknown,
+  options: SearchOptions,
+): SearchHit[] {
   const o = validateSearchOptions(options);
-  if (o.mode !== "dense" && !settings.lexical) {
+  if (o.mode !== 'dense' && !settings.lexical) {
     throw new ValidationError(`mode "${o.mode}" needs a lexical index; collection ${name} was created without "lexical"`);
   }
   if (o.rescore !== undefined && settings.index_dimensions === undefined) {
@@ -129,7 +135,7 @@ export function searchState(state: State, settings: CollectionSettings, name: st
   }
   const predicate = compileFilter(options.filter);
   const depths = searchDepths(o);
-  const query = depths.dense > 0 ? toIndexVector(vector, settings.dimensions, settings.metric, "vector") : undefined;
+  const query = depths.dense > 0 ? toIndexVector(vector, settings.dimensions, settings.metric, 'vector') : undefined;
   const { docs } = state;
   const allow = predicate
     ? (label: number): boolean => {
@@ -148,9 +154,9 @@ export function searchState(state: State, settings: CollectionSettings, name: st
     const hit: SearchHit = { id: e.id, score: f.score };
     if (f.dense_score !== undefined) hit.dense_score = f.dense_score;
     if (f.lexical_score !== undefined) hit.lexical_score = f.lexical_score;
-    if (o.include.has("text") && e.text !== undefined) hit.text = e.text;
-    if (o.include.has("metadata") && e.metadata !== undefined) hit.metadata = e.metadata as Record<string, unknown>;
-    if (o.include.has("vector")) hit.vector = vectorOf(state, f.key);
+    if (o.include.has('text') && e.text !== undefined) hit.text = e.text;
+    if (o.include.has('metadata') && e.metadata !== undefined) hit.metadata = e.metadata as Record<string, unknown>;
+    if (o.include.has('vector')) hit.vector = vectorOf(state, f.key);
     hits.push(hit);
   }
   return hits;

@@ -1,4 +1,4 @@
-import type { Metric, StoragePrecision } from "./types.js";
+import type { Metric, StoragePrecision } from './types.js';
 
 /**
  * Full-width vectors of a funnel collection, kept compact for rescoring and
@@ -65,7 +65,7 @@ export function fromFloat16(h: number): number {
 
 /** Why this vector cannot be stored at `precision`, or undefined. */
 export function storableError(vector: Float32Array, precision: StoragePrecision): string | undefined {
-  if (precision !== "float16") return undefined;
+  if (precision !== 'float16') return undefined;
   for (let i = 0; i < vector.length; i++) {
     if (Math.abs(vector[i]!) > FLOAT16_MAX) return `component ${i} (${vector[i]}) is beyond float16's range (±${FLOAT16_MAX})`;
   }
@@ -90,18 +90,18 @@ export class VectorStorage {
   ) {
     this.capacity = Math.max(1, capacity);
     this.data = this.alloc(this.capacity);
-    this.scales = new Float32Array(precision === "int8" ? this.capacity : 0);
+    this.scales = new Float32Array(precision === 'int8' ? this.capacity : 0);
     this.scratch = new Float32Array(dimensions);
   }
 
   private alloc(n: number): Float32Array | Uint16Array | Int8Array {
     const len = n * this.dimensions;
-    return this.precision === "float32" ? new Float32Array(len) : this.precision === "float16" ? new Uint16Array(len) : new Int8Array(len);
+    return this.precision === 'float32' ? new Float32Array(len) : this.precision === 'float16' ? new Uint16Array(len) : new Int8Array(len);
   }
 
   /** Bytes one vector takes. */
   get bytesPerVector(): number {
-    return this.dimensions * BYTES_PER_COMPONENT[this.precision] + (this.precision === "int8" ? 4 : 0);
+    return this.dimensions * BYTES_PER_COMPONENT[this.precision] + (this.precision === 'int8' ? 4 : 0);
   }
 
   /** Grows (doubling) so labels below `labels` fit. */
@@ -112,7 +112,7 @@ export class VectorStorage {
     const data = this.alloc(next);
     data.set(this.data as never);
     this.data = data;
-    if (this.precision === "int8") {
+    if (this.precision === 'int8') {
       const scales = new Float32Array(next);
       scales.set(this.scales);
       this.scales = scales;
@@ -124,9 +124,9 @@ export class VectorStorage {
     this.ensureCapacity(label + 1);
     const d = this.dimensions;
     const off = label * d;
-    if (this.precision === "float32") {
+    if (this.precision === 'float32') {
       (this.data as Float32Array).set(v, off);
-    } else if (this.precision === "float16") {
+    } else if (this.precision === 'float16') {
       const data = this.data as Uint16Array;
       for (let i = 0; i < d; i++) data[off + i] = toFloat16(v[i]!);
     } else {
@@ -145,16 +145,16 @@ export class VectorStorage {
     this.ensureCapacity(toLabel + 1);
     const d = this.dimensions;
     (this.data as Int8Array).set((other.data as Int8Array).subarray(fromLabel * d, fromLabel * d + d), toLabel * d);
-    if (this.precision === "int8") this.scales[toLabel] = other.scales[fromLabel]!;
+    if (this.precision === 'int8') this.scales[toLabel] = other.scales[fromLabel]!;
   }
 
   /** The vector as stored (dequantized) into `out` (a fresh array by default). */
   get(label: number, out: Float32Array = new Float32Array(this.dimensions)): Float32Array {
     const d = this.dimensions;
     const off = label * d;
-    if (this.precision === "float32") {
+    if (this.precision === 'float32') {
       out.set((this.data as Float32Array).subarray(off, off + d));
-    } else if (this.precision === "float16") {
+    } else if (this.precision === 'float16') {
       const data = this.data as Uint16Array;
       for (let i = 0; i < d; i++) out[i] = HALF_TABLE[data[off + i]!]!;
     } else {
@@ -173,7 +173,7 @@ export class VectorStorage {
   score(label: number, query: Float32Array, metric: Metric): number {
     const v = this.get(label, this.scratch);
     const d = this.dimensions;
-    if (metric === "l2") {
+    if (metric === 'l2') {
       let s = 0;
       for (let i = 0; i < d; i++) {
         const x = query[i]! - v[i]!;
@@ -187,7 +187,7 @@ export class VectorStorage {
       dot += query[i]! * v[i]!;
       norm += v[i]! * v[i]!;
     }
-    return metric === "cosine" ? (norm > 0 ? dot / Math.sqrt(norm) : 0) : dot;
+    return metric === 'cosine' ? (norm > 0 ? dot / Math.sqrt(norm) : 0) : dot;
   }
 
   /** The bytes of labels [0, count): the data, then (int8) the scales. For snapshots. */
@@ -195,13 +195,13 @@ export class VectorStorage {
     const d = this.dimensions;
     const bytes = BYTES_PER_COMPONENT[this.precision];
     const out = [Buffer.from(this.data.buffer, this.data.byteOffset, count * d * bytes)];
-    if (this.precision === "int8") out.push(Buffer.from(this.scales.buffer, this.scales.byteOffset, count * 4));
+    if (this.precision === 'int8') out.push(Buffer.from(this.scales.buffer, this.scales.byteOffset, count * 4));
     return out;
   }
 
   /** Size in bytes of `chunks(count)`. */
   static fileBytes(precision: StoragePrecision, dimensions: number, count: number): number {
-    return count * (dimensions * BYTES_PER_COMPONENT[precision] + (precision === "int8" ? 4 : 0));
+    return count * (dimensions * BYTES_PER_COMPONENT[precision] + (precision === 'int8' ? 4 : 0));
   }
 
   /**
@@ -212,7 +212,7 @@ export class VectorStorage {
     this.ensureCapacity(count);
     const dataBytes = count * this.dimensions * BYTES_PER_COMPONENT[this.precision];
     const out = [new Uint8Array(this.data.buffer, this.data.byteOffset, dataBytes)];
-    if (this.precision === "int8") out.push(new Uint8Array(this.scales.buffer, this.scales.byteOffset, count * 4));
+    if (this.precision === 'int8') out.push(new Uint8Array(this.scales.buffer, this.scales.byteOffset, count * 4));
     return out;
   }
 
@@ -221,7 +221,7 @@ export class VectorStorage {
     const s = new VectorStorage(precision, dimensions, Math.max(INITIAL_CAPACITY, count));
     const dataBytes = count * dimensions * BYTES_PER_COMPONENT[precision];
     new Uint8Array(s.data.buffer, s.data.byteOffset, dataBytes).set(buf.subarray(0, dataBytes));
-    if (precision === "int8") new Uint8Array(s.scales.buffer, 0, count * 4).set(buf.subarray(dataBytes, dataBytes + count * 4));
+    if (precision === 'int8') new Uint8Array(s.scales.buffer, 0, count * 4).set(buf.subarray(dataBytes, dataBytes + count * 4));
     return s;
   }
 }
@@ -232,7 +232,7 @@ export class VectorStorage {
  */
 export function prefixVector(v: Float32Array, n: number, metric: Metric): Float32Array {
   const p = v.slice(0, n);
-  if (metric === "cosine") {
+  if (metric === 'cosine') {
     let norm = 0;
     for (let i = 0; i < n; i++) norm += p[i]! * p[i]!;
     if (norm > 0) {

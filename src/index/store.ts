@@ -1,22 +1,22 @@
-import { promises as fsp } from "node:fs";
-import * as path from "node:path";
-import type { StoreBackend } from "./backend.js";
-import { Collection, writeSettingsFile, type CollectionOptions } from "./collection.js";
-import { ConflictError, NotFoundError, StorageError, UnavailableError } from "./errors.js";
-import { fsyncDir, removeTree } from "./fsutil.js";
-import { DataDirLock } from "./lock.js";
-import { Mutex } from "./mutex.js";
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { StoreBackend } from './backend.js';
+import { Collection, type CollectionOptions, writeSettingsFile } from './collection.js';
+import { ConflictError, NotFoundError, StorageError, UnavailableError } from './errors.js';
+import { fsyncDir, removeTree } from './fsutil.js';
+import { DataDirLock } from './lock.js';
+import { Mutex } from './mutex.js';
 import type {
   CollectionInfo,
   CollectionSettings,
   Logger,
   SearchHit,
   SearchOptions,
-  StoreOptions,
   StoredDocument,
+  StoreOptions,
   UpsertResult,
-} from "./types.js";
-import { NAME_PATTERN, normalizeSettings, validateName } from "./validate.js";
+} from './types.js';
+import { NAME_PATTERN, normalizeSettings, validateName } from './validate.js';
 
 /**
  * The collections under one data directory:
@@ -75,7 +75,7 @@ export class CollectionStore implements StoreBackend {
       compactMinDeleted: options.compactMinDeleted ?? DEFAULT_COMPACT_MIN_DELETED,
       hooks: options.hooks ?? {},
     };
-    const root = path.join(dataDir, "collections");
+    const root = path.join(dataDir, 'collections');
     await fsp.mkdir(dataDir, { recursive: true });
     const lock = await DataDirLock.acquire(dataDir);
     try {
@@ -97,14 +97,14 @@ export class CollectionStore implements StoreBackend {
           store.unavailable.set(entry.name, reason);
           opts.logger.error(
             { collection: entry.name, err: reason },
-            "collection could not be opened; it is unavailable (503) until repaired or dropped, the others serve",
+            'collection could not be opened; it is unavailable (503) until repaired or dropped, the others serve',
           );
         }
       } else if (entry.isDirectory() && /^[A-Za-z0-9_-]{1,64}\.(creating|dropping)-/.test(entry.name)) {
-        opts.logger.warn({ dir: entry.name }, "removing leftover of an interrupted create/drop");
+        opts.logger.warn({ dir: entry.name }, 'removing leftover of an interrupted create/drop');
         await removeTree(full);
       } else {
-        opts.logger.warn({ entry: entry.name }, "ignoring unexpected entry in collections directory");
+        opts.logger.warn({ entry: entry.name }, 'ignoring unexpected entry in collections directory');
       }
     }
 
@@ -121,7 +121,7 @@ export class CollectionStore implements StoreBackend {
   }
 
   private checkOpen(): void {
-    if (this.closed) throw new StorageError("store is closed");
+    if (this.closed) throw new StorageError('store is closed');
   }
 
   private collection(name: unknown): Collection {
@@ -142,10 +142,8 @@ export class CollectionStore implements StoreBackend {
   }
 
   /** What recovery found in collections that opened after repairing damage (for /info). */
-  recoveries(): { name: string; recovery: NonNullable<Collection["recovery"]> }[] {
-    return [...this.collections.values()]
-      .filter((c) => c.recovery !== undefined)
-      .map((c) => ({ name: c.name, recovery: c.recovery! }));
+  recoveries(): { name: string; recovery: NonNullable<Collection['recovery']> }[] {
+    return [...this.collections.values()].filter((c) => c.recovery !== undefined).map((c) => ({ name: c.name, recovery: c.recovery! }));
   }
 
   /**
@@ -164,7 +162,9 @@ export class CollectionStore implements StoreBackend {
         throw new UnavailableError(`collection ${valid} exists but is unavailable (${broken}); drop it to create it anew`);
       }
       // Names are directories: on a case-insensitive filesystem `a` and `A` would be one directory.
-      const folded = [...this.collections.keys(), ...this.unavailable.keys()].find((n) => n !== valid && n.toLowerCase() === valid.toLowerCase());
+      const folded = [...this.collections.keys(), ...this.unavailable.keys()].find(
+        (n) => n !== valid && n.toLowerCase() === valid.toLowerCase(),
+      );
       if (folded !== undefined) {
         throw new ConflictError(`collection ${folded} already exists; names must differ in more than letter case`);
       }
@@ -183,7 +183,7 @@ export class CollectionStore implements StoreBackend {
       await fsyncDir(this.root);
       const c = await Collection.open(dir, valid, this.opts);
       this.collections.set(valid, c);
-      this.opts.logger.info({ collection: valid, settings: normalized }, "collection created");
+      this.opts.logger.info({ collection: valid, settings: normalized }, 'collection created');
       return { created: true, settings: c.settings };
     });
   }
@@ -206,7 +206,7 @@ export class CollectionStore implements StoreBackend {
       await this.admin.run(async () => {
         if (!this.unavailable.delete(broken)) throw new NotFoundError(`collection ${broken} does not exist`);
         await this.removeDir(broken);
-        this.opts.logger.warn({ collection: broken }, "unavailable collection dropped");
+        this.opts.logger.warn({ collection: broken }, 'unavailable collection dropped');
       });
       return;
     }
@@ -216,7 +216,7 @@ export class CollectionStore implements StoreBackend {
       this.collections.delete(c.name);
       await c.close({ snapshot: false });
       await this.removeDir(c.name);
-      this.opts.logger.info({ collection: c.name }, "collection dropped");
+      this.opts.logger.info({ collection: c.name }, 'collection dropped');
     });
   }
 

@@ -3,7 +3,7 @@
  * layer can import them without pulling in hnswlib.
  */
 
-export type Metric = "cosine" | "ip" | "l2";
+export type Metric = 'cosine' | 'ip' | 'l2';
 
 /** Settings as stored: every default filled in. Fixed for the life of a collection. */
 export interface CollectionSettings {
@@ -35,7 +35,7 @@ export interface LexicalSettings {
   b: number;
 }
 
-export type StoragePrecision = "float32" | "float16" | "int8";
+export type StoragePrecision = 'float32' | 'float16' | 'int8';
 
 /** Settings as accepted by `create`: defaults are metric "cosine", m 16, ef_construction 200. */
 export interface CollectionSettingsInput {
@@ -101,9 +101,9 @@ export interface Filter {
   must_not?: Condition[];
 }
 
-export type IncludeField = "text" | "metadata" | "vector";
+export type IncludeField = 'text' | 'metadata' | 'vector';
 
-export type SearchMode = "dense" | "lexical" | "hybrid";
+export type SearchMode = 'dense' | 'lexical' | 'hybrid';
 
 /**
  * How hybrid search merges the dense and the lexical result lists:
@@ -111,7 +111,7 @@ export type SearchMode = "dense" | "lexical" | "hybrid";
  * - weighted: each list's scores min-max normalized to [0, 1] over the candidates it returned,
  *   score = alpha · dense + (1 − alpha) · lexical (a list a hit is missing from counts 0; default alpha 0.5).
  */
-export type Fusion = { method: "rrf"; k?: number } | { method: "weighted"; alpha?: number };
+export type Fusion = { method: 'rrf'; k?: number } | { method: 'weighted'; alpha?: number };
 
 export interface SearchOptions {
   /** Number of results wanted; more than the live document count is fine (you get them all). */
@@ -179,12 +179,12 @@ export interface SnapshotPolicy {
 }
 
 export type SnapshotPhase =
-  | "begin" // temp dir created, nothing written yet
-  | "index-written" // index + docs in the temp dir, not yet synced
-  | "rotated" // new log segment created; writers may proceed
-  | "synced" // temp files and manifest fsynced, not yet renamed into place
-  | "renamed" // snapshot is durable; old segments/snapshots not yet deleted
-  | "done";
+  | 'begin' // temp dir created, nothing written yet
+  | 'index-written' // index + docs in the temp dir, not yet synced
+  | 'rotated' // new log segment created; writers may proceed
+  | 'synced' // temp files and manifest fsynced, not yet renamed into place
+  | 'renamed' // snapshot is durable; old segments/snapshots not yet deleted
+  | 'done';
 
 /** Fault-injection points for crash tests; production code leaves these unset. */
 export interface StoreHooks {

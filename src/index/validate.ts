@@ -1,6 +1,6 @@
-import { ValidationError } from "./errors.js";
-import { DEFAULT_ALPHA, DEFAULT_RRF_K } from "./fusion.js";
-import { DEFAULT_B, DEFAULT_K1 } from "./lexical.js";
+import { ValidationError } from './errors.js';
+import { DEFAULT_ALPHA, DEFAULT_RRF_K } from './fusion.js';
+import { DEFAULT_B, DEFAULT_K1 } from './lexical.js';
 import type {
   CollectionSettings,
   CollectionSettingsInput,
@@ -11,7 +11,7 @@ import type {
   SearchMode,
   SearchOptions,
   StoragePrecision,
-} from "./types.js";
+} from './types.js';
 
 /**
  * Input checks shared by the store and the collections. Everything a caller
@@ -23,10 +23,10 @@ export const NAME_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 export const MAX_ID_LENGTH = 256;
 export const MAX_DIMENSIONS = 65_536;
 const MAX_METADATA_DEPTH = 64;
-const METRICS: readonly Metric[] = ["cosine", "ip", "l2"];
-const INCLUDE_FIELDS: readonly IncludeField[] = ["text", "metadata", "vector"];
-const STORAGE: readonly StoragePrecision[] = ["float32", "float16", "int8"];
-const MODES: readonly SearchMode[] = ["dense", "lexical", "hybrid"];
+const METRICS: readonly Metric[] = ['cosine', 'ip', 'l2'];
+const INCLUDE_FIELDS: readonly IncludeField[] = ['text', 'metadata', 'vector'];
+const STORAGE: readonly StoragePrecision[] = ['float32', 'float16', 'int8'];
+const MODES: readonly SearchMode[] = ['dense', 'lexical', 'hybrid'];
 
 export const DEFAULT_M = 16;
 export const DEFAULT_EF_CONSTRUCTION = 200;
@@ -36,10 +36,8 @@ export const DEFAULT_EF_CONSTRUCTION = 200;
  * slashes) is what keeps `../x` and friends out of the data dir.
  */
 export function validateName(name: unknown): string {
-  if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
-    throw new ValidationError(
-      `collection name must be 1-64 characters of [A-Za-z0-9_-], got ${JSON.stringify(name)}`,
-    );
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    throw new ValidationError(`collection name must be 1-64 characters of [A-Za-z0-9_-], got ${JSON.stringify(name)}`);
   }
   if (RESERVED_NAME.test(name)) {
     throw new ValidationError(`collection name ${JSON.stringify(name)} is a reserved device name on Windows filesystems; choose another`);
@@ -51,13 +49,13 @@ export function validateName(name: unknown): string {
 const RESERVED_NAME = /^(con|prn|aux|nul|com[0-9]|lpt[0-9])$/i;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
-  if (typeof v !== "object" || v === null || Array.isArray(v)) return false;
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;
 }
 
 function checkInt(v: unknown, field: string, min: number, max: number): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < min || v > max) {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
     throw new ValidationError(`${field} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
   }
   return v;
@@ -71,68 +69,79 @@ function checkKeys(obj: Record<string, unknown>, allowed: readonly string[], whe
 
 /** Fills defaults; the result is what gets persisted and compared on re-create. */
 export function normalizeSettings(input: unknown): CollectionSettings {
-  if (!isPlainObject(input)) throw new ValidationError("settings must be an object");
+  if (!isPlainObject(input)) throw new ValidationError('settings must be an object');
   const s = input as Partial<CollectionSettingsInput> & Record<string, unknown>;
   checkKeys(
     s,
-    ["metric", "dimensions", "layer", "document_prompt_name", "query_prompt_name", "hnsw", "lexical", "index_dimensions", "storage", "model"],
-    "settings.",
+    [
+      'metric',
+      'dimensions',
+      'layer',
+      'document_prompt_name',
+      'query_prompt_name',
+      'hnsw',
+      'lexical',
+      'index_dimensions',
+      'storage',
+      'model',
+    ],
+    'settings.',
   );
-  const metric = s.metric ?? "cosine";
+  const metric = s.metric ?? 'cosine';
   if (!METRICS.includes(metric)) {
-    throw new ValidationError(`settings.metric must be one of ${METRICS.join(", ")}, got ${JSON.stringify(s.metric)}`);
+    throw new ValidationError(`settings.metric must be one of ${METRICS.join(', ')}, got ${JSON.stringify(s.metric)}`);
   }
-  const dimensions = checkInt(s.dimensions, "settings.dimensions", 1, MAX_DIMENSIONS);
+  const dimensions = checkInt(s.dimensions, 'settings.dimensions', 1, MAX_DIMENSIONS);
   const hnswIn = s.hnsw ?? {};
-  if (!isPlainObject(hnswIn)) throw new ValidationError("settings.hnsw must be an object");
-  checkKeys(hnswIn, ["m", "ef_construction"], "settings.hnsw.");
-  const m = hnswIn.m === undefined ? DEFAULT_M : checkInt(hnswIn.m, "settings.hnsw.m", 2, 256);
+  if (!isPlainObject(hnswIn)) throw new ValidationError('settings.hnsw must be an object');
+  checkKeys(hnswIn, ['m', 'ef_construction'], 'settings.hnsw.');
+  const m = hnswIn.m === undefined ? DEFAULT_M : checkInt(hnswIn.m, 'settings.hnsw.m', 2, 256);
   const efc =
     hnswIn.ef_construction === undefined
       ? DEFAULT_EF_CONSTRUCTION
-      : checkInt(hnswIn.ef_construction, "settings.hnsw.ef_construction", 1, 100_000);
+      : checkInt(hnswIn.ef_construction, 'settings.hnsw.ef_construction', 1, 100_000);
 
   // Optional fields are only present when given, so persisted settings compare equal by value.
   const out: CollectionSettings = { metric, dimensions, hnsw: { m, ef_construction: efc } };
   if (s.layer !== undefined) {
-    if (typeof s.layer !== "number" || !Number.isInteger(s.layer)) {
+    if (typeof s.layer !== 'number' || !Number.isInteger(s.layer)) {
       throw new ValidationError(`settings.layer must be an integer, got ${JSON.stringify(s.layer)}`);
     }
     out.layer = s.layer;
   }
-  for (const key of ["document_prompt_name", "query_prompt_name", "model"] as const) {
+  for (const key of ['document_prompt_name', 'query_prompt_name', 'model'] as const) {
     const v = s[key];
     if (v === undefined) continue;
-    if (typeof v !== "string" || v.length === 0 || v.length > 256) {
+    if (typeof v !== 'string' || v.length === 0 || v.length > 256) {
       throw new ValidationError(`settings.${key} must be a non-empty string of at most 256 characters`);
     }
     out[key] = v;
   }
   if (s.lexical !== undefined && s.lexical !== false) {
     if (s.lexical !== true && !isPlainObject(s.lexical)) {
-      throw new ValidationError("settings.lexical must be true, false or an object {k1?, b?}");
+      throw new ValidationError('settings.lexical must be true, false or an object {k1?, b?}');
     }
     const lx = (s.lexical === true ? {} : s.lexical) as Record<string, unknown>;
-    checkKeys(lx, ["k1", "b"], "settings.lexical.");
+    checkKeys(lx, ['k1', 'b'], 'settings.lexical.');
     const k1 = lx.k1 === undefined ? DEFAULT_K1 : lx.k1;
     const b = lx.b === undefined ? DEFAULT_B : lx.b;
-    if (typeof k1 !== "number" || !Number.isFinite(k1) || k1 < 0 || k1 > 100) {
+    if (typeof k1 !== 'number' || !Number.isFinite(k1) || k1 < 0 || k1 > 100) {
       throw new ValidationError(`settings.lexical.k1 must be a number in [0, 100], got ${JSON.stringify(lx.k1)}`);
     }
-    if (typeof b !== "number" || !Number.isFinite(b) || b < 0 || b > 1) {
+    if (typeof b !== 'number' || !Number.isFinite(b) || b < 0 || b > 1) {
       throw new ValidationError(`settings.lexical.b must be a number in [0, 1], got ${JSON.stringify(lx.b)}`);
     }
     out.lexical = { k1, b };
   }
   if (s.index_dimensions !== undefined) {
-    out.index_dimensions = checkInt(s.index_dimensions, "settings.index_dimensions", 1, dimensions);
-    const storage = s.storage ?? "float32";
+    out.index_dimensions = checkInt(s.index_dimensions, 'settings.index_dimensions', 1, dimensions);
+    const storage = s.storage ?? 'float32';
     if (!STORAGE.includes(storage)) {
-      throw new ValidationError(`settings.storage must be one of ${STORAGE.join(", ")}, got ${JSON.stringify(s.storage)}`);
+      throw new ValidationError(`settings.storage must be one of ${STORAGE.join(', ')}, got ${JSON.stringify(s.storage)}`);
     }
     out.storage = storage;
   } else if (s.storage !== undefined) {
-    throw new ValidationError("settings.storage applies only with settings.index_dimensions (the full vectors kept beside a prefix graph)");
+    throw new ValidationError('settings.storage applies only with settings.index_dimensions (the full vectors kept beside a prefix graph)');
   }
   return out;
 }
@@ -185,19 +194,19 @@ export function toIndexVector(vector: unknown, dimensions: number, metric: Metri
   let norm2 = 0;
   for (let i = 0; i < dimensions; i++) {
     const x = vector[i];
-    if (typeof x !== "number" || !Number.isFinite(x)) {
+    if (typeof x !== 'number' || !Number.isFinite(x)) {
       throw new ValidationError(`${field}[${i}] must be a finite number, got ${String(x)}`);
     }
     out[i] = x;
     if (!Number.isFinite(out[i]!)) throw new ValidationError(`${field}[${i}] overflows float32`);
     norm2 += out[i]! * out[i]!;
   }
-  if (metric !== "cosine" && !(Math.sqrt(norm2) <= MAX_VECTOR_NORM)) {
+  if (metric !== 'cosine' && !(Math.sqrt(norm2) <= MAX_VECTOR_NORM)) {
     throw new ValidationError(
       `${field} has norm ${Math.sqrt(norm2).toExponential(3)}; above ${MAX_VECTOR_NORM.toExponential(3)} its ${metric} scores cannot be represented in float32`,
     );
   }
-  if (metric === "cosine") {
+  if (metric === 'cosine') {
     if (!(norm2 > 0) || !Number.isFinite(norm2)) {
       throw new ValidationError(`${field} must have a non-zero, finite norm for the cosine metric`);
     }
@@ -209,8 +218,8 @@ export function toIndexVector(vector: unknown, dimensions: number, metric: Metri
 
 function checkJsonValue(v: unknown, path: string, depth: number): void {
   if (depth > MAX_METADATA_DEPTH) throw new ValidationError(`${path} nests deeper than ${MAX_METADATA_DEPTH} levels`);
-  if (v === null || typeof v === "string" || typeof v === "boolean") return;
-  if (typeof v === "number") {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean') return;
+  if (typeof v === 'number') {
     if (!Number.isFinite(v)) throw new ValidationError(`${path} must be a finite number`);
     return;
   }
@@ -238,21 +247,21 @@ export interface ValidDocument {
 
 /** Checks a whole upsert batch; throws on the first problem so that nothing of it is written. */
 export function validateDocuments(docs: unknown, dimensions: number, metric: Metric): ValidDocument[] {
-  if (!Array.isArray(docs)) throw new ValidationError("documents must be an array");
+  if (!Array.isArray(docs)) throw new ValidationError('documents must be an array');
   const seen = new Set<string>();
   return docs.map((raw, i): ValidDocument => {
     const where = `documents[${i}]`;
     if (!isPlainObject(raw)) throw new ValidationError(`${where} must be an object`);
     const d = raw as Partial<DocumentInput> & Record<string, unknown>;
-    checkKeys(d, ["id", "vector", "text", "metadata"], `${where}.`);
-    if (typeof d.id !== "string" || d.id.length < 1 || d.id.length > MAX_ID_LENGTH) {
+    checkKeys(d, ['id', 'vector', 'text', 'metadata'], `${where}.`);
+    if (typeof d.id !== 'string' || d.id.length < 1 || d.id.length > MAX_ID_LENGTH) {
       throw new ValidationError(`${where}.id must be a string of 1-${MAX_ID_LENGTH} characters`);
     }
     if (seen.has(d.id)) throw new ValidationError(`${where}.id ${JSON.stringify(d.id)} appears twice in this batch`);
     seen.add(d.id);
     const out: ValidDocument = { id: d.id, vector: toIndexVector(d.vector, dimensions, metric, `${where}.vector`) };
     if (d.text !== undefined) {
-      if (typeof d.text !== "string") throw new ValidationError(`${where}.text must be a string`);
+      if (typeof d.text !== 'string') throw new ValidationError(`${where}.text must be a string`);
       out.text = d.text;
     }
     if (d.metadata !== undefined) {
@@ -265,7 +274,7 @@ export function validateDocuments(docs: unknown, dimensions: number, metric: Met
 }
 
 export function validateId(id: unknown): string {
-  if (typeof id !== "string" || id.length < 1 || id.length > MAX_ID_LENGTH) {
+  if (typeof id !== 'string' || id.length < 1 || id.length > MAX_ID_LENGTH) {
     throw new ValidationError(`id must be a string of 1-${MAX_ID_LENGTH} characters`);
   }
   return id;
@@ -278,78 +287,79 @@ export interface ValidSearchOptions {
   include: ReadonlySet<IncludeField>;
   mode: SearchMode;
   text: string | undefined;
-  fusion: Required<{ method: "rrf"; k: number }> | Required<{ method: "weighted"; alpha: number }>;
+  fusion: Required<{ method: 'rrf'; k: number }> | Required<{ method: 'weighted'; alpha: number }>;
   scoreThreshold: number | undefined;
   rescore: number | undefined;
 }
 
-const DEFAULT_INCLUDE: ReadonlySet<IncludeField> = new Set(["text", "metadata"]);
+const DEFAULT_INCLUDE: ReadonlySet<IncludeField> = new Set(['text', 'metadata']);
 export const MAX_OFFSET = 1_000_000;
 
-function validateFusion(f: unknown): ValidSearchOptions["fusion"] {
-  if (f === undefined) return { method: "rrf", k: DEFAULT_RRF_K };
+function validateFusion(f: unknown): ValidSearchOptions['fusion'] {
+  if (f === undefined) return { method: 'rrf', k: DEFAULT_RRF_K };
   if (!isPlainObject(f)) throw new ValidationError('fusion must be {"method": "rrf", "k"?} or {"method": "weighted", "alpha"?}');
   const o = f as Partial<Fusion> & Record<string, unknown>;
-  if (o.method === "rrf") {
-    checkKeys(o, ["method", "k"], "fusion.");
+  if (o.method === 'rrf') {
+    checkKeys(o, ['method', 'k'], 'fusion.');
     const k = o.k ?? DEFAULT_RRF_K;
-    if (typeof k !== "number" || !Number.isFinite(k) || k < 0 || k > 1_000_000) {
+    if (typeof k !== 'number' || !Number.isFinite(k) || k < 0 || k > 1_000_000) {
       throw new ValidationError(`fusion.k must be a number in [0, 1000000], got ${JSON.stringify(o.k)}`);
     }
-    return { method: "rrf", k };
+    return { method: 'rrf', k };
   }
-  if (o.method === "weighted") {
-    checkKeys(o, ["method", "alpha"], "fusion.");
+  if (o.method === 'weighted') {
+    checkKeys(o, ['method', 'alpha'], 'fusion.');
     const alpha = o.alpha ?? DEFAULT_ALPHA;
-    if (typeof alpha !== "number" || !Number.isFinite(alpha) || alpha < 0 || alpha > 1) {
+    if (typeof alpha !== 'number' || !Number.isFinite(alpha) || alpha < 0 || alpha > 1) {
       throw new ValidationError(`fusion.alpha must be a number in [0, 1], got ${JSON.stringify(o.alpha)}`);
     }
-    return { method: "weighted", alpha };
+    return { method: 'weighted', alpha };
   }
   throw new ValidationError(`fusion.method must be "rrf" or "weighted", got ${JSON.stringify(o.method)}`);
 }
 
 /** Collection-independent checks; the collection then checks what its settings allow (lexical, rescore). */
 export function validateSearchOptions(opts: unknown): ValidSearchOptions {
-  if (!isPlainObject(opts)) throw new ValidationError("search options must be an object");
+  if (!isPlainObject(opts)) throw new ValidationError('search options must be an object');
   const o = opts as Partial<SearchOptions> & Record<string, unknown>;
-  checkKeys(o, ["k", "ef", "filter", "include", "offset", "mode", "text", "fusion", "score_threshold", "rescore"], "search.");
-  const k = checkInt(o.k, "k", 1, 1_000_000);
-  const offset = o.offset === undefined ? 0 : checkInt(o.offset, "offset", 0, MAX_OFFSET);
-  const ef = o.ef === undefined ? undefined : checkInt(o.ef, "ef", 1, 1_000_000);
+  checkKeys(o, ['k', 'ef', 'filter', 'include', 'offset', 'mode', 'text', 'fusion', 'score_threshold', 'rescore'], 'search.');
+  const k = checkInt(o.k, 'k', 1, 1_000_000);
+  const offset = o.offset === undefined ? 0 : checkInt(o.offset, 'offset', 0, MAX_OFFSET);
+  const ef = o.ef === undefined ? undefined : checkInt(o.ef, 'ef', 1, 1_000_000);
   let include = DEFAULT_INCLUDE;
   if (o.include !== undefined) {
-    if (!Array.isArray(o.include)) throw new ValidationError(`include must be an array of ${INCLUDE_FIELDS.join(", ")}`);
+    if (!Array.isArray(o.include)) throw new ValidationError(`include must be an array of ${INCLUDE_FIELDS.join(', ')}`);
     for (const f of o.include) {
       if (!INCLUDE_FIELDS.includes(f)) {
-        throw new ValidationError(`include entries must be one of ${INCLUDE_FIELDS.join(", ")}, got ${JSON.stringify(f)}`);
+        throw new ValidationError(`include entries must be one of ${INCLUDE_FIELDS.join(', ')}, got ${JSON.stringify(f)}`);
       }
     }
     include = new Set(o.include);
   }
-  const mode = o.mode ?? "dense";
-  if (!MODES.includes(mode)) throw new ValidationError(`mode must be one of ${MODES.join(", ")}, got ${JSON.stringify(o.mode)}`);
-  if (o.text !== undefined && (typeof o.text !== "string" || o.text.length === 0)) {
-    throw new ValidationError("text must be a non-empty string");
+  const mode = o.mode ?? 'dense';
+  if (!MODES.includes(mode)) throw new ValidationError(`mode must be one of ${MODES.join(', ')}, got ${JSON.stringify(o.mode)}`);
+  if (o.text !== undefined && (typeof o.text !== 'string' || o.text.length === 0)) {
+    throw new ValidationError('text must be a non-empty string');
   }
-  if (mode !== "dense" && o.text === undefined) throw new ValidationError(`mode "${mode}" needs the query text`);
-  if (o.fusion !== undefined && mode !== "hybrid") throw new ValidationError('fusion applies to mode "hybrid" only');
+  if (mode !== 'dense' && o.text === undefined) throw new ValidationError(`mode "${mode}" needs the query text`);
+  if (o.fusion !== undefined && mode !== 'hybrid') throw new ValidationError('fusion applies to mode "hybrid" only');
   const fusion = validateFusion(o.fusion);
   let scoreThreshold: number | undefined;
   if (o.score_threshold !== undefined) {
-    if (typeof o.score_threshold !== "number" || !Number.isFinite(o.score_threshold)) {
+    if (typeof o.score_threshold !== 'number' || !Number.isFinite(o.score_threshold)) {
       throw new ValidationError(`score_threshold must be a finite number, got ${JSON.stringify(o.score_threshold)}`);
     }
     scoreThreshold = o.score_threshold;
   }
-  const rescore = o.rescore === undefined ? undefined : checkInt(o.rescore, "rescore", 1, 100_000);
-  if (rescore !== undefined && mode === "lexical") throw new ValidationError('rescore applies to the dense side (modes "dense" and "hybrid")');
+  const rescore = o.rescore === undefined ? undefined : checkInt(o.rescore, 'rescore', 1, 100_000);
+  if (rescore !== undefined && mode === 'lexical')
+    throw new ValidationError('rescore applies to the dense side (modes "dense" and "hybrid")');
   return { k, offset, ef, include, mode, text: o.text, fusion, scoreThreshold, rescore };
 }
 
 /** Makes stored metadata immutable so handing it out without copying cannot corrupt the store. */
 export function deepFreeze<T>(v: T): T {
-  if (typeof v === "object" && v !== null && !Object.isFrozen(v)) {
+  if (typeof v === 'object' && v !== null && !Object.isFrozen(v)) {
     Object.freeze(v);
     for (const el of Object.values(v)) deepFreeze(el);
   }

@@ -1,9 +1,9 @@
-import { promises as fsp } from "node:fs";
-import hnswlib from "hnswlib-node";
-import { crc32 } from "node:zlib";
-import { StorageError } from "./errors.js";
-import type { CollectionSettings, Metric } from "./types.js";
-import { graphDimensions } from "./validate.js";
+import { promises as fsp } from 'node:fs';
+import { crc32 } from 'node:zlib';
+import hnswlib from 'hnswlib-node';
+import { StorageError } from './errors.js';
+import type { CollectionSettings, Metric } from './types.js';
+import { graphDimensions } from './validate.js';
 
 const { HierarchicalNSW } = hnswlib;
 type Hnsw = InstanceType<typeof HierarchicalNSW>;
@@ -47,8 +47,8 @@ export interface KnnRequest {
  * Cosine runs on hnswlib's inner-product space over vectors the store has
  * already normalized (hnswlib's own 'cosine' space would normalize them again).
  */
-function spaceFor(metric: Metric): "ip" | "l2" {
-  return metric === "l2" ? "l2" : "ip";
+function spaceFor(metric: Metric): 'ip' | 'l2' {
+  return metric === 'l2' ? 'l2' : 'ip';
 }
 
 export class VectorIndex {
@@ -115,7 +115,7 @@ export class VectorIndex {
 
   private toScore(distance: number): number {
     // ip space: distance = 1 - a·b; l2 space: squared Euclidean distance.
-    return this.settings.metric === "l2" ? -Math.sqrt(Math.max(0, distance)) : 1 - distance;
+    return this.settings.metric === 'l2' ? -Math.sqrt(Math.max(0, distance)) : 1 - distance;
   }
 
   /**
@@ -158,7 +158,7 @@ export class VectorIndex {
       if (req.allow && !req.allow(label)) continue;
       const v = this.hnsw.getPoint(label);
       let s = 0;
-      if (this.settings.metric === "l2") {
+      if (this.settings.metric === 'l2') {
         for (let i = 0; i < v.length; i++) {
           const d = query[i]! - v[i]!;
           s += d * d;
@@ -217,7 +217,7 @@ export interface IndexFileInfo {
 }
 
 export async function inspectIndexFile(file: string, settings: CollectionSettings): Promise<IndexFileInfo> {
-  const fh = await fsp.open(file, "r");
+  const fh = await fsp.open(file, 'r');
   try {
     const { size } = await fh.stat();
     if (size < HNSW_HEADER_BYTES) throw new StorageError(`index file ${file} is truncated (${size} bytes)`);
@@ -273,7 +273,7 @@ export async function inspectIndexFile(file: string, settings: CollectionSetting
 
 /** CRC-32 of a whole file, streamed. */
 export async function fileCrc32(file: string): Promise<{ bytes: number; crc32: number }> {
-  const fh = await fsp.open(file, "r");
+  const fh = await fsp.open(file, 'r');
   try {
     const buf = Buffer.allocUnsafe(READ_CHUNK);
     let crc = 0;

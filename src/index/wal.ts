@@ -1,10 +1,10 @@
-import { promises as fsp } from "node:fs";
-import * as path from "node:path";
-import { StorageError } from "./errors.js";
-import { FRAME_HEADER_BYTES, allocFrame, payloadCrcMatches, scanFrames, sealFrame } from "./framing.js";
-import { fsyncDir, fsyncFile, writeFully } from "./fsutil.js";
-import type { Logger } from "./types.js";
-import type { ValidDocument } from "./validate.js";
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { StorageError } from './errors.js';
+import { allocFrame, FRAME_HEADER_BYTES, payloadCrcMatches, scanFrames, sealFrame } from './framing.js';
+import { fsyncDir, fsyncFile, writeFully } from './fsutil.js';
+import type { Logger } from './types.js';
+import type { ValidDocument } from './validate.js';
 
 /**
  * The write-ahead log of one collection: a sequence of segment files
@@ -17,12 +17,12 @@ import type { ValidDocument } from "./validate.js";
  * at or below snapshot LSN + 1 is wholly covered by that snapshot and can go.
  */
 
-const SEGMENT_MAGIC = Buffer.from("VECWAL01", "ascii");
+const SEGMENT_MAGIC = Buffer.from('VECWAL01', 'ascii');
 export const SEGMENT_HEADER_BYTES = 16;
 const SEGMENT_RE = /^wal-(\d{20})\.log$/;
 
 export function segmentFileName(startLsn: number): string {
-  return `wal-${String(startLsn).padStart(20, "0")}.log`;
+  return `wal-${String(startLsn).padStart(20, '0')}.log`;
 }
 
 // ---------------------------------------------------------------------------
@@ -45,12 +45,10 @@ export interface LoggedDoc {
   metadata?: Record<string, unknown>;
 }
 
-export type WalRecord =
-  | { type: "upsert"; lsn: number; docs: LoggedDoc[] }
-  | { type: "delete"; lsn: number; id: string };
+export type WalRecord = { type: 'upsert'; lsn: number; docs: LoggedDoc[] } | { type: 'delete'; lsn: number; id: string };
 
 function buildFrame(type: number, dimensions: number, json: string, vectors: readonly Float32Array[]): Buffer {
-  const jsonBytes = Buffer.from(json, "utf8");
+  const jsonBytes = Buffer.from(json, 'utf8');
   const vecOffset = FIXED_BYTES + Math.ceil(jsonBytes.length / 4) * 4;
   const frame = allocFrame(vecOffset + vectors.length * dimensions * 4);
   const p = frame.subarray(FRAME_HEADER_BYTES);
@@ -74,7 +72,12 @@ export function encodeUpsert(docs: readonly ValidDocument[], dimensions: number)
     if (d.metadata !== undefined) o.m = d.metadata;
     return o;
   });
-  return buildFrame(TYPE_UPSERT, dimensions, JSON.stringify(meta), docs.map((d) => d.vector));
+  return buildFrame(
+    TYPE_UPSERT,
+    dimensions,
+    JSON.stringify(meta),
+    docs.map((d) => d.vector),
+  );
 }
 
 export function encodeDelete(id: string): Buffer {
@@ -92,36 +95,36 @@ export function recordPayload(frame: Buffer): Buffer {
 
 /** Decodes a CRC-checked payload; throws on anything malformed (treated like corruption). */
 export function decodeRecord(p: Buffer, dimensions: number): WalRecord {
-  if (p.length < FIXED_BYTES) throw new Error("record shorter than its fixed header");
+  if (p.length < FIXED_BYTES) throw new Error('record shorter than its fixed header');
   const type = p.readUInt8(0);
   const dims = p.readUInt32LE(4);
   const lsn = Number(p.readBigUInt64LE(8));
   const jsonLen = p.readUInt32LE(16);
-  if (FIXED_BYTES + jsonLen > p.length) throw new Error("record JSON overruns the record");
-  const json: unknown = JSON.parse(p.toString("utf8", FIXED_BYTES, FIXED_BYTES + jsonLen));
+  if (FIXED_BYTES + jsonLen > p.length) throw new Error('record JSON overruns the record');
+  const json: unknown = JSON.parse(p.toString('utf8', FIXED_BYTES, FIXED_BYTES + jsonLen));
   if (type === TYPE_DELETE) {
     const id = (json as { i?: unknown }).i;
-    if (typeof id !== "string") throw new Error("delete record without id");
-    return { type: "delete", lsn, id };
+    if (typeof id !== 'string') throw new Error('delete record without id');
+    return { type: 'delete', lsn, id };
   }
   if (type !== TYPE_UPSERT) throw new Error(`unknown record type ${type}`);
   if (dims !== dimensions) throw new Error(`record has ${dims} dimensions, collection has ${dimensions}`);
-  if (!Array.isArray(json)) throw new Error("upsert record without document list");
+  if (!Array.isArray(json)) throw new Error('upsert record without document list');
   const vecOffset = FIXED_BYTES + Math.ceil(jsonLen / 4) * 4;
-  if (vecOffset + json.length * dims * 4 !== p.length) throw new Error("upsert record size does not match its contents");
+  if (vecOffset + json.length * dims * 4 !== p.length) throw new Error('upsert record size does not match its contents');
   const docs = json.map((raw: unknown, i): LoggedDoc => {
     const o = raw as { i?: unknown; t?: unknown; m?: unknown };
-    if (typeof o.i !== "string") throw new Error("upsert record document without id");
+    if (typeof o.i !== 'string') throw new Error('upsert record document without id');
     // Copy out of the (unaligned) payload; Float32Array views need 4-byte alignment.
     const start = vecOffset + i * dims * 4;
     const vector = new Float32Array(dims);
     Buffer.from(vector.buffer).set(p.subarray(start, start + dims * 4));
     const doc: LoggedDoc = { id: o.i, vector };
-    if (typeof o.t === "string") doc.text = o.t;
-    if (typeof o.m === "object" && o.m !== null) doc.metadata = o.m as Record<string, unknown>;
+    if (typeof o.t === 'string') doc.text = o.t;
+    if (typeof o.m === 'object' && o.m !== null) doc.metadata = o.m as Record<string, unknown>;
     return doc;
   });
-  return { type: "upsert", lsn, docs };
+  return { type: 'upsert', lsn, docs };
 }
 
 // ---------------------------------------------------------------------------
@@ -154,7 +157,7 @@ export class WalWriter {
   /** Creates an empty segment; durable (file and directory entry fsynced) before it is used. */
   static async create(dir: string, startLsn: number): Promise<WalWriter> {
     const file = path.join(dir, segmentFileName(startLsn));
-    const fh = await fsp.open(file, "w+");
+    const fh = await fsp.open(file, 'w+');
     try {
       const header = Buffer.alloc(SEGMENT_HEADER_BYTES);
       SEGMENT_MAGIC.copy(header, 0);
@@ -171,7 +174,7 @@ export class WalWriter {
 
   /** Continues a recovered segment at `size` (its valid end). */
   static async reopen(dir: string, startLsn: number, size: number): Promise<WalWriter> {
-    const fh = await fsp.open(path.join(dir, segmentFileName(startLsn)), "r+");
+    const fh = await fsp.open(path.join(dir, segmentFileName(startLsn)), 'r+');
     return new WalWriter(dir, startLsn, fh, size);
   }
 
@@ -228,7 +231,7 @@ export async function removeCoveredSegments(dir: string, snapshotLsn: number, lo
   for (let i = 0; i + 1 < segs.length; i++) {
     if (segs[i + 1]!.startLsn <= snapshotLsn + 1) {
       await fsp.rm(segs[i]!.file, { force: true });
-      logger?.debug({ file: segs[i]!.file, snapshotLsn }, "removed log segment covered by snapshot");
+      logger?.debug({ file: segs[i]!.file, snapshotLsn }, 'removed log segment covered by snapshot');
       removed = true;
     }
   }
@@ -325,9 +328,7 @@ export async function recoverLog(
   await removeCoveredSegments(dir, snapshotLsn, logger);
   const segs = await listSegments(dir);
   if (segs.length > 0 && segs[0]!.startLsn > snapshotLsn + 1) {
-    throw new StorageError(
-      `log of ${dir} starts at LSN ${segs[0]!.startLsn} but the snapshot ends at ${snapshotLsn}: records are missing`,
-    );
+    throw new StorageError(`log of ${dir} starts at LSN ${segs[0]!.startLsn} but the snapshot ends at ${snapshotLsn}: records are missing`);
   }
 
   let nextLsn = segs[0]?.startLsn ?? snapshotLsn + 1;
@@ -343,7 +344,7 @@ export async function recoverLog(
   const keepCopy = async (file: string): Promise<string> => {
     let to = copies.get(file);
     if (to === undefined) {
-      to = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, "-")}`;
+      to = `${file}.damaged-${new Date().toISOString().replace(/[:.]/g, '-')}`;
       await fsp.copyFile(file, to);
       await fsyncFile(to);
       copies.set(file, to);
@@ -359,23 +360,21 @@ export async function recoverLog(
   for (let i = 0; i < segs.length; i++) {
     const seg = segs[i]!;
     const isLast = i === segs.length - 1;
-    const fh = await fsp.open(seg.file, "r+");
+    const fh = await fsp.open(seg.file, 'r+');
     try {
       const { size } = await fh.stat();
       const hdr = Buffer.alloc(SEGMENT_HEADER_BYTES);
       const { bytesRead } = await fh.read(hdr, 0, SEGMENT_HEADER_BYTES, 0);
       const headerOk =
-        bytesRead === SEGMENT_HEADER_BYTES &&
-        hdr.subarray(0, 8).equals(SEGMENT_MAGIC) &&
-        Number(hdr.readBigUInt64LE(8)) === seg.startLsn;
+        bytesRead === SEGMENT_HEADER_BYTES && hdr.subarray(0, 8).equals(SEGMENT_MAGIC) && Number(hdr.readBigUInt64LE(8)) === seg.startLsn;
       if (!headerOk && isLast && size <= SEGMENT_HEADER_BYTES) {
         // Torn while being created: it never held a record. A fresh one replaces it.
-        logger.warn({ file: seg.file }, "log segment torn while being created (it held no record); replacing it");
+        logger.warn({ file: seg.file }, 'log segment torn while being created (it held no record); replacing it');
         await fsp.rm(seg.file, { force: true });
         break;
       }
       if (!headerOk) {
-        damage.push({ file: seg.file, offset: 0, bytes: SEGMENT_HEADER_BYTES, reason: "damaged segment header" });
+        damage.push({ file: seg.file, offset: 0, bytes: SEGMENT_HEADER_BYTES, reason: 'damaged segment header' });
         damagedFiles.add(seg.file);
       }
       if (seg.startLsn > nextLsn) {
@@ -422,7 +421,7 @@ export async function recoverLog(
           // Nothing verifies after it: the torn tail of an interrupted append.
           logger.warn(
             { file: seg.file, offset: stop.offset, droppedBytes: size - stop.offset, reason: stop.reason, lastLsn: nextLsn - 1 },
-            "damaged log record at the end of the log (torn write); truncating the log there",
+            'damaged log record at the end of the log (torn write); truncating the log there',
           );
           validEnd = stop.offset;
         } else {
@@ -455,8 +454,8 @@ export async function recoverLog(
     logger.error(
       { dir, damage, lostLsns, lostRecords, damagedCopies },
       lostRecords > 0
-        ? `damaged log: ${lostRecords} acknowledged record(s) could not be recovered (LSNs ${lostLsns.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(", ")}); every record that verifies was replayed, and the damaged segments are kept as *.damaged-*`
-        : "damaged log: no acknowledged record was lost (the damage lies in records the snapshot covers); the damaged segments are kept as *.damaged-*",
+        ? `damaged log: ${lostRecords} acknowledged record(s) could not be recovered (LSNs ${lostLsns.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(', ')}); every record that verifies was replayed, and the damaged segments are kept as *.damaged-*`
+        : 'damaged log: no acknowledged record was lost (the damage lies in records the snapshot covers); the damaged segments are kept as *.damaged-*',
     );
   }
 

@@ -1,11 +1,11 @@
-import pg from "pg";
-import type { Logger } from "../index/types.js";
-import { normalizeSettings } from "../index/validate.js";
-import type { ValidDocument } from "../index/validate.js";
-import { decodeVector, ReplicaCollection } from "./memory.js";
+import pg from 'pg';
+import type { Logger } from '../index/types.js';
+import type { ValidDocument } from '../index/validate.js';
+import { normalizeSettings } from '../index/validate.js';
+import { decodeVector, ReplicaCollection } from './memory.js';
 
 /** The NOTIFY channel every write signals on commit (payload: its sequence number). */
-export const CHANGES_CHANNEL = "store_changes";
+export const CHANGES_CHANNEL = 'store_changes';
 
 /** Documents read per round trip, at start and while catching up. */
 const PAGE = 2000;
@@ -13,7 +13,7 @@ const PAGE = 2000;
 interface ChangeRow {
   seq: string;
   collection: string;
-  op: "create" | "drop" | "upsert" | "delete";
+  op: 'create' | 'drop' | 'upsert' | 'delete';
   detail: unknown;
 }
 
@@ -127,11 +127,14 @@ export class Follower {
     return new Promise((resolve) => {
       const waiter = { seq, resolve: () => resolve(true) };
       this.waiters.push(waiter);
-      const timer = setTimeout(() => {
-        const i = this.waiters.indexOf(waiter);
-        if (i >= 0) this.waiters.splice(i, 1);
-        resolve(this.applied >= seq);
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          const i = this.waiters.indexOf(waiter);
+          if (i >= 0) this.waiters.splice(i, 1);
+          resolve(this.applied >= seq);
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       timer.unref();
       waiter.resolve = () => {
         clearTimeout(timer);
@@ -158,22 +161,22 @@ export class Follower {
     while (!this.stopped) {
       const client = new pg.Client(this.opts.connection);
       const ended = new Promise<void>((resolve) => {
-        client.on("error", (err) => {
-          this.opts.logger.warn({ err: err.message }, "store: LISTEN connection lost");
+        client.on('error', (err) => {
+          this.opts.logger.warn({ err: err.message }, 'store: LISTEN connection lost');
           resolve();
         });
-        client.on("end", () => resolve());
+        client.on('end', () => resolve());
       });
       try {
         await client.connect();
-        client.on("notification", () => this.poke());
+        client.on('notification', () => this.poke());
         await client.query(`LISTEN ${CHANGES_CHANNEL}`);
         this.listener = client;
         backoff = 100;
         this.poke();
         await ended;
       } catch (err) {
-        if (!this.stopped) this.opts.logger.warn({ err: (err as Error).message }, "store: cannot reach PostgreSQL; retrying");
+        if (!this.stopped) this.opts.logger.warn({ err: (err as Error).message }, 'store: cannot reach PostgreSQL; retrying');
       }
       this.listener = undefined;
       await client.end().catch(() => undefined);
@@ -193,7 +196,7 @@ export class Follower {
         this.connected = true;
       } catch (err) {
         if (this.connected || !this.caughtUp) {
-          this.opts.logger.warn({ err: (err as Error).message }, "store: catch-up failed; serving from memory until PostgreSQL answers");
+          this.opts.logger.warn({ err: (err as Error).message }, 'store: catch-up failed; serving from memory until PostgreSQL answers');
         }
         this.connected = false;
         return; // the poll timer or the reconnect will try again
@@ -207,18 +210,20 @@ export class Follower {
     const client = await this.opts.pool.connect();
     let documents = 0;
     try {
-      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
-      const head = Number((await client.query<{ seq: string }>("SELECT seq FROM store_seq")).rows[0]!.seq);
-      const { rows } = await client.query<{ name: string; settings: unknown; seq: string }>("SELECT name, settings, seq FROM collections ORDER BY name");
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
+      const head = Number((await client.query<{ seq: string }>('SELECT seq FROM store_seq')).rows[0]!.seq);
+      const { rows } = await client.query<{ name: string; settings: unknown; seq: string }>(
+        'SELECT name, settings, seq FROM collections ORDER BY name',
+      );
       const collections = new Map<string, ReplicaCollection>();
       for (const row of rows) {
         const c = new ReplicaCollection(row.name, normalizeSettings(row.settings), Number(row.seq));
         // In write order (seq, ord): the labels, graph and tie order come out as on a replica that applied every change.
-        let after = ["0", 0] as [string, number];
+        let after = ['0', 0] as [string, number];
         for (;;) {
           const page = await client.query<DocRow>({
-            name: "load-page",
-            text: "SELECT id, text, metadata::text AS metadata, vector, seq, ord FROM documents WHERE collection = $1 AND (seq, ord) > ($2, $3) ORDER BY seq, ord LIMIT $4",
+            name: 'load-page',
+            text: 'SELECT id, text, metadata::text AS metadata, vector, seq, ord FROM documents WHERE collection = $1 AND (seq, ord) > ($2, $3) ORDER BY seq, ord LIMIT $4',
             values: [row.name, after[0], after[1], PAGE],
           });
           if (page.rows.length === 0) break;
@@ -230,15 +235,18 @@ export class Follower {
         }
         collections.set(row.name, c);
       }
-      await client.query("COMMIT");
+      await client.query('COMMIT');
       this.collections.clear();
       for (const [name, c] of collections) this.collections.set(name, c);
       this.setApplied(head);
       this.head = Math.max(this.head, head);
       this.loaded = true;
-      this.opts.logger.info({ collections: collections.size, documents, seq: head, ms: Date.now() - started }, "store: replica loaded from PostgreSQL");
+      this.opts.logger.info(
+        { collections: collections.size, documents, seq: head, ms: Date.now() - started },
+        'store: replica loaded from PostgreSQL',
+      );
     } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
+      await client.query('ROLLBACK').catch(() => undefined);
       client.release(err as Error);
       throw err;
     }
@@ -253,7 +261,7 @@ export class Follower {
       // A waiter (a write here, or x-min-store-seq) already knows there is something to read; the
       // periodic poll first asks cheaply whether there is.
       if (!this.waiters.some((w) => w.seq > this.applied)) {
-        const headNow = Number((await client.query<{ seq: string }>({ name: "head", text: "SELECT seq FROM store_seq" })).rows[0]!.seq);
+        const headNow = Number((await client.query<{ seq: string }>({ name: 'head', text: 'SELECT seq FROM store_seq' })).rows[0]!.seq);
         this.head = Math.max(this.head, headNow);
         if (headNow <= this.applied) {
           this.markCurrent();
@@ -262,27 +270,27 @@ export class Follower {
         }
       }
       this.behindSince ??= Date.now();
-      await client.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+      await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
       // Every sequence number is committed together with its change row, so the newest change in
       // this snapshot is the snapshot's head.
       const changes = await client.query<ChangeRow>({
-        name: "changes",
-        text: "SELECT seq, collection, op, detail FROM changes WHERE seq > $1 ORDER BY seq",
+        name: 'changes',
+        text: 'SELECT seq, collection, op, detail FROM changes WHERE seq > $1 ORDER BY seq',
         values: [this.applied],
       });
       for (const ch of changes.rows) {
         const seq = Number(ch.seq);
         // A change's documents are read whole before any is applied: searches see all of it or none.
-        const docs = ch.op === "upsert" ? await this.readChangeDocs(client, seq) : [];
+        const docs = ch.op === 'upsert' ? await this.readChangeDocs(client, seq) : [];
         await this.apply(ch, seq, docs);
       }
-      await client.query("COMMIT");
+      await client.query('COMMIT');
       const head = changes.rows.length > 0 ? Number(changes.rows[changes.rows.length - 1]!.seq) : this.applied;
       this.setApplied(head);
       this.head = Math.max(this.head, head);
       if (this.head <= this.applied) this.markCurrent();
     } catch (err) {
-      await client.query("ROLLBACK").catch(() => undefined);
+      await client.query('ROLLBACK').catch(() => undefined);
       client.release(err as Error);
       throw err;
     }
@@ -295,8 +303,8 @@ export class Follower {
     let after = 0;
     for (;;) {
       const page = await client.query<DocRow>({
-        name: "change-page",
-        text: "SELECT id, text, metadata::text AS metadata, vector, seq, ord FROM documents WHERE seq = $1 AND ord > $2 ORDER BY ord LIMIT $3",
+        name: 'change-page',
+        text: 'SELECT id, text, metadata::text AS metadata, vector, seq, ord FROM documents WHERE seq = $1 AND ord > $2 ORDER BY ord LIMIT $3',
         values: [seq, after, PAGE],
       });
       out.push(...page.rows);
@@ -307,20 +315,20 @@ export class Follower {
 
   private async apply(ch: ChangeRow, seq: number, docs: DocRow[]): Promise<void> {
     switch (ch.op) {
-      case "create":
+      case 'create':
         this.collections.set(ch.collection, new ReplicaCollection(ch.collection, normalizeSettings(ch.detail), seq));
         return;
-      case "drop":
+      case 'drop':
         this.collections.delete(ch.collection);
         return;
-      case "upsert": {
+      case 'upsert': {
         const c = this.collections.get(ch.collection);
         if (!c) throw new Error(`change ${seq} writes to collection ${ch.collection}, which this replica does not hold`);
         c.upsert(docs.map((r) => toDocument(r, c.settings.dimensions)));
         await c.maybeCompact();
         return;
       }
-      case "delete": {
+      case 'delete': {
         const c = this.collections.get(ch.collection);
         if (!c) throw new Error(`change ${seq} deletes from collection ${ch.collection}, which this replica does not hold`);
         c.delete(ch.detail as string[]);
@@ -335,7 +343,10 @@ export class Follower {
     this.applied = seq;
     if (this.waiters.length === 0) return;
     const keep: typeof this.waiters = [];
-    for (const w of this.waiters) (w.seq <= seq ? (w.resolve(), undefined) : keep.push(w));
+    for (const w of this.waiters) {
+      if (w.seq <= seq) w.resolve();
+      else keep.push(w);
+    }
     this.waiters = keep;
   }
 

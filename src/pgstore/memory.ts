@@ -1,6 +1,15 @@
-import { applyDelete, applyUpsert, compactedState, compactionDue, emptyState, searchState, storedDocument, type State } from "../index/state.js";
-import type { CollectionInfo, CollectionSettings, SearchHit, SearchOptions, StoredDocument } from "../index/types.js";
-import { deepFreeze, validateId, type ValidDocument } from "../index/validate.js";
+import {
+  applyDelete,
+  applyUpsert,
+  compactedState,
+  compactionDue,
+  emptyState,
+  type State,
+  searchState,
+  storedDocument,
+} from '../index/state.js';
+import type { CollectionInfo, CollectionSettings, SearchHit, SearchOptions, StoredDocument } from '../index/types.js';
+import { deepFreeze, type ValidDocument, validateId } from '../index/validate.js';
 
 /** Compact once this many graph elements are deleted and they outnumber the live ones. */
 const COMPACT_MIN_DELETED = 10_000;

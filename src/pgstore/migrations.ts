@@ -1,5 +1,5 @@
-import type { Pool, PoolClient } from "pg";
-import type { Logger } from "../index/types.js";
+import type { Pool, PoolClient } from 'pg';
+import type { Logger } from '../index/types.js';
 
 /**
  * The PostgreSQL schema, as an ordered list of migrations. A migration is
@@ -21,7 +21,7 @@ import type { Logger } from "../index/types.js";
 export const MIGRATIONS: readonly { version: number; name: string; sql: string }[] = [
   {
     version: 1,
-    name: "collections, documents, change sequence",
+    name: 'collections, documents, change sequence',
     sql: `
 CREATE TABLE store_seq (
   id boolean PRIMARY KEY DEFAULT true CHECK (id),
@@ -76,12 +76,12 @@ export async function migrate(pool: Pool, logger: Logger): Promise<number> {
   const client = await pool.connect();
   let version: number;
   try {
-    await client.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
     try {
       await client.query(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+        'CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
       );
-      const { rows } = await client.query<{ version: number }>("SELECT coalesce(max(version), 0)::int AS version FROM schema_migrations");
+      const { rows } = await client.query<{ version: number }>('SELECT coalesce(max(version), 0)::int AS version FROM schema_migrations');
       let current = rows[0]!.version;
       const newest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
       if (current > newest) {
@@ -91,14 +91,14 @@ export async function migrate(pool: Pool, logger: Logger): Promise<number> {
         if (m.version <= current) continue;
         await inTransaction(client, async () => {
           await client.query(m.sql);
-          await client.query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", [m.version, m.name]);
+          await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
         });
-        logger.info({ version: m.version, migration: m.name }, "schema migrated");
+        logger.info({ version: m.version, migration: m.name }, 'schema migrated');
         current = m.version;
       }
       version = current;
     } finally {
-      await client.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]);
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
     }
   } catch (err) {
     // A connection that failed must not go back to the pool (the session lock dies with it).
@@ -109,14 +109,14 @@ export async function migrate(pool: Pool, logger: Logger): Promise<number> {
   return version;
 }
 
-export async function inTransaction<T>(client: PoolClient, body: () => Promise<T>, begin = "BEGIN"): Promise<T> {
+export async function inTransaction<T>(client: PoolClient, body: () => Promise<T>, begin = 'BEGIN'): Promise<T> {
   await client.query(begin);
   try {
     const out = await body();
-    await client.query("COMMIT");
+    await client.query('COMMIT');
     return out;
   } catch (err) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    await client.query('ROLLBACK').catch(() => undefined);
     throw err;
   }
 }

@@ -1,16 +1,16 @@
-import { Readable } from "node:stream";
-import { pipeline } from "node:stream/promises";
-import pg from "pg";
-import { from as copyFrom } from "pg-copy-streams";
-import type { StoreBackend, WriteReceipt } from "../index/backend.js";
-import { ConflictError, NotFoundError, StorageError } from "../index/errors.js";
-import type { CollectionInfo, CollectionSettings, Logger, SearchHit, SearchOptions, StoredDocument, UpsertResult } from "../index/types.js";
-import { normalizeSettings, settingsEqual, validateDocuments, validateId, validateName, type ValidDocument } from "../index/validate.js";
-import { checkStorable } from "../index/state.js";
-import { asStoreError, StoreUnavailableError } from "./errors.js";
-import { CHANGES_CHANNEL, Follower } from "./follower.js";
-import { encodeVector, type ReplicaCollection } from "./memory.js";
-import { migrate } from "./migrations.js";
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { StoreBackend, WriteReceipt } from '../index/backend.js';
+import { ConflictError, NotFoundError, StorageError } from '../index/errors.js';
+import { checkStorable } from '../index/state.js';
+import type { CollectionInfo, CollectionSettings, Logger, SearchHit, SearchOptions, StoredDocument, UpsertResult } from '../index/types.js';
+import { normalizeSettings, settingsEqual, type ValidDocument, validateDocuments, validateId, validateName } from '../index/validate.js';
+import { asStoreError, StoreUnavailableError } from './errors.js';
+import { CHANGES_CHANNEL, Follower } from './follower.js';
+import { encodeVector, type ReplicaCollection } from './memory.js';
+import { migrate } from './migrations.js';
 
 /** What a replica knows about how current it is (the `/metrics` gauges and the stale header). */
 export interface ReplicaStatus {
@@ -47,8 +47,11 @@ WITH written AS (
 )
 SELECT count(*) FILTER (WHERE inserted)::int AS inserted, count(*)::int AS total FROM written`;
 
-const UPSERT_ROWS_SQL = UPSERT_SQL.replace("%SOURCE%", "unnest($3::text[], $4::text[], $5::json[], $6::bytea[]) WITH ORDINALITY AS u(id, text, metadata, vector, ord)");
-const UPSERT_COPIED_SQL = UPSERT_SQL.replace("%SOURCE%", "incoming AS u");
+const UPSERT_ROWS_SQL = UPSERT_SQL.replace(
+  '%SOURCE%',
+  'unnest($3::text[], $4::text[], $5::json[], $6::bytea[]) WITH ORDINALITY AS u(id, text, metadata, vector, ord)',
+);
+const UPSERT_COPIED_SQL = UPSERT_SQL.replace('%SOURCE%', 'incoming AS u');
 
 /**
  * Collections kept in PostgreSQL, served from this replica's memory.
@@ -77,13 +80,17 @@ export class PgStore implements StoreBackend {
    * schema newer than this service). Until then writes and reads answer 503.
    */
   static open(opts: PgStoreOptions): { store: PgStore; ready: Promise<void> } {
-    const connection: pg.ClientConfig = { connectionString: opts.url, application_name: "embedding-service", connectionTimeoutMillis: 5000 };
+    const connection: pg.ClientConfig = {
+      connectionString: opts.url,
+      application_name: 'embedding-service',
+      connectionTimeoutMillis: 5000,
+    };
     const pool = new pg.Pool({ ...connection, max: opts.poolSize ?? 8, idleTimeoutMillis: 30_000 });
     // An idle pooled connection dying (PostgreSQL restarting) is expected; the pool drops it.
-    pool.on("error", (err) => opts.logger.warn({ err: err.message }, "store: idle PostgreSQL connection lost"));
+    pool.on('error', (err) => opts.logger.warn({ err: err.message }, 'store: idle PostgreSQL connection lost'));
     // A checked-out connection has no listener of the pool's: its socket dying between two queries
     // would be an uncaught 'error'. The query in flight (or the next one) fails and is handled there.
-    pool.on("connect", (client) => client.on("error", () => undefined));
+    pool.on('connect', (client) => client.on('error', () => undefined));
     const follower = new Follower({ pool, connection, logger: opts.logger, pollMs: opts.pollMs });
     const store = new PgStore(pool, follower, opts);
     return { store, ready: store.start() };
@@ -99,7 +106,7 @@ export class PgStore implements StoreBackend {
         break;
       } catch (err) {
         if (!(asStoreError(err) instanceof StoreUnavailableError)) throw err;
-        this.opts.logger.warn({ err: (err as Error).message }, "store: PostgreSQL not reachable yet; retrying");
+        this.opts.logger.warn({ err: (err as Error).message }, 'store: PostgreSQL not reachable yet; retrying');
         await new Promise((r) => setTimeout(r, backoff));
         backoff = Math.min(backoff * 2, 2000);
       }
@@ -130,8 +137,8 @@ export class PgStore implements StoreBackend {
   // Reads: memory only
 
   private checkServing(): void {
-    if (this.closed) throw new StorageError("store is closed");
-    if (!this.follower.caughtUp) throw new StoreUnavailableError("this replica is still loading its collections from PostgreSQL");
+    if (this.closed) throw new StorageError('store is closed');
+    if (!this.follower.caughtUp) throw new StoreUnavailableError('this replica is still loading its collections from PostgreSQL');
   }
 
   private local(name: unknown): ReplicaCollection {
@@ -180,24 +187,24 @@ export class PgStore implements StoreBackend {
     const normalized = normalizeSettings(settings);
     const outcome = await this.transaction(async (client) => {
       const inserted = await client.query({
-        name: "create-collection",
-        text: "INSERT INTO collections (name, settings, seq) VALUES ($1, $2, 0) ON CONFLICT (name) DO NOTHING",
+        name: 'create-collection',
+        text: 'INSERT INTO collections (name, settings, seq) VALUES ($1, $2, 0) ON CONFLICT (name) DO NOTHING',
         values: [valid, JSON.stringify(normalized)],
       });
       if (inserted.rowCount === 0) {
-        const existing = await client.query<{ settings: unknown }>("SELECT settings FROM collections WHERE name = $1", [valid]);
+        const existing = await client.query<{ settings: unknown }>('SELECT settings FROM collections WHERE name = $1', [valid]);
         const current = normalizeSettings(existing.rows[0]!.settings);
         if (!settingsEqual(current, normalized)) throw new ConflictError(`collection ${valid} already exists with different settings`);
         return { created: false, settings: current, seq: undefined };
       }
-      const seq = await this.commitChange(client, valid, "create", normalized);
-      await client.query({ name: "stamp-collection", text: "UPDATE collections SET seq = $2 WHERE name = $1", values: [valid, seq] });
+      const seq = await this.commitChange(client, valid, 'create', normalized);
+      await client.query({ name: 'stamp-collection', text: 'UPDATE collections SET seq = $2 WHERE name = $1', values: [valid, seq] });
       return { created: true, settings: normalized, seq };
     });
     if (outcome.seq !== undefined) {
       receipt.seq = outcome.seq;
       await this.visible(outcome.seq);
-      this.opts.logger.info({ collection: valid, settings: normalized, seq: outcome.seq }, "collection created");
+      this.opts.logger.info({ collection: valid, settings: normalized, seq: outcome.seq }, 'collection created');
     }
     const local = this.follower.collections.get(valid);
     return { created: outcome.created, settings: local?.settings ?? outcome.settings };
@@ -207,13 +214,13 @@ export class PgStore implements StoreBackend {
     this.checkServing();
     const valid = validateName(name);
     const seq = await this.transaction(async (client) => {
-      const deleted = await client.query({ name: "drop-collection", text: "DELETE FROM collections WHERE name = $1", values: [valid] });
+      const deleted = await client.query({ name: 'drop-collection', text: 'DELETE FROM collections WHERE name = $1', values: [valid] });
       if (deleted.rowCount === 0) throw new NotFoundError(`collection ${valid} does not exist`);
-      return this.commitChange(client, valid, "drop", null);
+      return this.commitChange(client, valid, 'drop', null);
     });
     receipt.seq = seq;
     await this.visible(seq);
-    this.opts.logger.info({ collection: valid, seq }, "collection dropped");
+    this.opts.logger.info({ collection: valid, seq }, 'collection dropped');
   }
 
   async upsert(name: unknown, documents: unknown, receipt: WriteReceipt = {}): Promise<UpsertResult> {
@@ -224,9 +231,16 @@ export class PgStore implements StoreBackend {
     const result = await this.transaction(async (client) => {
       if (docs.length > COPY_THRESHOLD) await copyIncoming(client, docs);
       const seq = await this.lockCollectionAndSeq(client, c);
-      const written = docs.length > COPY_THRESHOLD ? await client.query<{ inserted: number; total: number }>(UPSERT_COPIED_SQL, [c.name, seq]) : await client.query<{ inserted: number; total: number }>({ name: "upsert-rows", text: UPSERT_ROWS_SQL, values: [c.name, seq, ...columns(docs)] });
+      const written =
+        docs.length > COPY_THRESHOLD
+          ? await client.query<{ inserted: number; total: number }>(UPSERT_COPIED_SQL, [c.name, seq])
+          : await client.query<{ inserted: number; total: number }>({
+              name: 'upsert-rows',
+              text: UPSERT_ROWS_SQL,
+              values: [c.name, seq, ...columns(docs)],
+            });
       const { inserted, total } = written.rows[0]!;
-      await this.recordChange(client, seq, c.name, "upsert", { documents: total });
+      await this.recordChange(client, seq, c.name, 'upsert', { documents: total });
       return { seq, inserted, replaced: total - inserted };
     });
     receipt.seq = result.seq;
@@ -241,10 +255,14 @@ export class PgStore implements StoreBackend {
     try {
       seq = await this.transaction(async (client) => {
         const taken = await this.lockCollectionAndSeq(client, c);
-        const deleted = await client.query({ name: "delete-document", text: "DELETE FROM documents WHERE collection = $1 AND id = $2", values: [c.name, docId] });
+        const deleted = await client.query({
+          name: 'delete-document',
+          text: 'DELETE FROM documents WHERE collection = $1 AND id = $2',
+          values: [c.name, docId],
+        });
         // Nothing to delete: rolling back returns the sequence number too.
         if (deleted.rowCount === 0) throw new NothingToDelete();
-        await this.recordChange(client, taken, c.name, "delete", [docId]);
+        await this.recordChange(client, taken, c.name, 'delete', [docId]);
         return taken;
       });
     } catch (err) {
@@ -265,7 +283,7 @@ export class PgStore implements StoreBackend {
    */
   private async lockCollectionAndSeq(client: pg.PoolClient, c: ReplicaCollection): Promise<number> {
     const { rows } = await client.query<{ created: string | null; seq: string | null }>({
-      name: "lock-and-seq",
+      name: 'lock-and-seq',
       text: `WITH c AS (SELECT seq FROM collections WHERE name = $1 FOR SHARE),
                   s AS (UPDATE store_seq SET seq = seq + 1 WHERE EXISTS (SELECT 1 FROM c) RETURNING seq)
              SELECT (SELECT seq FROM c) AS created, (SELECT seq FROM s) AS seq`,
@@ -283,15 +301,15 @@ export class PgStore implements StoreBackend {
    * numbers commit in order: a follower that has seen N has seen everything below.
    */
   private async nextSeq(client: pg.PoolClient): Promise<number> {
-    const { rows } = await client.query<{ seq: string }>({ name: "next-seq", text: "UPDATE store_seq SET seq = seq + 1 RETURNING seq" });
+    const { rows } = await client.query<{ seq: string }>({ name: 'next-seq', text: 'UPDATE store_seq SET seq = seq + 1 RETURNING seq' });
     return Number(rows[0]!.seq);
   }
 
   /** The change row and its NOTIFY (delivered at COMMIT), in one round trip. */
   private async recordChange(client: pg.PoolClient, seq: number, collection: string, op: string, detail: unknown): Promise<void> {
     await client.query({
-      name: "record-change",
-      text: "WITH ch AS (INSERT INTO changes (seq, collection, op, detail) VALUES ($1, $2, $3, $4) RETURNING seq) SELECT pg_notify($5, seq::text) FROM ch",
+      name: 'record-change',
+      text: 'WITH ch AS (INSERT INTO changes (seq, collection, op, detail) VALUES ($1, $2, $3, $4) RETURNING seq) SELECT pg_notify($5, seq::text) FROM ch',
       values: [seq, collection, op, JSON.stringify(detail), CHANGES_CHANNEL],
     });
   }
@@ -304,7 +322,7 @@ export class PgStore implements StoreBackend {
 
   /** Runs `body` in a transaction; connection failures become StoreUnavailableError (503 with Retry-After). */
   private async transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    if (this.closed) throw new StorageError("store is closed");
+    if (this.closed) throw new StorageError('store is closed');
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -312,9 +330,9 @@ export class PgStore implements StoreBackend {
       throw asStoreError(err);
     }
     try {
-      await client.query("BEGIN");
+      await client.query('BEGIN');
       const out = await body(client);
-      await client.query("COMMIT");
+      await client.query('COMMIT');
       client.release();
       return out;
     } catch (err) {
@@ -322,7 +340,7 @@ export class PgStore implements StoreBackend {
       if (mapped instanceof StoreUnavailableError) {
         client.release(err as Error);
       } else {
-        await client.query("ROLLBACK").catch(() => undefined);
+        await client.query('ROLLBACK').catch(() => undefined);
         client.release();
       }
       throw mapped;
@@ -332,7 +350,7 @@ export class PgStore implements StoreBackend {
   /** After commit: waits (bounded) until this replica shows the write, so its writer reads it back here. */
   private async visible(seq: number): Promise<void> {
     const ok = await this.follower.waitFor(seq, Date.now() + (this.opts.visibleWithinMs ?? 10_000));
-    if (!ok) this.opts.logger.warn({ seq }, "store: write committed but not yet applied locally (PostgreSQL unreachable?)");
+    if (!ok) this.opts.logger.warn({ seq }, 'store: write committed but not yet applied locally (PostgreSQL unreachable?)');
   }
 
   async close(): Promise<void> {
@@ -358,18 +376,23 @@ function columns(docs: readonly ValidDocument[]): [string[], (string | null)[], 
 
 /** CSV field: NULL is an unquoted empty field, everything else is quoted. */
 function csv(value: string | null): string {
-  return value === null ? "" : `"${value.replaceAll('"', '""')}"`;
+  return value === null ? '' : `"${value.replaceAll('"', '""')}"`;
 }
 
 /** Streams the batch into the session's `incoming` temp table with COPY. */
 async function copyIncoming(client: pg.PoolClient, docs: readonly ValidDocument[]): Promise<void> {
-  await client.query("CREATE TEMP TABLE IF NOT EXISTS incoming (ord integer, id text, text text, metadata json, vector bytea) ON COMMIT DELETE ROWS");
+  await client.query(
+    'CREATE TEMP TABLE IF NOT EXISTS incoming (ord integer, id text, text text, metadata json, vector bytea) ON COMMIT DELETE ROWS',
+  );
   const rows = (function* () {
     let ord = 0;
     for (const d of docs) {
       const meta = d.metadata === undefined ? null : JSON.stringify(d.metadata);
-      yield `${++ord},${csv(d.id)},${csv(d.text ?? null)},${csv(meta)},"\\x${encodeVector(d.vector).toString("hex")}"\n`;
+      yield `${++ord},${csv(d.id)},${csv(d.text ?? null)},${csv(meta)},"\\x${encodeVector(d.vector).toString('hex')}"\n`;
     }
   })();
-  await pipeline(Readable.from(rows), client.query(copyFrom("COPY incoming (ord, id, text, metadata, vector) FROM STDIN WITH (FORMAT csv)")));
+  await pipeline(
+    Readable.from(rows),
+    client.query(copyFrom('COPY incoming (ord, id, text, metadata, vector) FROM STDIN WITH (FORMAT csv)')),
+  );
 }

@@ -1,4 +1,4 @@
-export { pool, finishVector, cosine, spansFromMask, POOLING_MODES } from './pool.js';
 export type { PoolingMode, TokenSpan } from './pool.js';
-export { quantize, quantizeBinary, quantizeScalar, rangesOf, bytesPerVector, QUANTIZED_TYPES } from './quantize.js';
-export type { EmbeddingType, QuantizedType, QuantizationRanges } from './quantize.js';
+export { cosine, finishVector, POOLING_MODES, pool, spansFromMask } from './pool.js';
+export type { EmbeddingType, QuantizationRanges, QuantizedType } from './quantize.js';
+export { bytesPerVector, QUANTIZED_TYPES, quantize, quantizeBinary, quantizeScalar, rangesOf } from './quantize.js';

@@ -27,13 +27,7 @@ export interface TokenSpan {
  * Pools `hidden` ([batch, seqLen, dim], row-major) into a [batch, dim] Float32Array.
  * CLS takes the first real token; last takes the last real token whatever the padding side.
  */
-export function pool(
-  mode: PoolingMode,
-  hidden: Float32Array,
-  seqLen: number,
-  dim: number,
-  spans: readonly TokenSpan[],
-): Float32Array {
+export function pool(mode: PoolingMode, hidden: Float32Array, seqLen: number, dim: number, spans: readonly TokenSpan[]): Float32Array {
   const out = new Float32Array(spans.length * dim);
   spans.forEach((span, b) => {
     if (span.length < 1) throw new Error(`sequence ${b} has no tokens`);

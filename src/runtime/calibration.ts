@@ -7,7 +7,7 @@
  * (`dimensions`, `normalize`), so the calibration set is embedded once per computation and the
  * ranges derived per finish, each on first use; requests asking at the same time share the work.
  */
-import { finishVector, rangesOf, type QuantizationRanges } from '../pooling/index.js';
+import { finishVector, type QuantizationRanges, rangesOf } from '../pooling/index.js';
 import { BUILTIN_CALIBRATION } from './calibration-sentences.js';
 import type { ModelSpec } from './model-dir.js';
 
@@ -29,7 +29,10 @@ export class Calibration {
   private readonly raw = new Map<string, Promise<Float32Array[]>>();
   private readonly ranged = new Map<string, Promise<QuantizationRanges>>();
 
-  constructor(spec: ModelSpec, private readonly embedRaw: RawEmbed) {
+  constructor(
+    spec: ModelSpec,
+    private readonly embedRaw: RawEmbed,
+  ) {
     this.source = spec.calibration ? `embedder.json: ${spec.calibration.file}` : 'built-in';
     this.sentences = spec.calibration?.sentences ?? BUILTIN_CALIBRATION;
   }

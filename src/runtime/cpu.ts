@@ -25,7 +25,12 @@ export interface CpuFeatures {
 export function parseCpuinfo(text: string, arch: string, model: string): CpuFeatures {
   const line = text.split('\n').find((l) => /^(flags|Features)\s*:/.test(l));
   if (!line) return { model, arch, avx2: null, avx512: null, vnni: null, amx: null, dotprod: null };
-  const flags = new Set(line.slice(line.indexOf(':') + 1).trim().split(/\s+/));
+  const flags = new Set(
+    line
+      .slice(line.indexOf(':') + 1)
+      .trim()
+      .split(/\s+/),
+  );
   const x86 = arch === 'x64' || arch === 'ia32';
   const onX86 = (v: boolean): boolean | null => (x86 ? v : null);
   return {

@@ -8,14 +8,15 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { type LoadModelOptions, loadModelDir, type ModelSpec } from './model-dir.js';
 import { ensureSharedGraph, ensureStages, UNSPLIT_FILE } from './onnx/cache.js';
 import { weightBytes } from './onnx/external.js';
 import { loadModel } from './onnx/model.js';
-import { loadModelDir, type LoadModelOptions, type ModelSpec } from './model-dir.js';
 import { choosePrecision, type PrecisionChoice, type Quantize } from './precision.js';
 
 /** What a model is served for: embeddings, or relevance of text pairs (cross-encoder rerankers). */
 export type { ModelTask } from './model-dir.js';
+
 import type { ModelTask } from './model-dir.js';
 
 /** Weight bytes a graph variant needs: inline in its graph file(s), and in the shared external file. */
@@ -114,22 +115,33 @@ export async function prepareGraphs(onnxPath: string, layerExit: boolean): Promi
 }
 
 /** Loads a model directory into its description: precision chosen, graph variants prepared. */
-export async function describeModel(options: DescribeOptions, log?: (level: 'info' | 'warn', msg: string) => void): Promise<ModelDescription> {
+export async function describeModel(
+  options: DescribeOptions,
+  log?: (level: 'info' | 'warn', msg: string) => void,
+): Promise<ModelDescription> {
   const spec = loadModelDir(options.modelDir, options);
   const rerank = spec.task === 'rerank';
   // int8 is decided by the agreement of embeddings, and layer exit pools hidden states: a
   // reranker is served as exported, at full depth (its classifier head needs the whole graph).
-  const precision = await choosePrecision(spec, rerank ? 'none' : (options.quantize ?? spec.quantize ?? 'none'), options.quantizeFloor ?? 0.99);
+  const precision = await choosePrecision(
+    spec,
+    rerank ? 'none' : (options.quantize ?? spec.quantize ?? 'none'),
+    options.quantizeFloor ?? 0.99,
+  );
   if (precision.fallback) log?.('warn', `serving fp32: ${precision.fallback}`);
   else if (precision.precision === 'int8') {
-    log?.('info', `serving int8 (${precision.source}${precision.agreement !== null ? `, agreement with fp32 ${precision.agreement.toFixed(4)}` : ''})`);
+    log?.(
+      'info',
+      `serving int8 (${precision.source}${precision.agreement !== null ? `, agreement with fp32 ${precision.agreement.toFixed(4)}` : ''})`,
+    );
   }
   const graphs = await prepareGraphs(precision.onnxPath, rerank ? false : (options.layerExit ?? true));
   if (rerank && !graphs.outputNames.includes('logits')) {
     throw new Error(`${precision.onnxPath}: a reranker needs a logits output [n, 1] (outputs: ${graphs.outputNames.join(', ')})`);
   }
   for (const required of ['input_ids', 'attention_mask']) {
-    if (!graphs.inputNames.includes(required)) throw new Error(`${precision.onnxPath} has no ${required} input (inputs: ${graphs.inputNames.join(', ')})`);
+    if (!graphs.inputNames.includes(required))
+      throw new Error(`${precision.onnxPath} has no ${required} input (inputs: ${graphs.inputNames.join(', ')})`);
   }
   const pooledOutput = graphs.unsplit !== null && graphs.outputNames.includes('sentence_embedding');
   return { task: spec.task, spec, precision, graphs, pooledOutput: !rerank && pooledOutput };

@@ -5,18 +5,18 @@
  */
 import os from 'node:os';
 import { finishVector, quantize } from '../pooling/index.js';
+import { probeBudget } from './budget-probe.js';
 import { Calibration } from './calibration.js';
-import { RuntimeError } from './errors.js';
 import type { ModelDescription } from './description.js';
+import type { Embedder, EmbedOptions, EmbedResult, EngineInfo, EngineStats, RerankOptions, RerankResult } from './embedder.js';
+import { RuntimeError } from './errors.js';
+import { checkKnobs } from './knobs.js';
 import type { LoadModelOptions, ModelSpec } from './model-dir.js';
+import { Models } from './models.js';
 import type { WorkerPool } from './pool.js';
 import type { Quantize } from './precision.js';
-import type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats, RerankOptions, RerankResult } from './embedder.js';
-import { probeBudget } from './budget-probe.js';
-import { Models } from './models.js';
 import type { GraphInfo } from './protocol.js';
-import { checkKnobs } from './knobs.js';
-import { BatchQueue, type Admission, type QueueLimits } from './queue.js';
+import { type Admission, BatchQueue, type QueueLimits } from './queue.js';
 import type { Lane, SchedulingPolicy } from './scheduler.js';
 import type { TextTokenizer, TokenDetail } from './tokenize.js';
 
@@ -59,7 +59,7 @@ export interface EngineOptions extends LoadModelOptions, RuntimeOptions {
   quantize?: Quantize;
 }
 
-export type { EmbedOptions, EmbedResult, Embedder, EngineInfo, EngineStats, RerankOptions, RerankResult } from './embedder.js';
+export type { Embedder, EmbedOptions, EmbedResult, EngineInfo, EngineStats, RerankOptions, RerankResult } from './embedder.js';
 
 export function sigmoid(x: number): number {
   return 1 / (1 + Math.exp(-x));
@@ -154,7 +154,12 @@ export class Engine implements Embedder {
 
   /** What the queue and the budget probe need to know of the model. */
   private get queueModel(): { id: string; index: number; width: number; numLayers: number } {
-    return { id: this.name, index: this.index, width: this.spec.task === 'rerank' ? 1 : this.spec.hiddenSize, numLayers: this.spec.numLayers };
+    return {
+      id: this.name,
+      index: this.index,
+      width: this.spec.task === 'rerank' ? 1 : this.spec.hiddenSize,
+      numLayers: this.spec.numLayers,
+    };
   }
 
   /**
@@ -192,7 +197,10 @@ export class Engine implements Embedder {
       fallback: DEFAULT_BUDGET,
     });
     const prefix = this.models.all.length > 1 ? `model ${this.name}: ` : '';
-    this.log?.('info', `${prefix}batch token budget ${budget} (probe, tokens/ms: ${measured.map((m) => `${m.budget}→${m.rate.toFixed(1)}`).join(', ')})`);
+    this.log?.(
+      'info',
+      `${prefix}batch token budget ${budget} (probe, tokens/ms: ${measured.map((m) => `${m.budget}→${m.rate.toFixed(1)}`).join(', ')})`,
+    );
     return Math.max(budget, this.spec.maxLength);
   }
 
@@ -237,16 +245,16 @@ export class Engine implements Embedder {
 
   /** Checks a request's knobs against the model (`checkKnobs`); throws a RuntimeError naming the problem. */
   validate(opts: EmbedOptions): void {
-    if (this.spec.task !== 'embed') throw new RuntimeError('WRONG_TASK', `model ${this.name} is a reranker: it scores text pairs (/rerank) and does not embed`);
+    if (this.spec.task !== 'embed')
+      throw new RuntimeError('WRONG_TASK', `model ${this.name} is a reranker: it scores text pairs (/rerank) and does not embed`);
     checkKnobs(this.spec, this.stages, opts);
   }
-
 
   /** Embeds texts: one finished vector per text, in order, with token counts and timings. */
   async embed(texts: readonly string[], opts: EmbedOptions): Promise<EmbedResult> {
     this.validate(opts);
     const t0 = performance.now();
-    const promptName = opts.promptName ?? (opts.instruction === undefined ? this.spec.defaultPromptName ?? undefined : undefined);
+    const promptName = opts.promptName ?? (opts.instruction === undefined ? (this.spec.defaultPromptName ?? undefined) : undefined);
     const tokenized = await this.tokenizer.tokenize(texts, {
       prefix: promptName !== undefined ? this.spec.prompts[promptName]! : null,
       instruction: opts.instruction ?? null,
@@ -271,7 +279,11 @@ export class Engine implements Embedder {
     if (type !== 'float') {
       const ranges =
         type === 'int8' || type === 'uint8'
-          ? await this.calibration.ranges({ layer: opts.layer ?? this.spec.numLayers, tokenPrepending: opts.tokenPrepending ?? false }, dims, normalize)
+          ? await this.calibration.ranges(
+              { layer: opts.layer ?? this.spec.numLayers, tokenPrepending: opts.tokenPrepending ?? false },
+              dims,
+              normalize,
+            )
           : undefined;
       quantized = vectors.map((v) => quantize(v, type, ranges));
     }
@@ -303,7 +315,8 @@ export class Engine implements Embedder {
    * pair per document, tokenized with the pair encoding and batched with everyone else's work.
    */
   async rerank(query: string, documents: readonly string[], opts: RerankOptions): Promise<RerankResult> {
-    if (this.task !== 'rerank') throw new RuntimeError('WRONG_TASK', `model ${this.name} is an embedding model: it cannot rerank (name a reranker)`);
+    if (this.task !== 'rerank')
+      throw new RuntimeError('WRONG_TASK', `model ${this.name} is an embedding model: it cannot rerank (name a reranker)`);
     const t0 = performance.now();
     const tokenized = await this.tokenizer.tokenizePairs(query, documents, { truncate: opts.truncate ?? true });
     const tokenizeMs = performance.now() - t0;

@@ -52,9 +52,10 @@ export interface RuntimeEvents {
 
 export type RuntimeEventName = keyof RuntimeEvents;
 
-const channels = Object.fromEntries(
-  Object.entries(CHANNEL_NAMES).map(([key, name]) => [key, diagnosticsChannel.channel(name)]),
-) as Record<RuntimeEventName, diagnosticsChannel.Channel>;
+const channels = Object.fromEntries(Object.entries(CHANNEL_NAMES).map(([key, name]) => [key, diagnosticsChannel.channel(name)])) as Record<
+  RuntimeEventName,
+  diagnosticsChannel.Channel
+>;
 
 export function publish<K extends RuntimeEventName>(event: K, message: RuntimeEvents[K]): void {
   const channel = channels[event];

@@ -9,7 +9,11 @@ import type { ModelSpec } from './model-dir.js';
 
 export type StagesInfo = { ok: true; count: number } | { ok: false; reason: string };
 
-export function checkKnobs(s: ModelSpec, stages: StagesInfo, opts: Pick<EmbedOptions, 'dimensions' | 'layer' | 'promptName' | 'instruction' | 'tokenPrepending'>): void {
+export function checkKnobs(
+  s: ModelSpec,
+  stages: StagesInfo,
+  opts: Pick<EmbedOptions, 'dimensions' | 'layer' | 'promptName' | 'instruction' | 'tokenPrepending'>,
+): void {
   if (opts.dimensions !== undefined) {
     checkChoice('dimensions', opts.dimensions, s.hiddenSize, s.matryoshkaDimensions, 'DIMENSIONS_OUT_OF_RANGE', 'DIMENSIONS_NOT_ALLOWED');
   }
@@ -17,7 +21,10 @@ export function checkKnobs(s: ModelSpec, stages: StagesInfo, opts: Pick<EmbedOpt
     const l = opts.layer;
     checkChoice('layer', l, s.numLayers, s.exitLayers, 'LAYER_OUT_OF_RANGE', 'LAYER_NOT_ALLOWED');
     if (l !== s.numLayers && !stages.ok) {
-      throw new RuntimeError('LAYER_EXIT_UNAVAILABLE', `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`);
+      throw new RuntimeError(
+        'LAYER_EXIT_UNAVAILABLE',
+        `layer ${l}: this model's graph cannot exit early (${stages.reason}); only layer ${s.numLayers} is served`,
+      );
     }
   }
   if (opts.promptName !== undefined && !Object.hasOwn(s.prompts, opts.promptName)) {
@@ -31,10 +38,16 @@ export function checkKnobs(s: ModelSpec, stages: StagesInfo, opts: Pick<EmbedOpt
     throw new RuntimeError('PROMPT_AND_INSTRUCTION', 'give prompt_name or instruction, not both');
   }
   if (opts.tokenPrepending && !s.tokenPrepending) {
-    throw new RuntimeError('TOKEN_PREPENDING_UNSUPPORTED', 'token_prepending is not supported by this model (it has no token_prepending entry in embedder.json)');
+    throw new RuntimeError(
+      'TOKEN_PREPENDING_UNSUPPORTED',
+      'token_prepending is not supported by this model (it has no token_prepending entry in embedder.json)',
+    );
   }
   if (opts.tokenPrepending && !stages.ok) {
-    throw new RuntimeError('TOKEN_PREPENDING_UNAVAILABLE', `token_prepending needs the model split by layer, which failed: ${stages.reason}`);
+    throw new RuntimeError(
+      'TOKEN_PREPENDING_UNAVAILABLE',
+      `token_prepending needs the model split by layer, which failed: ${stages.reason}`,
+    );
   }
 }
 
@@ -48,5 +61,6 @@ function checkChoice(
   notAllowed: RuntimeErrorCode,
 ): void {
   if (!Number.isInteger(value) || value < 1 || value > max) throw new RuntimeError(outOfRange, `${name} must be an integer in 1..${max}`);
-  if (allowed && !allowed.includes(value)) throw new RuntimeError(notAllowed, `${name} must be one of ${allowed.join(', ')} for this model`);
+  if (allowed && !allowed.includes(value))
+    throw new RuntimeError(notAllowed, `${name} must be one of ${allowed.join(', ')} for this model`);
 }

@@ -139,9 +139,7 @@ function findOnnx(dir: string, variant: 'fp32' | 'quantized', explicitFile?: str
       if (existsSync(p)) return p;
     }
   }
-  throw new ModelDirError(
-    `model directory ${dir} has no ${names[0]} (looked in ${dir} and ${join(dir, 'onnx')})`,
-  );
+  throw new ModelDirError(`model directory ${dir} has no ${names[0]} (looked in ${dir} and ${join(dir, 'onnx')})`);
 }
 
 function poolingFromSentenceTransformers(cfg: Json): PoolingMode | null {
@@ -163,13 +161,19 @@ function taskOf(dir: string, config: Json, embedder: Json): ModelTask {
       throw new ModelDirError(`embedder.json: task must be "embed" or "rerank", got ${JSON.stringify(embedder.task)}`);
     }
     task = embedder.task;
-  } else if (Array.isArray(config.architectures) && config.architectures.some((a) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))) {
+  } else if (
+    Array.isArray(config.architectures) &&
+    config.architectures.some((a) => typeof a === 'string' && a.endsWith('ForSequenceClassification'))
+  ) {
     task = 'rerank';
   }
   if (task === 'rerank') {
-    const labels = config.id2label && typeof config.id2label === 'object' ? Object.keys(config.id2label).length : positiveInt(config.num_labels) ?? 1;
+    const labels =
+      config.id2label && typeof config.id2label === 'object' ? Object.keys(config.id2label).length : (positiveInt(config.num_labels) ?? 1);
     if (labels !== 1) {
-      throw new ModelDirError(`${join(dir, 'config.json')}: a reranker scores with one logit per pair, but this classifier has ${labels} labels`);
+      throw new ModelDirError(
+        `${join(dir, 'config.json')}: a reranker scores with one logit per pair, but this classifier has ${labels} labels`,
+      );
     }
   }
   return task;
@@ -222,8 +226,7 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
   const modelType = typeof config.model_type === 'string' ? config.model_type : 'unknown';
 
   // Precedence from MODELS.md; absurd values (bge's 1e30 model_max_length) fall to the position cap.
-  const declared =
-    positiveInt(embedder.max_length) ?? positiveInt(sbertCfg.max_seq_length) ?? positiveInt(tokCfg.model_max_length);
+  const declared = positiveInt(embedder.max_length) ?? positiveInt(sbertCfg.max_seq_length) ?? positiveInt(tokCfg.model_max_length);
   const candidates = [declared, maxPositions].filter((v): v is number => v !== null);
   if (candidates.length === 0) {
     throw new ModelDirError(`${dir}: no maximum length (config.json max_position_embeddings or a max length setting)`);
@@ -265,10 +268,14 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
     const tp = embedder.token_prepending as Json;
     const firstLayer = positiveInt(tp.first_layer);
     const lastLayer = positiveInt(tp.last_layer);
-    if (typeof tp.placeholder !== 'string' || firstLayer === null || lastLayer === null || firstLayer > lastLayer || lastLayer > numLayers) {
-      throw new ModelDirError(
-        `embedder.json: token_prepending needs placeholder (string) and 1 ≤ first_layer ≤ last_layer ≤ ${numLayers}`,
-      );
+    if (
+      typeof tp.placeholder !== 'string' ||
+      firstLayer === null ||
+      lastLayer === null ||
+      firstLayer > lastLayer ||
+      lastLayer > numLayers
+    ) {
+      throw new ModelDirError(`embedder.json: token_prepending needs placeholder (string) and 1 ≤ first_layer ≤ last_layer ≤ ${numLayers}`);
     }
     tokenPrepending = { placeholder: tp.placeholder, firstLayer, lastLayer };
   }
@@ -289,9 +296,7 @@ export function loadModelDir(dirArg: string, options: LoadModelOptions = {}): Mo
     paddingSide,
     pooling,
     includePrompt: poolCfg?.include_prompt !== false,
-    normalizeModule: modules.some(
-      (m) => typeof m === 'object' && m !== null && String((m as Json).type ?? '').endsWith('Normalize'),
-    ),
+    normalizeModule: modules.some((m) => typeof m === 'object' && m !== null && String((m as Json).type ?? '').endsWith('Normalize')),
     prompts,
     defaultPromptName,
     similarity: typeof stCfg.similarity_fn_name === 'string' ? stCfg.similarity_fn_name : 'cosine',

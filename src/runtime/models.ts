@@ -5,12 +5,12 @@
  * scheduler shares the workers between the queues. The first model is the default.
  */
 import os from 'node:os';
-import { defaultLimits, defaultThreading, Engine, type ModelEntry, type RuntimeOptions } from './engine.js';
 import { describeModel, type ModelDescription } from './description.js';
+import type { ModelSet } from './embedder.js';
+import { defaultLimits, defaultThreading, Engine, type ModelEntry, type RuntimeOptions } from './engine.js';
 import { ModelDirError } from './model-dir.js';
 import { WorkerPool } from './pool.js';
 import type { ModelWorkerConfig } from './protocol.js';
-import type { ModelSet } from './embedder.js';
 import { Scheduler } from './scheduler.js';
 import { TextTokenizer } from './tokenize.js';
 
@@ -36,7 +36,8 @@ export class Models implements ModelSet {
     if (options.models.length === 0) throw new ModelDirError('no model to serve');
     const seen = new Set<string>();
     for (const m of options.models) {
-      if (!MODEL_NAME.test(m.name)) throw new ModelDirError(`model name ${JSON.stringify(m.name)} must be 1–64 of [A-Za-z0-9._:-], starting with a letter or digit`);
+      if (!MODEL_NAME.test(m.name))
+        throw new ModelDirError(`model name ${JSON.stringify(m.name)} must be 1–64 of [A-Za-z0-9._:-], starting with a letter or digit`);
       if (seen.has(m.name)) throw new ModelDirError(`model name ${m.name} is given twice`);
       seen.add(m.name);
     }
@@ -45,7 +46,14 @@ export class Models implements ModelSet {
     for (const entry of options.models) {
       const prefix = options.models.length > 1 ? `model ${entry.name}: ` : '';
       const description = await describeModel(
-        { modelDir: entry.dir, variant: entry.variant, onnxFile: entry.onnxFile, layerExit: options.layerExit, quantize: entry.quantize, quantizeFloor: options.quantizeFloor },
+        {
+          modelDir: entry.dir,
+          variant: entry.variant,
+          onnxFile: entry.onnxFile,
+          layerExit: options.layerExit,
+          quantize: entry.quantize,
+          quantizeFloor: options.quantizeFloor,
+        },
         log && ((level, msg) => log(level, prefix + msg)),
       );
       loaded.push({ entry, description, tokenizer: new TextTokenizer(description.spec) });
@@ -60,7 +68,9 @@ export class Models implements ModelSet {
       hiddenSize: spec.hiddenSize,
       numLayers: spec.numLayers,
       finalNormOnExit: spec.finalNormOnExit,
-      tokenPrepending: spec.tokenPrepending ? { firstLayer: spec.tokenPrepending.firstLayer, lastLayer: spec.tokenPrepending.lastLayer } : null,
+      tokenPrepending: spec.tokenPrepending
+        ? { firstLayer: spec.tokenPrepending.firstLayer, lastLayer: spec.tokenPrepending.lastLayer }
+        : null,
     }));
     const pool = await WorkerPool.start({
       model: options.models.map((m) => m.name).join(','),
@@ -83,7 +93,10 @@ export class Models implements ModelSet {
       const lane = scheduler.lane(entry.name);
       models.byName.set(entry.name, new Engine(entry.name, description, tokenizer, models, lane, index, limits, budgetConfigured, log));
     });
-    log?.('info', `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s); models: ${[...models.byName.values()].map((e) => `${e.name} (${e.task})`).join(', ')})`);
+    log?.(
+      'info',
+      `execution provider: ${pool.info.provider} (${threading.workers} worker(s) × ${threading.intraOpThreads} thread(s); models: ${[...models.byName.values()].map((e) => `${e.name} (${e.task})`).join(', ')})`,
+    );
     return models;
   }
 

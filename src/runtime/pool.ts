@@ -169,7 +169,10 @@ export class WorkerPool {
       slot.inflight = { batchId, resolve, reject };
       const msg: RunMessage = { type: 'run', batchId, ...batch, ...(this.crashNext && { crash: true }) };
       this.crashNext = false;
-      slot.worker.postMessage(msg, [batch.ids, batch.lengths, batch.skips, batch.segments].map((a) => a.buffer as ArrayBuffer));
+      slot.worker.postMessage(
+        msg,
+        [batch.ids, batch.lengths, batch.skips, batch.segments].map((a) => a.buffer as ArrayBuffer),
+      );
     });
   }
 

@@ -17,13 +17,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { cacheKey, cacheRoot, loadForSplit } from './onnx/cache.js';
-import { saveModel } from './onnx/model.js';
 import { graphInputs, padFeeds } from './feeds.js';
+import type { ModelSpec } from './model-dir.js';
+import { cacheKey, cacheRoot, loadForSplit } from './onnx/cache.js';
+import { int8PairsSaturate } from './onnx/int8-kernel.js';
+import { saveModel } from './onnx/model.js';
 import { PROBE_SENTENCES, tokenize } from './onnx/probe.js';
 import { agreement, DEFAULT_WEIGHT_FORMAT, quantizeModel, type WeightFormat } from './onnx/quantize.js';
-import { int8PairsSaturate } from './onnx/int8-kernel.js';
-import type { ModelSpec } from './model-dir.js';
 
 /**
  * The worst probe sentence may agree this much less than the floor on the mean. Measured (MiniLM-
@@ -85,10 +85,26 @@ async function measureAgreement(spec: ModelSpec, fp32Path: string, int8Path: str
   }
 }
 
-export async function choosePrecision(spec: ModelSpec, quantize: Quantize, floor: number, format: WeightFormat = DEFAULT_WEIGHT_FORMAT): Promise<PrecisionChoice> {
-  const fp32: PrecisionChoice = { onnxPath: spec.onnxPath, precision: 'fp32', source: null, agreement: null, worst: null, floor, weightFormat: null, pairSaturation: null, fallback: null };
+export async function choosePrecision(
+  spec: ModelSpec,
+  quantize: Quantize,
+  floor: number,
+  format: WeightFormat = DEFAULT_WEIGHT_FORMAT,
+): Promise<PrecisionChoice> {
+  const fp32: PrecisionChoice = {
+    onnxPath: spec.onnxPath,
+    precision: 'fp32',
+    source: null,
+    agreement: null,
+    worst: null,
+    floor,
+    weightFormat: null,
+    pairSaturation: null,
+    fallback: null,
+  };
   // A quantized graph chosen explicitly (MODEL_VARIANT=quantized) is served as it is.
-  if (path.basename(spec.onnxPath) === 'model_quantized.onnx') return { ...fp32, precision: 'int8', source: 'model directory', pairSaturation: await int8PairsSaturate() };
+  if (path.basename(spec.onnxPath) === 'model_quantized.onnx')
+    return { ...fp32, precision: 'int8', source: 'model directory', pairSaturation: await int8PairsSaturate() };
   if (quantize === 'none') return fp32;
   const { file, source } = int8Graph(spec.onnxPath, format);
   const weightFormat = source === 'model directory' ? null : format;
@@ -98,7 +114,11 @@ export async function choosePrecision(spec: ModelSpec, quantize: Quantize, floor
     return { ...fp32, ...facts, fallback: `int8 agrees with fp32 at ${measured.mean.toFixed(4)}, under the floor ${floor}` };
   }
   if (measured.min < floor - WORST_SENTENCE_MARGIN) {
-    return { ...fp32, ...facts, fallback: `int8 agrees with fp32 at ${measured.min.toFixed(4)} on its worst probe sentence, under the floor ${floor} − ${WORST_SENTENCE_MARGIN}` };
+    return {
+      ...fp32,
+      ...facts,
+      fallback: `int8 agrees with fp32 at ${measured.min.toFixed(4)} on its worst probe sentence, under the floor ${floor} − ${WORST_SENTENCE_MARGIN}`,
+    };
   }
   return { ...fp32, ...facts, onnxPath: file, precision: 'int8' };
 }

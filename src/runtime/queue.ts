@@ -220,7 +220,15 @@ export class BatchQueue {
       const job = new Job(request, now, resolve, reject);
       const key = `${request.plan.layer}:${request.plan.tokenPrepending ? 1 : 0}`;
       request.inputs.forEach((input, index) => {
-        this.items.push({ job, index, ids: input.ids, skip: input.promptTokens, segment: input.segment ?? input.ids.length, plan: request.plan, key });
+        this.items.push({
+          job,
+          index,
+          ids: input.ids,
+          skip: input.promptTokens,
+          segment: input.segment ?? input.ids.length,
+          plan: request.plan,
+          key,
+        });
       });
       job.queuedTokens = tokens;
       this.stats.queuedInputs += request.inputs.length;
@@ -256,7 +264,11 @@ export class BatchQueue {
       this.reject('queue_full', 0);
       throw new RuntimeError('QUEUE_FULL', 'the queue is at capacity; retry later', { drainMs: this.drainMs() });
     }
-    const admission: Admission = { inputs: Math.max(1, Math.round(this.avgInputs)), tokens: Math.max(1, Math.round(this.avgTokens)), released: false };
+    const admission: Admission = {
+      inputs: Math.max(1, Math.round(this.avgInputs)),
+      tokens: Math.max(1, Math.round(this.avgTokens)),
+      released: false,
+    };
     this.reservedInputs += admission.inputs;
     this.reservedTokens += admission.tokens;
     return admission;
@@ -275,7 +287,10 @@ export class BatchQueue {
    * request is queued its work is finished even if that runs past the deadline; only a request
    * none of whose work has started is dropped at its deadline. Undecided until a batch has run.
    */
-  private lateness(request: QueueRequest, tokens: number): { code: 'DEADLINE_TOO_SHORT' | 'DEADLINE_BEHIND_QUEUE'; message: string } | undefined {
+  private lateness(
+    request: QueueRequest,
+    tokens: number,
+  ): { code: 'DEADLINE_TOO_SHORT' | 'DEADLINE_BEHIND_QUEUE'; message: string } | undefined {
     if (request.deadline === undefined || this.fullBatchTokensPerMs <= 0 || tokens === 0) return undefined;
     const rate = this.fullBatchTokensPerMs * this.parallelism;
     const left = request.deadline - performance.now();
@@ -435,35 +450,38 @@ export class BatchQueue {
       segments[b] = item.segment;
     });
     this.running++;
-    this.runner.run({ model: this.model.index, ids, lengths, skips, segments, plan: batch[0]!.plan }).finally(() => this.running--).then(
-      (result) => {
-        const ended = performance.now();
-        const elapsed = Math.max(ended - started, 1e-3);
-        const rate = total / elapsed;
-        this.tokensPerMs = this.tokensPerMs === 0 ? rate : 0.8 * this.tokensPerMs + 0.2 * rate;
-        if (batch.length * longest * 2 >= this.limits.maxBatchTokens) {
-          this.fullBatchTokensPerMs = this.fullBatchTokensPerMs === 0 ? rate : 0.8 * this.fullBatchTokensPerMs + 0.2 * rate;
-        }
-        publish('batchDone', { ...shape, inferenceMs: result.inferenceMs });
-        const h = this.model.width;
-        batch.forEach((item, b) => {
-          const job = item.job;
-          if (job.settled) return;
-          job.vectors[item.index] = result.vectors.subarray(b * h, (b + 1) * h);
-          job.lastEnd = ended;
-          if (--job.remaining === 0) {
-            this.settle(job, {
-              vectors: job.vectors,
-              queueMs: job.firstStart - job.enqueuedAt,
-              inferenceMs: job.lastEnd - job.firstStart,
-            });
+    this.runner
+      .run({ model: this.model.index, ids, lengths, skips, segments, plan: batch[0]!.plan })
+      .finally(() => this.running--)
+      .then(
+        (result) => {
+          const ended = performance.now();
+          const elapsed = Math.max(ended - started, 1e-3);
+          const rate = total / elapsed;
+          this.tokensPerMs = this.tokensPerMs === 0 ? rate : 0.8 * this.tokensPerMs + 0.2 * rate;
+          if (batch.length * longest * 2 >= this.limits.maxBatchTokens) {
+            this.fullBatchTokensPerMs = this.fullBatchTokensPerMs === 0 ? rate : 0.8 * this.fullBatchTokensPerMs + 0.2 * rate;
           }
-        });
-      },
-      (err: Error) => {
-        for (const item of batch) this.cancel(item.job, err, null);
-      },
-    );
+          publish('batchDone', { ...shape, inferenceMs: result.inferenceMs });
+          const h = this.model.width;
+          batch.forEach((item, b) => {
+            const job = item.job;
+            if (job.settled) return;
+            job.vectors[item.index] = result.vectors.subarray(b * h, (b + 1) * h);
+            job.lastEnd = ended;
+            if (--job.remaining === 0) {
+              this.settle(job, {
+                vectors: job.vectors,
+                queueMs: job.firstStart - job.enqueuedAt,
+                inferenceMs: job.lastEnd - job.firstStart,
+              });
+            }
+          });
+        },
+        (err: Error) => {
+          for (const item of batch) this.cancel(item.job, err, null);
+        },
+      );
   }
 
   /** Refuses new work; with `drain`, waits until everything queued or running has settled. */

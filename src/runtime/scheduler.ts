@@ -86,14 +86,16 @@ export class Lane implements BatchRunner {
     this.inflight++;
     this.started++;
     const result = this.scheduler.runner.run(batch);
-    result.then(
-      (r) => {
-        this.served += r.inferenceMs - estimate;
-        const perToken = r.inferenceMs / Math.max(1, padded);
-        this.msPerToken = this.msPerToken === 0 ? perToken : 0.8 * this.msPerToken + 0.2 * perToken;
-      },
-      () => {},
-    ).finally(() => this.inflight--);
+    result
+      .then(
+        (r) => {
+          this.served += r.inferenceMs - estimate;
+          const perToken = r.inferenceMs / Math.max(1, padded);
+          this.msPerToken = this.msPerToken === 0 ? perToken : 0.8 * this.msPerToken + 0.2 * perToken;
+        },
+        () => {},
+      )
+      .finally(() => this.inflight--);
     return result;
   }
 }

@@ -6,8 +6,8 @@
  * own longest input, and truncation is set here from the model's resolved maximum length.
  */
 import { Tokenizer } from 'tokenizers';
-import type { ModelSpec } from './model-dir.js';
 import { RuntimeError } from './errors.js';
+import type { ModelSpec } from './model-dir.js';
 
 export type TruncationDirection = 'left' | 'right';
 
@@ -81,9 +81,7 @@ export class TextTokenizer {
     if (spec.tokenPrepending) {
       const id = this.bySide.right.tokenToId(spec.tokenPrepending.placeholder);
       if (id === null || id === undefined) {
-        throw new Error(
-          `${spec.tokenizerPath}: token_prepending placeholder ${spec.tokenPrepending.placeholder} is not in the vocabulary`,
-        );
+        throw new Error(`${spec.tokenizerPath}: token_prepending placeholder ${spec.tokenPrepending.placeholder} is not in the vocabulary`);
       }
       this.placeholderId = id;
     } else {
@@ -165,16 +163,25 @@ export class TextTokenizer {
     sequences.forEach((ids, s) =>
       ids.forEach((id, i) => {
         if (!Number.isInteger(id) || id < 0 || id >= vocab) {
-          throw new RuntimeError('UNKNOWN_TOKEN_ID', `ids${sequences.length > 1 ? `[${s}]` : ''}[${i}] = ${id} is not a token id of this model (0..${vocab - 1})`);
+          throw new RuntimeError(
+            'UNKNOWN_TOKEN_ID',
+            `ids${sequences.length > 1 ? `[${s}]` : ''}[${i}] = ${id} is not a token id of this model (0..${vocab - 1})`,
+          );
         }
       }),
     );
-    return this.untruncated.decodeBatch(sequences.map((ids) => [...ids]), skipSpecialTokens);
+    return this.untruncated.decodeBatch(
+      sequences.map((ids) => [...ids]),
+      skipSpecialTokens,
+    );
   }
 
   async tokenize(texts: readonly string[], opts: TokenizeOptions): Promise<TokenizedInput[]> {
     if (opts.tokenPrepending && this.placeholderId === null) {
-      throw new RuntimeError('TOKEN_PREPENDING_UNSUPPORTED', 'token_prepending is not supported by this model (no token_prepending in embedder.json)');
+      throw new RuntimeError(
+        'TOKEN_PREPENDING_UNSUPPORTED',
+        'token_prepending is not supported by this model (no token_prepending in embedder.json)',
+      );
     }
     const formatted = texts.map((t) => this.formatText(t, opts));
     const encodings = await this.bySide[opts.direction].encodeBatch(formatted);

@@ -8,10 +8,10 @@ import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
-import { pool } from '../pooling/index.js';
 import type { TokenSpan } from '../pooling/index.js';
+import { pool } from '../pooling/index.js';
+import { type GraphInputs, graphInputs, padFeeds } from './feeds.js';
 import { StagedRunner } from './onnx/staged.js';
-import { graphInputs, padFeeds, type GraphInputs } from './feeds.js';
 import type { FromWorker, GraphInfo, ModelWorkerConfig, RunMessage, WorkerConfig } from './protocol.js';
 
 const config = workerData as WorkerConfig;
@@ -82,7 +82,8 @@ function describe(model: ModelWorkerConfig, session: ort.InferenceSession | null
   if (!session) return { model, session, staged, inputs, outputName: staged!.manifest.outputName, pooledOutput: false };
   const names = session.outputNames;
   if (model.task === 'rerank') {
-    if (!names.includes('logits')) throw new Error(`${model.graphs.unsplit}: a reranker needs a logits output (outputs: ${names.join(', ')})`);
+    if (!names.includes('logits'))
+      throw new Error(`${model.graphs.unsplit}: a reranker needs a logits output (outputs: ${names.join(', ')})`);
     return { model, session, staged, inputs, outputName: 'logits', pooledOutput: false };
   }
   const pooledOutput = names.includes('sentence_embedding');
@@ -123,7 +124,13 @@ function buildFeeds(graph: Graph, msg: RunMessage): { feeds: Record<string, ort.
 }
 
 /** Full depth without hooks runs the unsplit graph (fastest); anything else runs the stages. */
-async function forward(graph: Graph, msg: RunMessage, feeds: Record<string, ort.Tensor>, spans: TokenSpan[], seqLen: number): Promise<ort.Tensor> {
+async function forward(
+  graph: Graph,
+  msg: RunMessage,
+  feeds: Record<string, ort.Tensor>,
+  spans: TokenSpan[],
+  seqLen: number,
+): Promise<ort.Tensor> {
   const { layer, tokenPrepending } = msg.plan;
   const model = graph.model;
   if ((model.task === 'rerank' || (layer === model.numLayers && !tokenPrepending)) && graph.session) {
@@ -148,9 +155,10 @@ async function run(graph: Graph, msg: RunMessage): Promise<void> {
   // Token Prepending pools the last token, whatever the model's usual pooling.
   const mode = msg.plan.tokenPrepending ? 'last' : model.pooling;
   // A reranker's logits ([n, 1]) are the answer as they are.
-  const vectors = model.task === 'rerank' || (graph.pooledOutput && fullGraph)
-    ? new Float32Array(data)
-    : pool(mode, data, seqLen, model.hiddenSize, spans);
+  const vectors =
+    model.task === 'rerank' || (graph.pooledOutput && fullGraph)
+      ? new Float32Array(data)
+      : pool(mode, data, seqLen, model.hiddenSize, spans);
   const inferenceMs = performance.now() - started;
   out.dispose?.();
   if (msg.crash) {
@@ -166,7 +174,7 @@ async function run(graph: Graph, msg: RunMessage): Promise<void> {
 /** The output's last dimension must be what the description says: hidden size, or 1 logit. */
 function checkWidth(graph: Graph): void {
   const meta = graph.session?.outputMetadata?.find((m) => m.name === graph.outputName);
-  const last = meta && meta.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
+  const last = meta?.isTensor ? meta.shape[meta.shape.length - 1] : undefined;
   const want = graph.model.task === 'rerank' ? 1 : graph.model.hiddenSize;
   if (typeof last === 'number' && last !== want) {
     const said = graph.model.task === 'rerank' ? 'a reranker has one logit per pair ([n, 1])' : `config.json says hidden_size ${want}`;
@@ -196,7 +204,11 @@ async function main(): Promise<void> {
   port.on('message', (msg: RunMessage) => {
     run(graphs[msg.model]!, msg).catch((err: unknown) => send({ type: 'error', batchId: msg.batchId, message: (err as Error).message }));
   });
-  const models: GraphInfo[] = graphs.map((g) => ({ inputNames: [...g.inputs.names], outputName: g.outputName, pooledOutput: g.pooledOutput }));
+  const models: GraphInfo[] = graphs.map((g) => ({
+    inputNames: [...g.inputs.names],
+    outputName: g.outputName,
+    pooledOutput: g.pooledOutput,
+  }));
   send({ type: 'ready', provider, providerErrors: errors, models });
 }
 

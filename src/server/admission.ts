@@ -13,8 +13,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Embedder } from '../runtime/embedder.js';
 import { RuntimeError } from '../runtime/errors.js';
-import { queueRetryAfterSeconds } from './errors/catalogue.js';
 import type { Admission } from '../runtime/queue.js';
+import { queueRetryAfterSeconds } from './errors/catalogue.js';
 
 export const FAST_REFUSALS_PER_S = 20;
 export const MIN_REFUSAL_HOLD_MS = 3000;

@@ -11,32 +11,32 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { StoreBackend } from '../index/index.js';
 import type { Embedder, ModelSet } from '../runtime/embedder.js';
-import { singleModel } from './model-routing.js';
-import { replicaHooks, type Replica } from './replica.js';
 import { registerAuth } from './auth.js';
 import { ApiError } from './errors/catalogue.js';
 import { sendError } from './errors/reply.js';
 import {
-  MAX_JSON_DEPTH,
   clientErrorHandler,
   defaultMaxConnections,
   frameworkErrors,
   limitConnections,
   logSerializers,
+  MAX_JSON_DEPTH,
   parseJsonBody,
   refuseWhileClosing,
   serverTimeouts,
   shedOnEventLoopDelay,
 } from './http-guard.js';
 import { Metrics } from './metrics.js';
+import { singleModel } from './model-routing.js';
 import { collectionsPlugin } from './plugins/collections.js';
 import type { RouteDeps } from './plugins/deps.js';
 import { embedPlugin } from './plugins/embed.js';
 import { ollamaPlugin } from './plugins/ollama.js';
 import { openAiPlugin } from './plugins/openai.js';
-import { rerankPlugin } from './plugins/rerank.js';
 import { opsPlugin } from './plugins/ops.js';
+import { rerankPlugin } from './plugins/rerank.js';
 import { teiPlugin } from './plugins/tei.js';
+import { type Replica, replicaHooks } from './replica.js';
 import { EXPOSED_HEADERS } from './timing.js';
 
 export interface ServerLimits {
@@ -97,7 +97,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const logger =
     options.logger === undefined || options.logger === false
       ? false
-      : { redact: ['req.headers.authorization'], serializers: logSerializers, ...(typeof options.logger === 'object' ? options.logger : {}) };
+      : {
+          redact: ['req.headers.authorization'],
+          serializers: logSerializers,
+          ...(typeof options.logger === 'object' ? options.logger : {}),
+        };
   const app = Fastify({
     logger,
     bodyLimit: limits.bodyLimit,
@@ -140,11 +144,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   if (options.corsOrigins?.length) {
-    await app.register(cors, { origin: options.corsOrigins.includes('*') ? true : options.corsOrigins, exposedHeaders: [...EXPOSED_HEADERS] });
+    await app.register(cors, {
+      origin: options.corsOrigins.includes('*') ? true : options.corsOrigins,
+      exposedHeaders: [...EXPOSED_HEADERS],
+    });
   }
   registerAuth(app, options.apiKeys ?? [], options.publicRoutes);
   // Liveness is never shed: a load balancer must not kill a busy but healthy instance.
-  if (limits.maxEventLoopDelayMs > 0) shedOnEventLoopDelay(app, limits.maxEventLoopDelayMs, (request) => request.routeOptions.config.shed === false);
+  if (limits.maxEventLoopDelayMs > 0)
+    shedOnEventLoopDelay(app, limits.maxEventLoopDelayMs, (request) => request.routeOptions.config.shed === false);
 
   await app.register(swagger, {
     openapi: {

@@ -14,7 +14,12 @@ const digest = (key: string): Buffer => createHash('sha256').update(key).digest(
 export function loadApiKeys(list: string | undefined, file: string | undefined): string[] {
   const keys: string[] = [];
   if (list) keys.push(...list.split(','));
-  if (file) keys.push(...readFileSync(file, 'utf8').split('\n').filter((l) => !l.trimStart().startsWith('#')));
+  if (file)
+    keys.push(
+      ...readFileSync(file, 'utf8')
+        .split('\n')
+        .filter((l) => !l.trimStart().startsWith('#')),
+    );
   return [...new Set(keys.map((k) => k.trim()).filter(Boolean))];
 }
 

@@ -9,7 +9,7 @@ import type { Server } from 'node:http';
 import type { Server as NetServer, Socket } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { ApiError, SERVER_ERRORS, STATUS, type ServerErrorCode } from './errors/catalogue.js';
+import { ApiError, SERVER_ERRORS, type ServerErrorCode, STATUS } from './errors/catalogue.js';
 import { sendError } from './errors/reply.js';
 
 export interface ConnectionLimits {
@@ -62,7 +62,9 @@ export function serverTimeouts(limits: ConnectionLimits): {
 function errorJson(code: ServerErrorCode, message: string, openAi: boolean): string {
   const type = SERVER_ERRORS[code].type;
   return openAi
-    ? JSON.stringify({ error: { message, type: type === 'unavailable' ? 'server_error' : 'invalid_request_error', param: null, code: type } })
+    ? JSON.stringify({
+        error: { message, type: type === 'unavailable' ? 'server_error' : 'invalid_request_error', param: null, code: type },
+      })
     : JSON.stringify({ error: message, error_type: type, error_code: code });
 }
 
@@ -116,7 +118,11 @@ export function frameworkErrors(err: Error, request: FastifyRequest, reply: Fast
 export function limitConnections(server: Server | NetServer, max: number, log: FastifyInstance['log']): { open: () => number } {
   let open = 0;
   let refusedSinceLog = 0;
-  const refusal = rawResponse(503, errorJson('CONNECTION_LIMIT', new ApiError('CONNECTION_LIMIT', max).message, false), 'Retry-After: 1\r\n');
+  const refusal = rawResponse(
+    503,
+    errorJson('CONNECTION_LIMIT', new ApiError('CONNECTION_LIMIT', max).message, false),
+    'Retry-After: 1\r\n',
+  );
   server.on('connection', (socket: Socket) => {
     if (open >= max) {
       if (refusedSinceLog++ === 0) {
@@ -207,7 +213,8 @@ export function nestingBeyond(text: string, max: number): number {
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
     if (inString) {
-      if (c === 0x5c) i++; // backslash: skip the escaped character
+      if (c === 0x5c)
+        i++; // backslash: skip the escaped character
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -246,40 +253,54 @@ function protoKeyPath(v: unknown, path: string): string | undefined {
  */
 export function parseJsonBody(maxDepth: number) {
   return (_request: FastifyRequest, body: string, done: (err: Error | null, value?: unknown) => void): void => {
-    if (body.length === 0) return done(new ApiError('EMPTY_JSON_BODY'));
+    if (body.length === 0) {
+      done(new ApiError('EMPTY_JSON_BODY'));
+      return;
+    }
     const at = nestingBeyond(body, maxDepth);
-    if (at >= 0) return done(new ApiError('JSON_TOO_DEEP', maxDepth, at));
+    if (at >= 0) {
+      done(new ApiError('JSON_TOO_DEEP', maxDepth, at));
+      return;
+    }
     let value: unknown;
     try {
       value = JSON.parse(body);
     } catch (err) {
-      return done(new ApiError('INVALID_JSON', (err as Error).message));
+      done(new ApiError('INVALID_JSON', (err as Error).message));
+      return;
     }
     const proto = protoKeyPath(value, 'body');
-    if (proto !== undefined) return done(new ApiError('PROTO_KEY', proto));
+    if (proto !== undefined) {
+      done(new ApiError('PROTO_KEY', proto));
+      return;
+    }
     done(null, value);
   };
 }
 
 // --- Logging --------------------------------------------------------------------------------------
 
-const CREDENTIAL_PARAM = /^(api[-_]?key|key|token|access[-_]?token|auth|authorization|secret|password|passwd|pwd|sig|signature|session|bearer|credentials?)$/i;
+const CREDENTIAL_PARAM =
+  /^(api[-_]?key|key|token|access[-_]?token|auth|authorization|secret|password|passwd|pwd|sig|signature|session|bearer|credentials?)$/i;
 
 /** The URL with credential-looking query parameters replaced by `[REDACTED]`, for logs. */
 export function redactUrl(url: string): string {
   const q = url.indexOf('?');
   if (q < 0) return url;
-  const parts = url.slice(q + 1).split('&').map((pair) => {
-    const eq = pair.indexOf('=');
-    const rawName = eq < 0 ? pair : pair.slice(0, eq);
-    let name = rawName;
-    try {
-      name = decodeURIComponent(rawName.replace(/\+/g, ' '));
-    } catch {
-      // undecodable: judge the raw name
-    }
-    return CREDENTIAL_PARAM.test(name.trim()) || /key|token|secret|passw/i.test(name) ? `${rawName}=[REDACTED]` : pair;
-  });
+  const parts = url
+    .slice(q + 1)
+    .split('&')
+    .map((pair) => {
+      const eq = pair.indexOf('=');
+      const rawName = eq < 0 ? pair : pair.slice(0, eq);
+      let name = rawName;
+      try {
+        name = decodeURIComponent(rawName.replace(/\+/g, ' '));
+      } catch {
+        // undecodable: judge the raw name
+      }
+      return CREDENTIAL_PARAM.test(name.trim()) || /key|token|secret|passw/i.test(name) ? `${rawName}=[REDACTED]` : pair;
+    });
   return `${url.slice(0, q)}?${parts.join('&')}`;
 }
 

@@ -3,7 +3,7 @@
  * translation (plus the request's deadline and disconnect signal) into engine options.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { EmbedOptions, EmbedResult, Embedder, RerankOptions, RerankResult } from '../runtime/embedder.js';
+import type { Embedder, EmbedOptions, EmbedResult, RerankOptions, RerankResult } from '../runtime/embedder.js';
 import { ApiError } from './errors/catalogue.js';
 import type { Metrics } from './metrics.js';
 
@@ -23,12 +23,20 @@ export function inputsBody<P extends Record<string, unknown>>(properties: P) {
 /** JSON-schema properties of the shared knobs (null means "not given", as Python clients send it). */
 export const knobProperties = {
   dimensions: nullable({ type: 'integer', minimum: 1, description: 'Matryoshka: keep the first N dimensions, then renormalize' }),
-  layer: nullable({ type: 'integer', minimum: 1, description: '2D Matryoshka: pool the output of this transformer layer; later layers are not computed' }),
+  layer: nullable({
+    type: 'integer',
+    minimum: 1,
+    description: '2D Matryoshka: pool the output of this transformer layer; later layers are not computed',
+  }),
   prompt_name: nullable({ type: 'string', description: "A named prompt from the model's config_sentence_transformers.json" }),
   instruction: nullable({ type: 'string', description: "A task instruction, formatted with the model's instruction template" }),
   token_prepending: nullable({ type: 'boolean', description: 'Token Prepending (decoder-only models that declare it)' }),
   normalize: nullable({ type: 'boolean', default: true, description: 'L2-normalize the output' }),
-  truncate: nullable({ type: 'boolean', default: true, description: 'Cut inputs longer than the maximum; if false a too-long input is a 413' }),
+  truncate: nullable({
+    type: 'boolean',
+    default: true,
+    description: 'Cut inputs longer than the maximum; if false a too-long input is a 413',
+  }),
   truncation_direction: nullable({
     type: 'string',
     enum: ['right', 'left', 'Right', 'Left', 'RIGHT', 'LEFT', null],
@@ -132,5 +140,8 @@ export function requestReranker(
 
 /** The `model` request field, in every computing route's schema. */
 export const modelProperty = {
-  model: { type: ['string', 'null'], description: 'A served model by name (GET /v1/models lists them); default: the first served model of the kind needed' },
+  model: {
+    type: ['string', 'null'],
+    description: 'A served model by name (GET /v1/models lists them); default: the first served model of the kind needed',
+  },
 } as const;

@@ -6,11 +6,11 @@ import { resolve } from 'node:path';
 import { pino } from 'pino';
 import { CollectionStore, type StoreBackend } from '../index/index.js';
 import { PgStore } from '../pgstore/pg-store.js';
-import { Models } from '../runtime/models.js';
 import { ModelDirError } from '../runtime/model-dir.js';
+import { Models } from '../runtime/models.js';
 import { buildApp } from './app.js';
 import { loadApiKeys } from './auth.js';
-import { ConfigError, helpText, loadConfig, type Config } from './config.js';
+import { type Config, ConfigError, helpText, loadConfig } from './config.js';
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -65,7 +65,9 @@ async function main(): Promise<void> {
   }
   for (const engine of models.all) {
     if (engine.spec.untrained) {
-      logger.warn(`model ${engine.name} (${engine.spec.dir}) is marked untrained (embedder.json): its outputs carry no meaning; serve a trained model with MODEL_DIR or MODELS`);
+      logger.warn(
+        `model ${engine.name} (${engine.spec.dir}) is marked untrained (embedder.json): its outputs carry no meaning; serve a trained model with MODEL_DIR or MODELS`,
+      );
     }
   }
 
@@ -126,7 +128,9 @@ async function main(): Promise<void> {
   await app.listen({ host: config.host, port: config.port });
   await models.warmUp();
   for (const e of models.all) {
-    app.log.info(`ready: model ${e.name} = ${e.spec.id} (${e.task === 'rerank' ? 'reranker' : `${e.spec.hiddenSize} dims`}, ${e.spec.numLayers} layers)`);
+    app.log.info(
+      `ready: model ${e.name} = ${e.spec.id} (${e.task === 'rerank' ? 'reranker' : `${e.spec.hiddenSize} dims`}, ${e.spec.numLayers} layers)`,
+    );
   }
 
   let stopping = false;

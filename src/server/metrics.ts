@@ -4,8 +4,8 @@
  * the models when scraped. Everything about a model's work carries a `model` label (the name
  * clients address it by).
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { EmbedResult, Embedder, ModelSet } from '../runtime/embedder.js';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { Embedder, EmbedResult, ModelSet } from '../runtime/embedder.js';
 import { subscribe } from '../runtime/events.js';
 
 const PREFIX = 'embed_';
@@ -28,16 +28,73 @@ export class Metrics {
   constructor(models: ModelSet) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: PREFIX });
-    this.requests = new Counter({ name: `${PREFIX}http_requests_total`, help: 'HTTP requests by route, method and status', labelNames: ['route', 'method', 'status'], registers: [r] });
-    this.requestDuration = new Histogram({ name: `${PREFIX}http_request_duration_seconds`, help: 'HTTP request duration by route', labelNames: ['route'], buckets: LATENCY_BUCKETS, registers: [r] });
-    this.rejected = new Counter({ name: `${PREFIX}rejected_requests_total`, help: 'Requests refused or abandoned, by reason (overloaded, deadline, dropped, unavailable)', labelNames: ['reason'], registers: [r] });
-    this.queueTime = new Histogram({ name: `${PREFIX}queue_duration_seconds`, help: 'Time a request waited in the batch queue before its first batch started', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [r] });
-    this.tokenizeTime = new Histogram({ name: `${PREFIX}tokenization_duration_seconds`, help: 'Time spent tokenizing a request', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [r] });
-    this.inferenceTime = new Histogram({ name: `${PREFIX}inference_duration_seconds`, help: "Time from a request's first batch start to its last batch end", labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [r] });
-    this.tokens = new Counter({ name: `${PREFIX}tokens_total`, help: 'Tokens computed (prompt and special tokens included; query-document pairs for rerankers)', labelNames: ['model'], registers: [r] });
-    this.batchSize = new Histogram({ name: `${PREFIX}batch_size`, help: 'Inputs per batch', labelNames: ['model'], buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256], registers: [r] });
-    this.batchTokens = new Histogram({ name: `${PREFIX}batch_tokens`, help: 'Padded tokens per batch (size × longest input)', labelNames: ['model'], buckets: [16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768], registers: [r] });
-    this.batchInference = new Histogram({ name: `${PREFIX}batch_inference_duration_seconds`, help: 'ONNX Runtime time per batch', labelNames: ['model'], buckets: LATENCY_BUCKETS, registers: [r] });
+    this.requests = new Counter({
+      name: `${PREFIX}http_requests_total`,
+      help: 'HTTP requests by route, method and status',
+      labelNames: ['route', 'method', 'status'],
+      registers: [r],
+    });
+    this.requestDuration = new Histogram({
+      name: `${PREFIX}http_request_duration_seconds`,
+      help: 'HTTP request duration by route',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    this.rejected = new Counter({
+      name: `${PREFIX}rejected_requests_total`,
+      help: 'Requests refused or abandoned, by reason (overloaded, deadline, dropped, unavailable)',
+      labelNames: ['reason'],
+      registers: [r],
+    });
+    this.queueTime = new Histogram({
+      name: `${PREFIX}queue_duration_seconds`,
+      help: 'Time a request waited in the batch queue before its first batch started',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    this.tokenizeTime = new Histogram({
+      name: `${PREFIX}tokenization_duration_seconds`,
+      help: 'Time spent tokenizing a request',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    this.inferenceTime = new Histogram({
+      name: `${PREFIX}inference_duration_seconds`,
+      help: "Time from a request's first batch start to its last batch end",
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
+    this.tokens = new Counter({
+      name: `${PREFIX}tokens_total`,
+      help: 'Tokens computed (prompt and special tokens included; query-document pairs for rerankers)',
+      labelNames: ['model'],
+      registers: [r],
+    });
+    this.batchSize = new Histogram({
+      name: `${PREFIX}batch_size`,
+      help: 'Inputs per batch',
+      labelNames: ['model'],
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
+      registers: [r],
+    });
+    this.batchTokens = new Histogram({
+      name: `${PREFIX}batch_tokens`,
+      help: 'Padded tokens per batch (size × longest input)',
+      labelNames: ['model'],
+      buckets: [16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768],
+      registers: [r],
+    });
+    this.batchInference = new Histogram({
+      name: `${PREFIX}batch_inference_duration_seconds`,
+      help: 'ONNX Runtime time per batch',
+      labelNames: ['model'],
+      buckets: LATENCY_BUCKETS,
+      registers: [r],
+    });
     const perModel = (name: string, help: string, value: (e: Embedder) => number): void => {
       new Gauge({
         name: `${PREFIX}${name}`,
@@ -52,8 +109,22 @@ export class Metrics {
     perModel('queue_depth', "Inputs waiting in the model's batch queue", (e) => e.stats.queuedInputs);
     perModel('queue_tokens', "Tokens waiting in the model's batch queue", (e) => e.stats.queuedTokens);
     // The workers are shared: every model reports the same pool.
-    new Gauge({ name: `${PREFIX}workers_alive`, help: 'Inference workers ready', registers: [r], collect() { this.set(models.default.stats.workersAlive); } });
-    new Gauge({ name: `${PREFIX}worker_restarts`, help: 'Inference workers replaced after a failure since start', registers: [r], collect() { this.set(models.default.stats.workerRestarts); } });
+    new Gauge({
+      name: `${PREFIX}workers_alive`,
+      help: 'Inference workers ready',
+      registers: [r],
+      collect() {
+        this.set(models.default.stats.workersAlive);
+      },
+    });
+    new Gauge({
+      name: `${PREFIX}worker_restarts`,
+      help: 'Inference workers replaced after a failure since start',
+      registers: [r],
+      collect() {
+        this.set(models.default.stats.workerRestarts);
+      },
+    });
     // Read when scraped, never while the app is built: building needs no loaded model.
     new Gauge({
       name: `${PREFIX}model_info`,
@@ -63,7 +134,17 @@ export class Metrics {
       collect() {
         for (const e of models.all) {
           const info = e.info;
-          this.set({ model: e.name, provider: info.provider, dimensions: String(info.model.hiddenSize), layers: String(info.model.numLayers), max_input_length: String(info.model.maxLength), task: e.task }, 1);
+          this.set(
+            {
+              model: e.name,
+              provider: info.provider,
+              dimensions: String(info.model.hiddenSize),
+              layers: String(info.model.numLayers),
+              max_input_length: String(info.model.maxLength),
+              task: e.task,
+            },
+            1,
+          );
         }
       },
     });
@@ -120,7 +201,8 @@ export class Metrics {
   observeResponse(route: string, method: string, status: number, seconds: number): void {
     this.requests.inc({ route, method, status: String(status) });
     this.requestDuration.observe({ route }, seconds);
-    const reason = status === 429 ? 'overloaded' : status === 504 ? 'deadline' : status === 499 ? 'dropped' : status === 503 ? 'unavailable' : null;
+    const reason =
+      status === 429 ? 'overloaded' : status === 504 ? 'deadline' : status === 499 ? 'dropped' : status === 503 ? 'unavailable' : null;
     if (reason) this.rejected.inc({ reason });
   }
 }

@@ -5,8 +5,8 @@
  * first served model of the kind it needs (the default model, for embedding, unless it is a reranker).
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { admissionHook } from './admission.js';
 import type { Embedder, ModelSet } from '../runtime/embedder.js';
+import { admissionHook } from './admission.js';
 import { ApiError } from './errors/catalogue.js';
 
 export type Task = Embedder['task'];
@@ -33,7 +33,14 @@ export function modelFor(models: ModelSet, name: string | null | undefined, task
   }
   const engine = models.get(name);
   if (!engine) throw new ApiError('MODEL_NOT_FOUND', name, describeModels(models));
-  if (engine.task !== task) throw new ApiError('WRONG_MODEL_TASK', name, KIND[engine.task], task === 'rerank' ? 'rerank with' : 'embed with', describeModels(models));
+  if (engine.task !== task)
+    throw new ApiError(
+      'WRONG_MODEL_TASK',
+      name,
+      KIND[engine.task],
+      task === 'rerank' ? 'rerank with' : 'embed with',
+      describeModels(models),
+    );
   return engine;
 }
 

@@ -53,9 +53,45 @@ export function replicaHooks(app: FastifyInstance, replica: Replica, metrics: Me
   });
 
   const r = metrics.registry;
-  new Gauge({ name: 'embed_store_applied_seq', help: 'Highest store change sequence number applied by this replica', registers: [r], collect() { this.set(replica.status().applied); } });
-  new Gauge({ name: 'embed_store_head_seq', help: 'Highest store change sequence number this replica has seen committed', registers: [r], collect() { this.set(replica.status().head); } });
-  new Gauge({ name: 'embed_store_lag_changes', help: 'Changes committed but not yet applied by this replica (head − applied)', registers: [r], collect() { const s = replica.status(); this.set(Math.max(0, s.head - s.applied)); } });
-  new Gauge({ name: 'embed_store_lag_seconds', help: 'Seconds since this replica first saw a change it has not applied yet (0 when current)', registers: [r], collect() { this.set(replica.status().lagSeconds); } });
-  new Gauge({ name: 'embed_store_connected', help: '1 while the store answers this replica, 0 while reads are served stale from memory', registers: [r], collect() { this.set(replica.status().connected ? 1 : 0); } });
+  new Gauge({
+    name: 'embed_store_applied_seq',
+    help: 'Highest store change sequence number applied by this replica',
+    registers: [r],
+    collect() {
+      this.set(replica.status().applied);
+    },
+  });
+  new Gauge({
+    name: 'embed_store_head_seq',
+    help: 'Highest store change sequence number this replica has seen committed',
+    registers: [r],
+    collect() {
+      this.set(replica.status().head);
+    },
+  });
+  new Gauge({
+    name: 'embed_store_lag_changes',
+    help: 'Changes committed but not yet applied by this replica (head − applied)',
+    registers: [r],
+    collect() {
+      const s = replica.status();
+      this.set(Math.max(0, s.head - s.applied));
+    },
+  });
+  new Gauge({
+    name: 'embed_store_lag_seconds',
+    help: 'Seconds since this replica first saw a change it has not applied yet (0 when current)',
+    registers: [r],
+    collect() {
+      this.set(replica.status().lagSeconds);
+    },
+  });
+  new Gauge({
+    name: 'embed_store_connected',
+    help: '1 while the store answers this replica, 0 while reads are served stale from memory',
+    registers: [r],
+    collect() {
+      this.set(replica.status().connected ? 1 : 0);
+    },
+  });
 }

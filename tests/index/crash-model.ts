@@ -1,8 +1,8 @@
-import { Rng } from "./helpers.js";
+import { Rng } from './helpers.js';
 
 /** What the crash writer writes, reproducible by the parent from (id, seq) alone. */
 
-export const CRASH_COLLECTION = "crash";
+export const CRASH_COLLECTION = 'crash';
 export const CRASH_DIMS = 48;
 export const CRASH_IDS = Array.from({ length: 150 }, (_, i) => `doc-${i}`);
 
@@ -18,6 +18,6 @@ export function crashDoc(id: string, seq: number) {
     vector: Array.from({ length: CRASH_DIMS }, () => rng.gauss()),
     // `text` is in every document; the last word is in this version of this document only.
     text: `text ${id} @${seq} ${crashWord(id, seq)}`,
-    metadata: { id, seq, parity: seq % 2 === 0 ? "even" : "odd" },
+    metadata: { id, seq, parity: seq % 2 === 0 ? 'even' : 'odd' },
   };
 }

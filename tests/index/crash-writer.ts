@@ -10,15 +10,15 @@
  *
  * Usage: crash-writer.ts <dataDir> <seqBase> <blockPhase|none>
  */
-import { CollectionStore, type SnapshotPhase } from "../../src/index/index.js";
-import { crashDoc, CRASH_COLLECTION, CRASH_DIMS, CRASH_IDS } from "./crash-model.js";
-import { Rng } from "./helpers.js";
+import { CollectionStore, type SnapshotPhase } from '../../src/index/index.js';
+import { CRASH_COLLECTION, CRASH_DIMS, CRASH_IDS, crashDoc } from './crash-model.js';
+import { Rng } from './helpers.js';
 
 const [dataDir, seqBaseArg, blockPhase] = process.argv.slice(2);
-if (!dataDir || !seqBaseArg || !blockPhase) throw new Error("usage: crash-writer.ts <dataDir> <seqBase> <phase|none>");
+if (!dataDir || !seqBaseArg || !blockPhase) throw new Error('usage: crash-writer.ts <dataDir> <seqBase> <phase|none>');
 let seq = Number(seqBaseArg);
 const out = (line: string): void => {
-  process.stdout.write(line + "\n");
+  process.stdout.write(`${line}\n`);
 };
 
 let phaseHits = 0;
@@ -34,7 +34,7 @@ const store = await CollectionStore.open(dataDir, {
     },
   },
 });
-await store.create(CRASH_COLLECTION, { dimensions: CRASH_DIMS, metric: "l2", lexical: true });
+await store.create(CRASH_COLLECTION, { dimensions: CRASH_DIMS, metric: 'l2', lexical: true });
 
 const rng = new Rng(Number(seqBaseArg) + 1);
 const busy = new Set<string>();
@@ -58,7 +58,7 @@ async function worker(): Promise<never> {
         busy.add(id);
         ids.push(id);
       }
-      out(`B ${s} U ${ids.join(" ")}`);
+      out(`B ${s} U ${ids.join(' ')}`);
       await store.upsert(
         CRASH_COLLECTION,
         ids.map((id) => crashDoc(id, s)),

@@ -1,7 +1,7 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import * as path from "node:path";
-import type { Logger } from "../../src/index/index.js";
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import type { Logger } from '../../src/index/index.js';
 
 /**
  * Test-only data: a seeded PRNG and an embedding-shaped vector distribution.
@@ -138,13 +138,13 @@ export function uniformUnitVectors(n: number, dims: number, seed: number): Float
   });
 }
 
-export async function makeTempDir(prefix = "vecstore-"): Promise<{ dir: string; cleanup: () => Promise<void> }> {
+export async function makeTempDir(prefix = 'vecstore-'): Promise<{ dir: string; cleanup: () => Promise<void> }> {
   const dir = await mkdtemp(path.join(tmpdir(), prefix));
   return { dir, cleanup: () => rm(dir, { recursive: true, force: true }) };
 }
 
 export interface LogEntry {
-  level: "debug" | "info" | "warn" | "error";
+  level: 'debug' | 'info' | 'warn' | 'error';
   obj: Record<string, unknown>;
   msg: string | undefined;
 }
@@ -153,9 +153,9 @@ export interface LogEntry {
 export function recordingLogger(): Logger & { entries: LogEntry[] } {
   const entries: LogEntry[] = [];
   const at =
-    (level: LogEntry["level"]) =>
+    (level: LogEntry['level']) =>
     (obj: Record<string, unknown>, msg?: string): void => {
       entries.push({ level, obj, msg });
     };
-  return { entries, debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+  return { entries, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }

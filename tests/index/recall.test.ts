@@ -1,6 +1,6 @@
-import { afterAll, beforeAll, expect, it } from "vitest";
-import { CollectionStore, scoreCandidates } from "../../src/index/index.js";
-import { EmbeddingSpace, makeTempDir } from "./helpers.js";
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CollectionStore, scoreCandidates } from '../../src/index/index.js';
+import { EmbeddingSpace, makeTempDir } from './helpers.js';
 
 /*
  * Recall@10 of the durable store at default settings (cosine, m=16,
@@ -24,10 +24,10 @@ beforeAll(async () => {
   let dir: string;
   ({ dir, cleanup } = await makeTempDir());
   store = await CollectionStore.open(dir);
-  await store.create("emb", { dimensions: 384 });
+  await store.create('emb', { dimensions: 384 });
   for (let i = 0; i < N; i += 1000) {
     await store.upsert(
-      "emb",
+      'emb',
       vectors.slice(i, i + 1000).map((vector, j) => ({ id: `v${i + j}`, vector })),
     );
   }
@@ -38,17 +38,17 @@ afterAll(async () => {
   await cleanup();
 });
 
-it("recall@10 >= 0.98 against brute force at default settings, with exact scores", () => {
+it('recall@10 >= 0.98 against brute force at default settings, with exact scores', () => {
   let found = 0;
   let maxScoreError = 0;
   for (const q of queries) {
-    const truth = scoreCandidates(q, vectors, "cosine", K);
+    const truth = scoreCandidates(q, vectors, 'cosine', K);
     const truthIds = new Set(truth.map((t) => `v${t.index}`));
-    const hits = store.search("emb", q, { k: K, include: [] });
+    const hits = store.search('emb', q, { k: K, include: [] });
     expect(hits).toHaveLength(K);
     for (const h of hits) {
       if (truthIds.has(h.id)) found++;
-      const exact = scoreCandidates(q, [vectors[Number(h.id.slice(1))]!], "cosine", 1)[0]!.score;
+      const exact = scoreCandidates(q, [vectors[Number(h.id.slice(1))]!], 'cosine', 1)[0]!.score;
       maxScoreError = Math.max(maxScoreError, Math.abs(exact - h.score));
     }
   }

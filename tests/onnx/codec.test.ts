@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { ensureStages, loadForSplit } from '../../src/runtime/onnx/cache.js';
 import {
   DataLocation,
   decodeModel,
@@ -9,34 +10,36 @@ import {
   floatValues,
   forEachTensor,
   loadModel,
-  saveModel,
   type ModelProto,
+  saveModel,
 } from '../../src/runtime/onnx/model.js';
-import { Reader, Writer } from '../../src/runtime/onnx/wire.js';
-import { ensureStages, loadForSplit } from '../../src/runtime/onnx/cache.js';
 import { StagedRunner } from '../../src/runtime/onnx/staged.js';
+import { Reader, Writer } from '../../src/runtime/onnx/wire.js';
 import {
+  type BertReference,
   DEFAULT_MODEL,
+  type DecoderReference,
   hasMinilm,
+  MINILM,
   makeBatch,
   maxAbsDiff,
-  MINILM,
   readReference,
   SESSION_OPTIONS,
-  tempDir,
   TINY_BERT,
   TINY_BERT_DIR,
   TINY_DECODER,
   TINY_DECODER_DIR,
-  type BertReference,
-  type DecoderReference,
+  tempDir,
 } from './helpers.js';
 
 const bertIds = readReference<BertReference>(TINY_BERT_DIR).token_ids;
 const decoderIds = readReference<DecoderReference>(TINY_DECODER_DIR).token_ids;
 
 async function outputs(model: string | Uint8Array, side: 'left' | 'right', ids: number[][]): Promise<Float32Array> {
-  const s = typeof model === 'string' ? await ort.InferenceSession.create(model, SESSION_OPTIONS) : await ort.InferenceSession.create(model, SESSION_OPTIONS);
+  const s =
+    typeof model === 'string'
+      ? await ort.InferenceSession.create(model, SESSION_OPTIONS)
+      : await ort.InferenceSession.create(model, SESSION_OPTIONS);
   try {
     const batch = makeBatch(ids, side, s.inputNames);
     return (await s.run(batch.feeds)).last_hidden_state!.data as Float32Array;
@@ -47,7 +50,21 @@ async function outputs(model: string | Uint8Array, side: 'left' | 'right', ids: 
 
 describe('wire format', () => {
   it('round-trips int64 edge values, negative int32 and floats', () => {
-    const values = [0, 1, 127, 128, 300, 2 ** 31, 2 ** 49 - 1, 2 ** 49, Number.MAX_SAFE_INTEGER, -1, -(2 ** 31), 9223372036854775807n, -9223372036854775808n];
+    const values = [
+      0,
+      1,
+      127,
+      128,
+      300,
+      2 ** 31,
+      2 ** 49 - 1,
+      2 ** 49,
+      Number.MAX_SAFE_INTEGER,
+      -1,
+      -(2 ** 31),
+      9223372036854775807n,
+      -9223372036854775808n,
+    ];
     const w = new Writer();
     for (const v of values) w.int64Field(1, v);
     w.int32Field(2, -5).floatField(3, 1.5).stringField(4, 'héllo');
@@ -177,4 +194,3 @@ describe('ONNX codec', () => {
     }
   });
 });
-

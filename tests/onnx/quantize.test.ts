@@ -2,30 +2,39 @@ import fs from 'node:fs';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DataType, encodeModel, loadModel, makeTensor, makeValueInfo, saveModel, toNumber, type ModelProto } from '../../src/runtime/onnx/model.js';
-import { agreement, quantizeModel, quantizeWeight } from '../../src/runtime/onnx/quantize.js';
-import { int8PairsSaturate, PROBE_CLIPPED, PROBE_EXACT, runSaturationProbe } from '../../src/runtime/onnx/int8-kernel.js';
 import { cpuFeatures, parseCpuinfo } from '../../src/runtime/cpu.js';
-import { choosePrecision } from '../../src/runtime/precision.js';
 import { loadModelDir } from '../../src/runtime/model-dir.js';
-import { splitModel } from '../../src/runtime/onnx/split.js';
 import { ensureStages, writeStages } from '../../src/runtime/onnx/cache.js';
-import { StagedRunner } from '../../src/runtime/onnx/staged.js';
+import { int8PairsSaturate, PROBE_CLIPPED, PROBE_EXACT, runSaturationProbe } from '../../src/runtime/onnx/int8-kernel.js';
 import {
+  DataType,
+  encodeModel,
+  loadModel,
+  type ModelProto,
+  makeTensor,
+  makeValueInfo,
+  saveModel,
+  toNumber,
+} from '../../src/runtime/onnx/model.js';
+import { agreement, quantizeModel, quantizeWeight } from '../../src/runtime/onnx/quantize.js';
+import { splitModel } from '../../src/runtime/onnx/split.js';
+import { StagedRunner } from '../../src/runtime/onnx/staged.js';
+import { choosePrecision } from '../../src/runtime/precision.js';
+import {
+  type BertReference,
   cosine,
   DEFAULT_MODEL,
+  type DecoderReference,
   lastToken,
   makeBatch,
   meanPool,
   readReference,
   SESSION_OPTIONS,
-  tempDir,
   TINY_BERT,
   TINY_BERT_DIR,
   TINY_DECODER,
   TINY_DECODER_DIR,
-  type BertReference,
-  type DecoderReference,
+  tempDir,
 } from './helpers.js';
 
 const bertIds = readReference<BertReference>(TINY_BERT_DIR).token_ids;
@@ -104,7 +113,11 @@ describe('int8 kernels on this CPU', () => {
     expect(zen2).toMatchObject({ avx2: true, avx512: false, vnni: false, amx: false, dotprod: null });
     const spr = parseCpuinfo('flags\t: avx2 avx512f avx512bw avx512_vnni amx_tile amx_int8\n', 'x64', 'Intel Xeon');
     expect(spr).toMatchObject({ avx2: true, avx512: true, vnni: true, amx: true });
-    const graviton = parseCpuinfo('Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n', 'arm64', 'Neoverse-N1');
+    const graviton = parseCpuinfo(
+      'Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\n',
+      'arm64',
+      'Neoverse-N1',
+    );
     expect(graviton).toMatchObject({ avx2: null, vnni: null, dotprod: true });
     expect(parseCpuinfo('', 'x64', '?').vnni).toBeNull();
   });
@@ -146,11 +159,16 @@ describe.each([
       expect(result.cosines).toHaveLength(bertIds.length);
       expect(result.mean).toBeGreaterThanOrEqual(0.99);
       // The figure itself, recomputed here by hand from the two graphs' token states.
-      const [ta, tb] = await Promise.all([a, b].map(async (s) => (await s.run(batch.feeds))[s.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : s.outputNames[0]!]!));
+      const [ta, tb] = await Promise.all(
+        [a, b].map(
+          async (s) => (await s.run(batch.feeds))[s.outputNames.includes('last_hidden_state') ? 'last_hidden_state' : s.outputNames[0]!]!,
+        ),
+      );
       const H = ta!.dims[2]!;
       const meanOf = (t: ort.Tensor, row: number): number[] => {
         const v = new Array<number>(H).fill(0);
-        for (let s = 0; s < batch.lengths[row]!; s++) for (let h = 0; h < H; h++) v[h]! += (t.data as Float32Array)[(row * batch.seqLen + s) * H + h]! / batch.lengths[row]!;
+        for (let s = 0; s < batch.lengths[row]!; s++)
+          for (let h = 0; h < H; h++) v[h]! += (t.data as Float32Array)[(row * batch.seqLen + s) * H + h]! / batch.lengths[row]!;
         return v;
       };
       bertIds.forEach((_, row) => expect(result.cosines[row]).toBeCloseTo(cosine(meanOf(ta!, row), meanOf(tb!, row)), 5));
@@ -184,7 +202,9 @@ describe.each([
     // The embedding tables stay float.
     expect(inits.get('embeddings.word_embeddings.weight')?.dataType).toBe(DataType.FLOAT);
     const floatBytes = g.initializer.filter((t) => t.dataType === DataType.FLOAT).reduce((s, t) => s + (t.rawData?.byteLength ?? 0), 0);
-    const before = fp32.graph.initializer.filter((t) => t.dataType === DataType.FLOAT).reduce((s, t) => s + (t.rawData?.byteLength ?? 0), 0);
+    const before = fp32.graph.initializer
+      .filter((t) => t.dataType === DataType.FLOAT)
+      .reduce((s, t) => s + (t.rawData?.byteLength ?? 0), 0);
     // Exactly the quantized matrices left the float set (only the scales came in).
     expect(report.floatBytes).toBeGreaterThan(0);
     expect(floatBytes).toBeLessThanOrEqual(before - report.floatBytes + report.int8Bytes);
@@ -212,7 +232,11 @@ describe('per-channel scales in ORT', () => {
         valueInfo: [],
       },
     };
-    const x = new ort.Tensor('float32', Float32Array.from({ length: 8 * K }, (_, i) => Math.cos(i * 0.3)), [8, K]);
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 8 * K }, (_, i) => Math.cos(i * 0.3)),
+      [8, K],
+    );
     const run = async (m: ModelProto): Promise<Float32Array> => {
       const s = await ort.InferenceSession.create(encodeModel(m));
       const y = (await s.run({ x })).y!.data as Float32Array;
@@ -266,7 +290,11 @@ describe('Gemm', () => {
     expect(q.graph.node.map((n) => n.opType)).toEqual(['DynamicQuantizeMatMul']);
     const qw = q.graph.initializer.find((t) => t.dataType === DataType.INT8 && t.dims.length === 2)!;
     expect(qw.dims.map(toNumber)).toEqual([K, N]);
-    const x = new ort.Tensor('float32', Float32Array.from({ length: 3 * K }, (_, i) => Math.cos(i * 0.11)), [3, K]);
+    const x = new ort.Tensor(
+      'float32',
+      Float32Array.from({ length: 3 * K }, (_, i) => Math.cos(i * 0.11)),
+      [3, K],
+    );
     const a = await ort.InferenceSession.create(encodeModel(model));
     const b = await ort.InferenceSession.create(encodeModel(q));
     const ya = (await a.run({ x })).y!.data as Float32Array;

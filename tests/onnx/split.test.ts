@@ -3,26 +3,26 @@ import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DataType, loadModel, makeTensor, makeValueInfo, type ModelProto } from '../../src/runtime/onnx/model.js';
-import { layerScopeOf, splitModel } from '../../src/runtime/onnx/split.js';
 import { ensureStages, NotSplittableError, writeStages } from '../../src/runtime/onnx/cache.js';
+import { DataType, loadModel, type ModelProto, makeTensor, makeValueInfo } from '../../src/runtime/onnx/model.js';
+import { layerScopeOf, splitModel } from '../../src/runtime/onnx/split.js';
 import { StagedRunner } from '../../src/runtime/onnx/staged.js';
 import {
+  type BertReference,
   cosine,
   DEFAULT_MODEL,
+  type DecoderReference,
   lastToken,
   makeBatch,
   maxAbsDiff,
   meanPool,
   readReference,
   SESSION_OPTIONS,
-  tempDir,
   TINY_BERT,
   TINY_BERT_DIR,
   TINY_DECODER,
   TINY_DECODER_DIR,
-  type BertReference,
-  type DecoderReference,
+  tempDir,
 } from './helpers.js';
 
 const bertRef = readReference<BertReference>(TINY_BERT_DIR);

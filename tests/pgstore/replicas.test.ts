@@ -8,7 +8,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresUnavailableReason, startTempCluster, type TempCluster } from '../../tools/postgres.js';
-import { haproxyUnavailableReason, startHaproxy, startReplica, type Balancer, type ReplicaProcess } from '../../tools/replica-harness.js';
+import { type Balancer, haproxyUnavailableReason, type ReplicaProcess, startHaproxy, startReplica } from '../../tools/replica-harness.js';
 import { postJson, TINY_BERT } from '../helpers.js';
 
 const skip = postgresUnavailableReason() ?? haproxyUnavailableReason();
@@ -51,14 +51,20 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
   });
 
   it('a write through one replica is searchable through the other with x-min-store-seq', async () => {
-    const created = await fetch(`${r1.url}/collections/ryw`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ dimensions: DIMS }) });
+    const created = await fetch(`${r1.url}/collections/ryw`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ dimensions: DIMS }),
+    });
     expect(created.status).toBe(200);
     const createdSeq = Number(created.headers.get('x-store-seq'));
     expect(createdSeq).toBeGreaterThan(0);
 
     for (let round = 0; round < 5; round++) {
       const id = `doc-${round}`;
-      const w = await postJson(`${r1.url}/collections/ryw/documents`, { documents: [{ id, vector: vectorOf(1000 + round), metadata: { round } }] });
+      const w = await postJson(`${r1.url}/collections/ryw/documents`, {
+        documents: [{ id, vector: vectorOf(1000 + round), metadata: { round } }],
+      });
       expect(w.status).toBe(200);
       const seq = w.headers.get('x-store-seq')!;
       expect(Number(seq)).toBeGreaterThan(createdSeq);
@@ -70,7 +76,11 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
       expect(g.status).toBe(200);
     }
     // A sequence number no write has reached: 504 at the request's deadline.
-    const ahead = await postJson(`${r2.url}/search`, { collection: 'ryw', vector: vectorOf(1), k: 1 }, { 'x-min-store-seq': '999999999', 'x-request-timeout-ms': '300' });
+    const ahead = await postJson(
+      `${r2.url}/search`,
+      { collection: 'ryw', vector: vectorOf(1), k: 1 },
+      { 'x-min-store-seq': '999999999', 'x-request-timeout-ms': '300' },
+    );
     expect(ahead.status).toBe(504);
     expect(ahead.json).toMatchObject({ error_type: 'timeout', error_code: 'STORE_SEQ_NOT_REACHED' });
     const bad = await postJson(`${r2.url}/search`, { collection: 'ryw', vector: vectorOf(1), k: 1 }, { 'x-min-store-seq': 'soon' });
@@ -85,7 +95,15 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
   });
 
   it('SIGKILL of a replica during a bulk ingest through the balancer loses no acknowledged document', async () => {
-    expect((await fetch(`${lb.url}/collections/bulk`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ dimensions: DIMS }) })).status).toBe(200);
+    expect(
+      (
+        await fetch(`${lb.url}/collections/bulk`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ dimensions: DIMS }),
+        })
+      ).status,
+    ).toBe(200);
     const acked = new Set<string>();
     let lastSeq = 0;
     let next = 0;
@@ -99,7 +117,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
           return { id: `b${n}`, vector: vectorOf(n), metadata: { n } };
         });
         const res = await postJson(`${lb.url}/collections/bulk/documents`, { documents: batch }).catch(() => null);
-        if (!res || res.status !== 200) {
+        if (res?.status !== 200) {
           failures++;
           continue;
         }
@@ -133,7 +151,15 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
   }, 300_000);
 
   it('PostgreSQL restarting under traffic: writes get 503 unavailable with Retry-After, searches stay up (stale), both replicas catch up', async () => {
-    expect((await fetch(`${lb.url}/collections/pgr`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ dimensions: DIMS }) })).status).toBe(200);
+    expect(
+      (
+        await fetch(`${lb.url}/collections/pgr`, {
+          method: 'PUT',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ dimensions: DIMS }),
+        })
+      ).status,
+    ).toBe(200);
     const acked = new Set<string>();
     const statuses = new Map<number, number>();
     let unavailable: { retryAfter: string | null; type: string; code: string } | undefined;
@@ -145,7 +171,9 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
     const writer = async (): Promise<void> => {
       while (!stop) {
         const n = next++;
-        const res = await postJson(`${lb.url}/collections/pgr/documents`, { documents: [{ id: `p${n}`, vector: vectorOf(n) }] }).catch(() => null);
+        const res = await postJson(`${lb.url}/collections/pgr/documents`, { documents: [{ id: `p${n}`, vector: vectorOf(n) }] }).catch(
+          () => null,
+        );
         const status = res?.status ?? 0;
         statuses.set(status, (statuses.get(status) ?? 0) + 1);
         if (status === 200) {
@@ -175,7 +203,11 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
     stop = true;
     await Promise.all(traffic);
 
-    expect(unavailable, `write statuses: ${JSON.stringify([...statuses])}`).toEqual({ retryAfter: expect.stringMatching(/^\d+$/), type: 'unavailable', code: 'STORE_UNAVAILABLE' });
+    expect(unavailable, `write statuses: ${JSON.stringify([...statuses])}`).toEqual({
+      retryAfter: expect.stringMatching(/^\d+$/),
+      type: 'unavailable',
+      code: 'STORE_UNAVAILABLE',
+    });
     expect([...statuses.keys()].filter((s) => s !== 200 && s !== 503)).toEqual([]);
     expect(searchFailures).toBe(0);
     expect(staleSearches).toBeGreaterThan(0);
@@ -196,7 +228,16 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
     try {
       r3 = await startReplica({ storeUrl, modelDir: TINY_BERT });
       // Generous: on a busy shared machine a replica at nice 10 takes a while to load its model.
-      await expect.poll(() => fetch(`${r3!.url}/health`).then((r) => r.status, () => 0), { timeout: 150_000, interval: 200 }).toBe(200);
+      await expect
+        .poll(
+          () =>
+            fetch(`${r3!.url}/health`).then(
+              (r) => r.status,
+              () => 0,
+            ),
+          { timeout: 150_000, interval: 200 },
+        )
+        .toBe(200);
       const ready = await getJson(`${r3.url}/ready`);
       expect(ready.status).toBe(503);
       expect(ready.json).toMatchObject({ error_type: 'unavailable', error_code: 'REPLICA_LOADING' });
@@ -204,7 +245,13 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
       await r3.ready(150_000);
       expect((await getJson(`${r3.url}/collections/bulk`)).json.count).toBe(psqlIds(cluster, db, 'bulk').size);
     } finally {
-      if (!(await fetch(`${r1.url}/health`).then(() => true, () => false))) cluster.start();
+      if (
+        !(await fetch(`${r1.url}/health`).then(
+          () => true,
+          () => false,
+        ))
+      )
+        cluster.start();
       await r3?.kill();
     }
   }, 360_000);

@@ -3,14 +3,15 @@
  * Debian's binaries): replicas in one process, each with its own pool and
  * follower, checked against brute force and against PostgreSQL's own rows.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WriteReceipt } from '../../src/index/index.js';
 import { CollectionStore, ConflictError, NotFoundError, silentLogger } from '../../src/index/index.js';
 import { StoreUnavailableError } from '../../src/pgstore/errors.js';
 import { MIGRATIONS } from '../../src/pgstore/migrations.js';
-import type { WriteReceipt } from '../../src/index/index.js';
 import { PgStore } from '../../src/pgstore/pg-store.js';
 import { postgresUnavailableReason, startTempCluster, type TempCluster } from '../../tools/postgres.js';
 
@@ -101,7 +102,12 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
   it('small batches (prepared INSERT), replacements and deletes replicate in order', async () => {
     const [a, b] = stores as [PgStore, PgStore];
     const vs = vectors(3, 8, 2);
-    expect(await a.upsert('docs', [{ id: 'd1', vector: vs[0]!, text: 'replaced' }, { id: 'new', vector: vs[1]! }])).toEqual({ inserted: 1, replaced: 1 });
+    expect(
+      await a.upsert('docs', [
+        { id: 'd1', vector: vs[0]!, text: 'replaced' },
+        { id: 'new', vector: vs[1]! },
+      ]),
+    ).toEqual({ inserted: 1, replaced: 1 });
     const del: WriteReceipt = {};
     expect(await b.delete('docs', 'd2', del)).toBe(true);
     expect(await b.delete('docs', 'd2')).toBe(false);
@@ -141,9 +147,18 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
       await a.create('hybrid', settings);
       await local.create('hybrid', settings);
       const vs = vectors(120, 16, 11);
-      const docs = vs.map((vector, i) => ({ id: `h${i}`, vector, text: Array.from({ length: 6 }, () => words[Math.floor((r() + 0.5) * words.length)]).join(' '), metadata: { i } }));
+      const docs = vs.map((vector, i) => ({
+        id: `h${i}`,
+        vector,
+        text: Array.from({ length: 6 }, () => words[Math.floor((r() + 0.5) * words.length)]).join(' '),
+        metadata: { i },
+      }));
       // Writes split between the replicas, replacements and deletes included, in one order.
-      const writes: [PgStore, unknown[]][] = [[a, docs.slice(0, 50)], [b, docs.slice(50, 120)], [a, docs.slice(10, 30).map((d) => ({ ...d, text: `${d.text} river river` }))]];
+      const writes: [PgStore, unknown[]][] = [
+        [a, docs.slice(0, 50)],
+        [b, docs.slice(50, 120)],
+        [a, docs.slice(10, 30).map((d) => ({ ...d, text: `${d.text} river river` }))],
+      ];
       let last = 0;
       for (const [store, batch] of writes) {
         const receipt: WriteReceipt = {};
@@ -169,7 +184,8 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
       ]) {
         const expected = local.search('hybrid', options.mode === 'lexical' ? undefined : query, options);
         expect(expected.length).toBeGreaterThan(0);
-        for (const s of [a, b, late]) expect(await s.search('hybrid', options.mode === 'lexical' ? undefined : query, options)).toEqual(expected);
+        for (const s of [a, b, late])
+          expect(await s.search('hybrid', options.mode === 'lexical' ? undefined : query, options)).toEqual(expected);
       }
       expect(await b.get('hybrid', 'h12')).toEqual(local.get('hybrid', 'h12'));
       expect((await b.info('hybrid')).count).toBe(local.info('hybrid').count);

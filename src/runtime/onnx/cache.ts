@@ -15,9 +15,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import ort from 'onnxruntime-node';
-import { DataType, encodeModel, forEachTensor, inlineExternalData, isExternal, loadModel, saveModel, type ModelProto } from './model.js';
 import { externalizeWeights } from './external.js';
-import { splitModel, type SplitResult, type StageManifest, type ValueType } from './split.js';
+import { DataType, encodeModel, forEachTensor, inlineExternalData, isExternal, loadModel, type ModelProto, saveModel } from './model.js';
+import { type SplitResult, type StageManifest, splitModel, type ValueType } from './split.js';
 
 /** Bump when the splitter's output changes, so caches written by older code are rebuilt. */
 export const SPLITTER_VERSION = 3;
@@ -56,7 +56,9 @@ export async function inferTypesWithOrt(model: ModelProto, names: string[]): Pro
       const elemType = ORT_TYPES[meta.type];
       if (elemType === undefined) continue;
       // An empty shape means "unknown" as often as "scalar": leave the rank open then.
-      const dims = meta.shape.length ? meta.shape.map((d) => (typeof d === 'number' ? (d >= 0 ? d : undefined) : d === '' ? undefined : d)) : undefined;
+      const dims = meta.shape.length
+        ? meta.shape.map((d) => (typeof d === 'number' ? (d >= 0 ? d : undefined) : d === '' ? undefined : d))
+        : undefined;
       types.set(meta.name, dims ? { elemType, dims } : { elemType });
     }
   } finally {
@@ -76,7 +78,9 @@ export async function splitModelTyped(model: ModelProto): Promise<SplitResult> {
   try {
     types = await inferTypesWithOrt(model, [...boundary]);
   } catch (err) {
-    first.manifest.notes.push(`ONNX Runtime shape inference failed (${(err as Error).message.split('\n')[0]}); boundaries typed statically`);
+    first.manifest.notes.push(
+      `ONNX Runtime shape inference failed (${(err as Error).message.split('\n')[0]}); boundaries typed statically`,
+    );
     return first;
   }
   return splitModel(model, { types });

@@ -9,22 +9,11 @@
  *  - quantize.ts: int8 DynamicQuantizeMatMul rewrite and the fp32/int8 agreement check,
  *  - probe.ts: a fixed sentence set and feed builder for quality checks.
  */
-export * from './model.js';
-export { Reader, Writer, ProtoError, type Int64 } from './wire.js';
-export { indexGraph, inferElemTypes, nodeReads, capturedNames, type GraphIndex } from './graph.js';
-export {
-  layerScopeOf,
-  splitModel,
-  type SplitOptions,
-  type SplitResult,
-  type Stage,
-  type StageInfo,
-  type StageKind,
-  type StageManifest,
-  type ValueType,
-} from './split.js';
+
 export {
   cacheKey,
+  cacheRoot,
+  type EnsureStagesResult,
   ensureStages,
   findTokenizer,
   inferTypesWithOrt,
@@ -32,23 +21,35 @@ export {
   NotSplittableError,
   readManifest,
   resolveOnnxPath,
-  splitModelTyped,
   SPLITTER_VERSION,
-  cacheRoot,
+  splitModelTyped,
   stagesRoot,
   writeStages,
-  type EnsureStagesResult,
 } from './cache.js';
-export { StagedRunner, withoutSpinning, type StagedRunOptions } from './staged.js';
+export { capturedNames, type GraphIndex, indexGraph, inferElemTypes, nodeReads } from './graph.js';
+export * from './model.js';
+export { PROBE_SENTENCES, tokenize } from './probe.js';
 export {
+  type Agreement,
   agreement,
   maskedMeanPool,
-  quantizeModel,
-  quantizeWeight,
-  type Agreement,
   type QuantizeOptions,
   type QuantizeReport,
   type QuantizeResult,
+  quantizeModel,
+  quantizeWeight,
   type Runnable,
 } from './quantize.js';
-export { PROBE_SENTENCES, tokenize } from './probe.js';
+export {
+  layerScopeOf,
+  type SplitOptions,
+  type SplitResult,
+  type Stage,
+  type StageInfo,
+  type StageKind,
+  type StageManifest,
+  splitModel,
+  type ValueType,
+} from './split.js';
+export { StagedRunner, type StagedRunOptions, withoutSpinning } from './staged.js';
+export { type Int64, ProtoError, Reader, Writer } from './wire.js';

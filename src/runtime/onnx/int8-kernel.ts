@@ -8,7 +8,7 @@
  * /proc/cpuinfo flags describe the host, not the CPU that runs the code).
  */
 import ort from 'onnxruntime-node';
-import { DataType, encodeModel, makeTensor, makeValueInfo, type ModelProto } from './model.js';
+import { DataType, encodeModel, type ModelProto, makeTensor, makeValueInfo } from './model.js';
 
 const K = 64;
 const ROWS = 4;
@@ -24,7 +24,16 @@ export function saturationProbeModel(weight = 127): ModelProto {
     metadataProps: [],
     graph: {
       name: 'int8-saturation-probe',
-      node: [{ name: 'probe', opType: 'DynamicQuantizeMatMul', domain: 'com.microsoft', input: ['x', 'w', 's', 'z'], output: ['y'], attribute: [] }],
+      node: [
+        {
+          name: 'probe',
+          opType: 'DynamicQuantizeMatMul',
+          domain: 'com.microsoft',
+          input: ['x', 'w', 's', 'z'],
+          output: ['y'],
+          attribute: [],
+        },
+      ],
       initializer: [
         makeTensor('w', DataType.INT8, [K, 1], new Int8Array(K).fill(weight)),
         makeTensor('s', DataType.FLOAT, [], Float32Array.of(1 / weight)),
@@ -39,7 +48,10 @@ export function saturationProbeModel(weight = 127): ModelProto {
 
 /** Runs the probe graph on a row of ones; returns the first output (K when summed exactly). */
 export async function runSaturationProbe(weight = 127): Promise<number> {
-  const session = await ort.InferenceSession.create(encodeModel(saturationProbeModel(weight)), { intraOpNumThreads: 1, logSeverityLevel: 3 });
+  const session = await ort.InferenceSession.create(encodeModel(saturationProbeModel(weight)), {
+    intraOpNumThreads: 1,
+    logSeverityLevel: 3,
+  });
   try {
     const x = new ort.Tensor('float32', new Float32Array(ROWS * K).fill(1), [ROWS, K]);
     return ((await session.run({ x })).y!.data as Float32Array)[0]!;

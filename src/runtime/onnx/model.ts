@@ -31,7 +31,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Reader, Writer, WireType, type Int64 } from './wire.js';
+import { type Int64, Reader, WireType, Writer } from './wire.js';
 
 export type { Int64 } from './wire.js';
 
@@ -245,7 +245,11 @@ function typedFromBytes<T extends ArrayBufferView>(bytes: Uint8Array, make: (buf
   return make(copy.buffer, bytes.byteLength / width);
 }
 
-function concatTyped<T extends { length: number; set(a: ArrayLike<never>, o: number): void }>(a: T | undefined, b: T, make: (n: number) => T): T {
+function concatTyped<T extends { length: number; set(a: ArrayLike<never>, o: number): void }>(
+  a: T | undefined,
+  b: T,
+  make: (n: number) => T,
+): T {
   if (!a) return b;
   const out = make(a.length + b.length);
   out.set(a as unknown as ArrayLike<never>, 0);
@@ -269,7 +273,11 @@ const decodeTensor: Decoder<TensorProto> = (r, end) => {
       case 4: {
         if (LD) {
           const b = r.bytes();
-          m.floatData = concatTyped(m.floatData, typedFromBytes(b, (buf, len) => new Float32Array(buf, 0, len), 4), (k) => new Float32Array(k));
+          m.floatData = concatTyped(
+            m.floatData,
+            typedFromBytes(b, (buf, len) => new Float32Array(buf, 0, len), 4),
+            (k) => new Float32Array(k),
+          );
         } else if (wt === WireType.Fixed32) {
           m.floatData = concatTyped(m.floatData, Float32Array.of(r.float()), (k) => new Float32Array(k));
         } else return false;
@@ -304,7 +312,11 @@ const decodeTensor: Decoder<TensorProto> = (r, end) => {
       case 10: {
         if (LD) {
           const b = r.bytes();
-          m.doubleData = concatTyped(m.doubleData, typedFromBytes(b, (buf, len) => new Float64Array(buf, 0, len), 8), (k) => new Float64Array(k));
+          m.doubleData = concatTyped(
+            m.doubleData,
+            typedFromBytes(b, (buf, len) => new Float64Array(buf, 0, len), 8),
+            (k) => new Float64Array(k),
+          );
         } else if (wt === WireType.Fixed64) {
           m.doubleData = concatTyped(m.doubleData, Float64Array.of(r.double()), (k) => new Float64Array(k));
         } else return false;
@@ -606,15 +618,15 @@ function encodeTensor(w: Writer, m: TensorProto): void {
   // dims is declared unpacked in onnx.proto (proto2 without [packed = true]).
   for (const d of m.dims) w.int64Field(1, d);
   if (m.dataType !== undefined) w.int32Field(2, m.dataType);
-  if (m.floatData && m.floatData.length) w.bytesField(4, typedBytes(m.floatData));
-  if (m.int32Data && m.int32Data.length) {
+  if (m.floatData?.length) w.bytesField(4, typedBytes(m.floatData));
+  if (m.int32Data?.length) {
     const data = m.int32Data;
     w.packed(5, (p) => {
       for (let i = 0; i < data.length; i++) p.int32(data[i]!);
     });
   }
   if (m.stringData) for (const s of m.stringData) w.bytesField(6, s);
-  if (m.int64Data && m.int64Data.length) {
+  if (m.int64Data?.length) {
     const data = m.int64Data;
     w.packed(7, (p) => {
       for (let i = 0; i < data.length; i++) p.int64(data[i]!);
@@ -622,8 +634,8 @@ function encodeTensor(w: Writer, m: TensorProto): void {
   }
   if (m.name !== undefined) w.stringField(8, m.name);
   if (m.rawData !== undefined) w.bytesField(9, m.rawData);
-  if (m.doubleData && m.doubleData.length) w.bytesField(10, typedBytes(m.doubleData));
-  if (m.uint64Data && m.uint64Data.length) {
+  if (m.doubleData?.length) w.bytesField(10, typedBytes(m.doubleData));
+  if (m.uint64Data?.length) {
     const data = m.uint64Data;
     w.packed(11, (p) => {
       for (let i = 0; i < data.length; i++) p.int64(data[i]!);

@@ -22,10 +22,20 @@
  * 229 fused vs 175 unfused per-channel, 186 vs 197 per-tensor); it is on by default and
  * `fuseBias: false` turns it off.
  */
-import ort from 'onnxruntime-node';
+import type ort from 'onnxruntime-node';
 import { cosine, pool, spansFromMask } from '../../pooling/index.js';
-import { attr, DataType, floatValues, isExternal, makeTensor, toNumber, type ModelProto, type NodeProto, type TensorProto } from './model.js';
 import { indexGraph, nodeReads } from './graph.js';
+import {
+  attr,
+  DataType,
+  floatValues,
+  isExternal,
+  type ModelProto,
+  makeTensor,
+  type NodeProto,
+  type TensorProto,
+  toNumber,
+} from './model.js';
 
 export interface QuantizeOptions {
   /** One scale per output column instead of one per matrix. Default true (see the header). */
@@ -91,7 +101,14 @@ interface QuantizedWeight {
  * Quantizes a [K, N] weight (or [N, K] when `transposed`) into int8 + scale(s), symmetric.
  * Returns the tensors in [K, N] layout.
  */
-export function quantizeWeight(w: Float32Array, rows: number, cols: number, transposed: boolean, perChannel: boolean, qmax = 127): { q: Int8Array; scales: Float32Array; K: number; N: number } {
+export function quantizeWeight(
+  w: Float32Array,
+  rows: number,
+  cols: number,
+  transposed: boolean,
+  perChannel: boolean,
+  qmax = 127,
+): { q: Int8Array; scales: Float32Array; K: number; N: number } {
   const K = transposed ? cols : rows;
   const N = transposed ? rows : cols;
   const at = transposed ? (k: number, n: number) => w[n * cols + k]! : (k: number, n: number) => w[k * cols + n]!;
@@ -117,7 +134,7 @@ export function quantizeWeight(w: Float32Array, rows: number, cols: number, tran
     for (let n = 0; n < N; n++) {
       const s = scales[perChannel ? n : 0]!;
       const v = Math.round(at(k, n) / s);
-      q[k * N + n] = v > qmax ? qmax : v < -qmax ? -qmax : v;
+      q[k * N + n] = v > qmax ? qmax : Math.max(v, -qmax);
     }
   }
   return { q, scales, K, N };
@@ -145,7 +162,8 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
    * deduplicated weights as `Identity(initializer)`).
    */
   const identityOf = new Map<string, string>();
-  for (const n of g.node) if (n.opType === 'Identity' && isDefaultDomain(n) && n.input[0] && n.output[0]) identityOf.set(n.output[0], n.input[0]);
+  for (const n of g.node)
+    if (n.opType === 'Identity' && isDefaultDomain(n) && n.input[0] && n.output[0]) identityOf.set(n.output[0], n.input[0]);
   const constant = (name: string | undefined): TensorProto | undefined => {
     for (let hops = 0; name !== undefined && hops < 16; hops++) {
       const t = inits.get(name);
@@ -175,9 +193,22 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     const scalarDims = perChannel ? [N] : [];
     const layout = transposed ? [cols, rows] : [rows, cols];
     const u8 = weightFormat === 'u8';
-    newInits.push(u8 ? makeTensor(qName, DataType.UINT8, layout, Uint8Array.from(q, (v) => v + 128)) : makeTensor(qName, DataType.INT8, layout, q));
+    newInits.push(
+      u8
+        ? makeTensor(
+            qName,
+            DataType.UINT8,
+            layout,
+            Uint8Array.from(q, (v) => v + 128),
+          )
+        : makeTensor(qName, DataType.INT8, layout, q),
+    );
     newInits.push(makeTensor(sName, DataType.FLOAT, scalarDims, scales));
-    newInits.push(u8 ? makeTensor(zName, DataType.UINT8, scalarDims, new Uint8Array(scales.length).fill(128)) : makeTensor(zName, DataType.INT8, scalarDims, new Int8Array(scales.length)));
+    newInits.push(
+      u8
+        ? makeTensor(zName, DataType.UINT8, scalarDims, new Uint8Array(scales.length).fill(128))
+        : makeTensor(zName, DataType.INT8, scalarDims, new Int8Array(scales.length)),
+    );
     report.weights++;
     report.floatBytes += rows * cols * 4;
     report.int8Bytes += q.byteLength + scales.byteLength * 2;
@@ -236,7 +267,11 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
       if (c) {
         const ct = constant(c);
         const cdims = ct?.dims.map(toNumber) ?? [];
-        const ok = ct && ct.dataType === DataType.FLOAT && !isExternal(ct) && ((cdims.length === 1 && cdims[0] === n) || (cdims.length === 2 && cdims[0] === 1 && cdims[1] === n));
+        const ok =
+          ct &&
+          ct.dataType === DataType.FLOAT &&
+          !isExternal(ct) &&
+          ((cdims.length === 1 && cdims[0] === n) || (cdims.length === 2 && cdims[0] === 1 && cdims[1] === n));
         if (!ok) return skip(label, 'Gemm C is not a constant bias of width N');
         if (beta === 1 && cdims.length === 1) bias = ct.name!;
         else {
@@ -280,7 +315,9 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
   // Identity aliases of weights that nothing reads any more go too (repeat: they can chain).
   for (;;) {
     const read = readBy(nodes);
-    const kept = nodes.filter((n) => !(n.opType === 'Identity' && identityOf.has(n.output[0] ?? '') && !read.has(n.output[0]!) && !outputs.has(n.output[0]!)));
+    const kept = nodes.filter(
+      (n) => !(n.opType === 'Identity' && identityOf.has(n.output[0] ?? '') && !read.has(n.output[0]!) && !outputs.has(n.output[0]!)),
+    );
     if (kept.length === nodes.length) break;
     nodes = kept;
   }
@@ -340,7 +377,12 @@ export interface Agreement {
  * How closely two models agree on a batch (e.g. fp32 vs int8, for a load-time quality guard):
  * cosine of their mean-pooled (attention-masked) token outputs, row by row.
  */
-export async function agreement(reference: Runnable, candidate: Runnable, feeds: Record<string, ort.Tensor>, outputName?: string): Promise<Agreement> {
+export async function agreement(
+  reference: Runnable,
+  candidate: Runnable,
+  feeds: Record<string, ort.Tensor>,
+  outputName?: string,
+): Promise<Agreement> {
   const mask = feeds.attention_mask;
   if (!mask) throw new Error('agreement needs an attention_mask feed');
   const a = maskedMeanPool(await runToTokens(reference, feeds, outputName), mask);

@@ -39,8 +39,17 @@
  * last layer: to the suffix or the graph outputs), the one no stage after k+1 also reads (that
  * excludes the mask, rotary tables, shared position biases), latest produced.
  */
-import { DataType, type GraphProto, type ModelProto, type NodeProto, type TensorProto, type TypeProto, type ValueInfoProto } from './model.js';
-import { elemTypeOf, indexGraph, inferElemTypes, type GraphIndex } from './graph.js';
+
+import { elemTypeOf, type GraphIndex, indexGraph, inferElemTypes } from './graph.js';
+import {
+  DataType,
+  type GraphProto,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type TypeProto,
+  type ValueInfoProto,
+} from './model.js';
 
 /** A tensor type: element type (TensorProto.DataType) and dims (unknown rank when absent). */
 export interface ValueType {
@@ -147,7 +156,9 @@ function typeProto(v: ValueType): TypeProto {
   const t: TypeProto = { tensorType: { elemType: v.elemType } };
   if (v.dims) {
     t.tensorType!.shape = {
-      dim: v.dims.map((d) => (typeof d === 'number' && d >= 0 ? { dimValue: d } : typeof d === 'string' && d !== '' ? { dimParam: d } : {})),
+      dim: v.dims.map((d) =>
+        typeof d === 'number' && d >= 0 ? { dimValue: d } : typeof d === 'string' && d !== '' ? { dimParam: d } : {},
+      ),
     };
   }
   return t;
@@ -169,7 +180,13 @@ function unknownFieldNumbers(unknown: Uint8Array[] | undefined): number[] {
 }
 
 function tensorBytes(t: TensorProto): number {
-  return (t.rawData?.byteLength ?? 0) + (t.floatData?.byteLength ?? 0) + (t.int64Data?.byteLength ?? 0) + (t.int32Data?.byteLength ?? 0) + (t.doubleData?.byteLength ?? 0);
+  return (
+    (t.rawData?.byteLength ?? 0) +
+    (t.floatData?.byteLength ?? 0) +
+    (t.int64Data?.byteLength ?? 0) +
+    (t.int32Data?.byteLength ?? 0) +
+    (t.doubleData?.byteLength ?? 0)
+  );
 }
 
 /** Picks the token-level output: last_hidden_state, token_embeddings, else the first output. */
@@ -193,10 +210,14 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
     set.add(s.index);
   }
   if (containers.size === 0) {
-    return fail('no layer scopes in the node names (looked for /…/layer.N/, /layers.N/, /h.N/, /block.N/ module paths as torch.onnx.export writes them)');
+    return fail(
+      'no layer scopes in the node names (looked for /…/layer.N/, /layers.N/, /h.N/, /block.N/ module paths as torch.onnx.export writes them)',
+    );
   }
   if (containers.size > 1) {
-    return fail(`layer scopes under several containers (${[...containers.keys()].map((c) => `${c}N/`).join(', ')}); only one stack of layers is supported`);
+    return fail(
+      `layer scopes under several containers (${[...containers.keys()].map((c) => `${c}N/`).join(', ')}); only one stack of layers is supported`,
+    );
   }
   const [container, indexSet] = [...containers][0]!;
   const indices = [...indexSet].sort((a, b) => a - b);
@@ -273,7 +294,9 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
     // of layer 0 and reuse it in every layer) moves to the prefix, so layer stages read only the
     // previous hidden state and prefix tensors.
     if (fixed[i] && l === 0 && group[i]! > 0 && !fromHoisted[i]) {
-      const shared = g.node[i]!.output.some((o) => (index.consumers.get(o) ?? []).some((c) => live[c] && fixed[c] && group[c] !== group[i]));
+      const shared = g.node[i]!.output.some((o) =>
+        (index.consumers.get(o) ?? []).some((c) => live[c] && fixed[c] && group[c] !== group[i]),
+      );
       if (shared) {
         group[i] = 0;
         hoisted[i] = 1;
@@ -424,7 +447,8 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
   const hiddenStates: string[] = [];
   for (let k = 0; k <= N; k++) {
     const stage = stageByGroup.get(k);
-    if (!stage) return fail(k === 0 ? 'nothing precedes layer 1 (no embeddings found outside the layer scopes)' : `layer ${k} has no stage`);
+    if (!stage)
+      return fail(k === 0 ? 'nothing precedes layer 1 (no embeddings found outside the layer scopes)' : `layer ${k} has no stage`);
     const next = k === N ? [SUFFIX, N + 2] : [k + 1];
     const candidates = stage.info.outputs.filter((name) => {
       const rs = readers.get(name) ?? new Set<number>();
@@ -438,7 +462,11 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
     });
     const pool = exclusive.length ? exclusive : candidates;
     if (pool.length === 0) {
-      return fail(k === N ? `the last layer (${k}) produces nothing the suffix or the graph outputs use` : `layer ${k} passes nothing to layer ${k + 1}`);
+      return fail(
+        k === N
+          ? `the last layer (${k}) produces nothing the suffix or the graph outputs use`
+          : `layer ${k} passes nothing to layer ${k + 1}`,
+      );
     }
     pool.sort((a, b) => position[index.producer.get(b)!]! - position[index.producer.get(a)!]!);
     hiddenStates.push(pool[0]!);

@@ -35,6 +35,7 @@ export interface StagedRunOptions {
    */
   applySuffix?: boolean;
   /** Called after each layer k = 1..exitLayer; a returned tensor replaces the hidden state. */
+  // biome-ignore lint/suspicious/noConfusingVoidType: a hook may edit in place and return nothing
   afterLayer?: (layer: number, hidden: ort.Tensor) => ort.Tensor | void;
 }
 
@@ -93,7 +94,11 @@ export class StagedRunner {
   }
 
   /** ensureStages (split once, cached beside the model) followed by create. */
-  static async fromModel(onnxPath: string, sessionOptions: ort.InferenceSession.SessionOptions = {}, cacheDir?: string): Promise<StagedRunner> {
+  static async fromModel(
+    onnxPath: string,
+    sessionOptions: ort.InferenceSession.SessionOptions = {},
+    cacheDir?: string,
+  ): Promise<StagedRunner> {
     const { dir } = await ensureStages(onnxPath, cacheDir);
     return StagedRunner.create(dir, sessionOptions);
   }

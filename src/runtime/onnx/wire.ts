@@ -10,7 +10,7 @@
 /** A protobuf int64: a number when it fits in 53 bits (almost always), otherwise a bigint. */
 export type Int64 = number | bigint;
 
-export const enum WireType {
+export enum WireType {
   Varint = 0,
   Fixed64 = 1,
   LengthDelimited = 2,

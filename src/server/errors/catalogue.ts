@@ -41,12 +41,18 @@ export const SERVER_ERRORS = declare({
   REQUEST_VALIDATION: { type: 'validation', message: 'the request does not match the schema' },
   INVALID_JSON: { type: 'validation', message: (detail: string) => `the body is not valid JSON: ${detail}` },
   EMPTY_JSON_BODY: { type: 'validation', message: 'the request body is empty; send a JSON document' },
-  JSON_TOO_DEEP: { type: 'validation', message: (max: number, at: number) => `the JSON body nests deeper than ${max} levels (at byte ${at})` },
+  JSON_TOO_DEEP: {
+    type: 'validation',
+    message: (max: number, at: number) => `the JSON body nests deeper than ${max} levels (at byte ${at})`,
+  },
   PROTO_KEY: { type: 'validation', message: (path: string) => `${path} is a "__proto__" key, which is not accepted anywhere` },
   UNSUPPORTED_MEDIA_TYPE: { type: 'validation', message: 'the content type is not supported; send application/json' },
   INVALID_CONTENT_LENGTH: { type: 'validation', message: 'the content-length header is invalid' },
   MALFORMED_HTTP: { type: 'validation', message: (detail: string) => `malformed HTTP request (${detail})` },
-  REQUEST_READ_TIMEOUT: { type: 'validation', message: 'the request (headers and body) was not received in time; the connection is closed' },
+  REQUEST_READ_TIMEOUT: {
+    type: 'validation',
+    message: 'the request (headers and body) was not received in time; the connection is closed',
+  },
   BAD_URL: { type: 'validation', message: 'the URL is not valid (bad percent-encoding)' },
   FRAMEWORK_REJECTED: { type: 'validation', message: (detail: string) => detail },
   BAD_REQUEST: { type: 'validation', message: 'the request is malformed' },
@@ -87,20 +93,32 @@ export const SERVER_ERRORS = declare({
   MODE_NEEDS_QUERY: { type: 'validation', message: (mode: string) => `mode "${mode}" needs query (text): the lexical side searches words` },
   MODE_NEEDS_LEXICAL: {
     type: 'validation',
-    message: (mode: string, collection: string) => `mode "${mode}" needs a lexical index; collection ${collection} was created without "lexical"`,
+    message: (mode: string, collection: string) =>
+      `mode "${mode}" needs a lexical index; collection ${collection} was created without "lexical"`,
   },
-  DOCUMENT_NOT_FOUND: { type: 'not_found', message: (id: string, collection: string) => `no document ${JSON.stringify(id)} in collection ${collection}` },
+  DOCUMENT_NOT_FOUND: {
+    type: 'not_found',
+    message: (id: string, collection: string) => `no document ${JSON.stringify(id)} in collection ${collection}`,
+  },
   ROUTE_NOT_FOUND: { type: 'not_found', message: (method: string, path: string) => `no route ${method} ${path}` },
   API_KEY_MISSING: { type: 'unauthorized', message: 'missing API key: send "Authorization: Bearer <key>"', openAiCode: 'invalid_api_key' },
   API_KEY_INVALID: { type: 'unauthorized', message: 'invalid API key', openAiCode: 'invalid_api_key' },
   NOT_READY: { type: 'unavailable', message: 'the model is not ready yet', retryAfterSeconds: 1 },
-  CONNECTION_LIMIT: { type: 'unavailable', message: (max: number) => `the server has reached its connection limit (${max}); retry later`, retryAfterSeconds: 1 },
+  CONNECTION_LIMIT: {
+    type: 'unavailable',
+    message: (max: number) => `the server has reached its connection limit (${max}); retry later`,
+    retryAfterSeconds: 1,
+  },
   SERVER_CLOSING: { type: 'unavailable', message: 'the server is shutting down; retry on another instance', retryAfterSeconds: 1 },
   EVENT_LOOP_LAGGING: { type: 'unavailable', message: 'the server is overloaded (event loop lagging); retry later', retryAfterSeconds: 1 },
-  INVALID_MIN_STORE_SEQ: { type: 'validation', message: 'x-min-store-seq must be a non-negative integer (the x-store-seq a write returned)' },
+  INVALID_MIN_STORE_SEQ: {
+    type: 'validation',
+    message: 'x-min-store-seq must be a non-negative integer (the x-store-seq a write returned)',
+  },
   STORE_SEQ_NOT_REACHED: {
     type: 'timeout',
-    message: (applied: number, wanted: number) => `this replica had applied the store's changes up to ${applied}, not ${wanted}, when the request's deadline passed`,
+    message: (applied: number, wanted: number) =>
+      `this replica had applied the store's changes up to ${applied}, not ${wanted}, when the request's deadline passed`,
   },
   REPLICA_LOADING: {
     type: 'unavailable',
@@ -114,7 +132,8 @@ export const SERVER_ERRORS = declare({
   },
   WRONG_MODEL_TASK: {
     type: 'validation',
-    message: (name: string, kind: string, wanted: string, served: string) => `model ${name} is ${kind}; cannot ${wanted} it (served: ${served})`,
+    message: (name: string, kind: string, wanted: string, served: string) =>
+      `model ${name} is ${kind}; cannot ${wanted} it (served: ${served})`,
     openAiCode: 'wrong_model_task',
   },
   NO_MODEL_FOR_TASK: { type: 'validation', message: (kind: string, served: string) => `no ${kind} is served (served: ${served})` },
@@ -124,13 +143,19 @@ export const SERVER_ERRORS = declare({
       `collection ${collection} was created with model ${JSON.stringify(model)}, which this process does not serve (served: ${served})`,
     retryAfterSeconds: 60,
   },
-  RERANK_NEEDS_QUERY: { type: 'validation', message: 'rerank needs query (text): a cross-encoder reads the query and each document together' },
+  RERANK_NEEDS_QUERY: {
+    type: 'validation',
+    message: 'rerank needs query (text): a cross-encoder reads the query and each document together',
+  },
   RERANK_NEEDS_TEXT: {
     type: 'validation',
     message: (id: string) => `rerank needs the documents' text: document ${JSON.stringify(id)} was stored as a vector only`,
   },
   QUERY_EMPTY: { type: 'validation', message: 'query must not be empty' },
-  QUERY_TOO_MANY_CHARS: { type: 'payload_too_large', message: (n: number, max: number) => `query has ${n} characters; at most ${max} are allowed` },
+  QUERY_TOO_MANY_CHARS: {
+    type: 'payload_too_large',
+    message: (n: number, max: number) => `query has ${n} characters; at most ${max} are allowed`,
+  },
   INTERNAL: { type: 'internal', message: 'internal error' },
 });
 

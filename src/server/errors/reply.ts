@@ -7,7 +7,16 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { IndexError } from '../../index/errors.js';
 import { RuntimeError } from '../../runtime/errors.js';
-import { ApiError, INDEX_ERROR_HTTP, queueRetryAfterSeconds, RUNTIME_ERROR_HTTP, SERVER_ERRORS, STATUS, type ErrorType, type ServerErrorCode } from './catalogue.js';
+import {
+  ApiError,
+  type ErrorType,
+  INDEX_ERROR_HTTP,
+  queueRetryAfterSeconds,
+  RUNTIME_ERROR_HTTP,
+  SERVER_ERRORS,
+  type ServerErrorCode,
+  STATUS,
+} from './catalogue.js';
 
 /** The error body shape of every non-OpenAI route. */
 export interface ErrorBody {
@@ -42,8 +51,19 @@ function fieldOf(instancePath: string): string | undefined {
 }
 
 const server = (code: ServerErrorCode, message: string, param?: string): ClassifiedError => {
-  const { type, retryAfterSeconds, openAiCode } = SERVER_ERRORS[code] as { type: ErrorType; retryAfterSeconds?: number; openAiCode?: string };
-  return { code, type, message, ...(param !== undefined && { param }), ...(retryAfterSeconds !== undefined && { retryAfterSeconds }), ...(openAiCode && { openAiCode }) };
+  const { type, retryAfterSeconds, openAiCode } = SERVER_ERRORS[code] as {
+    type: ErrorType;
+    retryAfterSeconds?: number;
+    openAiCode?: string;
+  };
+  return {
+    code,
+    type,
+    message,
+    ...(param !== undefined && { param }),
+    ...(retryAfterSeconds !== undefined && { retryAfterSeconds }),
+    ...(openAiCode && { openAiCode }),
+  };
 };
 
 /** A schema validation failure, with the message naming the field and every accepted type. */
@@ -63,7 +83,11 @@ function fromSchema(fe: FastifyError): ClassifiedError {
     const inner = validation.find((e) => e.keyword === 'type' && e.instancePath.startsWith(`${anyOf.instancePath}/`));
     if (inner) {
       const at = `${where}${inner.instancePath.replace(/\/(\d+)(?=\/|$)/g, '[$1]').replace(/\//g, '.')}`;
-      return server('REQUEST_VALIDATION', `${at} must be ${String((inner.params as { type?: unknown }).type)}`, fieldOf(anyOf.instancePath));
+      return server(
+        'REQUEST_VALIDATION',
+        `${at} must be ${String((inner.params as { type?: unknown }).type)}`,
+        fieldOf(anyOf.instancePath),
+      );
     }
     return server('REQUEST_VALIDATION', `${path} must be ${accepted}`, fieldOf(anyOf.instancePath));
   }
@@ -73,7 +97,8 @@ function fromSchema(fe: FastifyError): ClassifiedError {
 
 /** Decides the public code, type and message of any error thrown while serving a request. */
 export function classify(err: unknown): ClassifiedError {
-  if (err instanceof ApiError) return server(err.code, err.message, err.code === 'MODEL_NOT_FOUND' || err.code === 'WRONG_MODEL_TASK' ? 'model' : undefined);
+  if (err instanceof ApiError)
+    return server(err.code, err.message, err.code === 'MODEL_NOT_FOUND' || err.code === 'WRONG_MODEL_TASK' ? 'model' : undefined);
   if (err instanceof IndexError) {
     const { code, type, retryAfterSeconds } = INDEX_ERROR_HTTP[err.code];
     return { code, type, message: err.message, ...(retryAfterSeconds !== undefined && { retryAfterSeconds }) };

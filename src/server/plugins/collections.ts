@@ -4,13 +4,23 @@
  * sides always live in the same space.
  */
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
-import type { CollectionSettings, CollectionSettingsInput, DocumentInput, Filter, Fusion, IncludeField, SearchMode, StoreBackend, WriteReceipt } from '../../index/index.js';
+import type {
+  CollectionSettings,
+  CollectionSettingsInput,
+  DocumentInput,
+  Filter,
+  Fusion,
+  IncludeField,
+  SearchMode,
+  StoreBackend,
+  WriteReceipt,
+} from '../../index/index.js';
 import { scoreCandidates } from '../../index/index.js';
-import type { EmbedOptions, Embedder } from '../../runtime/embedder.js';
+import type { Embedder, EmbedOptions } from '../../runtime/embedder.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, modelProperty, requestEmbedder, requestReranker, type KnobBody } from '../knobs.js';
+import { type KnobBody, knobProperties, knobsFromBody, modelProperty, requestEmbedder, requestReranker } from '../knobs.js';
 import { describeModels, modelFor } from '../model-routing.js';
 import { SEQ_HEADER } from '../replica.js';
 import type { RouteDeps } from './deps.js';
@@ -31,11 +41,18 @@ const settingsSchema = {
     hnsw: { type: 'object', properties: { m: { type: 'integer' }, ef_construction: { type: 'integer' } } },
     model: { type: 'string', description: 'The embedding model, fixed for life (default: the default embedding model)' },
     lexical: {
-      description: 'BM25 index over the documents\' text: true (k1 0.9, b 0.4) or {k1, b}; absent/false: none',
+      description: "BM25 index over the documents' text: true (k1 0.9, b 0.4) or {k1, b}; absent/false: none",
       oneOf: [{ type: 'boolean' }, { type: 'object', properties: { k1: { type: 'number' }, b: { type: 'number' } } }],
     },
-    index_dimensions: { type: 'integer', description: 'Matryoshka prefix the HNSW graph is built on; the full vectors are kept in `storage` for rescoring' },
-    storage: { type: 'string', enum: ['float32', 'float16', 'int8'], description: 'Precision of the full vectors kept beside a prefix graph (default float32)' },
+    index_dimensions: {
+      type: 'integer',
+      description: 'Matryoshka prefix the HNSW graph is built on; the full vectors are kept in `storage` for rescoring',
+    },
+    storage: {
+      type: 'string',
+      enum: ['float32', 'float16', 'int8'],
+      description: 'Precision of the full vectors kept beside a prefix graph (default float32)',
+    },
   },
 } as const;
 
@@ -49,7 +66,11 @@ const hitSchema = {
   required: ['id', 'score'],
   properties: {
     id: { type: 'string' },
-    score: { type: 'number', description: 'Higher is better: cosine similarity, dot product, or negative Euclidean distance (dense); BM25 (lexical); the fused score (hybrid)' },
+    score: {
+      type: 'number',
+      description:
+        'Higher is better: cosine similarity, dot product, or negative Euclidean distance (dense); BM25 (lexical); the fused score (hybrid)',
+    },
     dense_score: { type: 'number', description: 'lexical/hybrid: the dense score of a hit the dense side returned' },
     lexical_score: { type: 'number', description: 'lexical/hybrid: the BM25 score of a hit the lexical side returned' },
     retrieval_score: { type: 'number', description: "With rerank: the first stage's score (`score` is then the reranker's)" },
@@ -65,7 +86,10 @@ const condition = {
   properties: {
     key: { type: 'string' },
     match: { type: 'object', properties: { value: { type: ['string', 'number', 'boolean'] } } },
-    range: { type: 'object', properties: { gt: { type: 'number' }, gte: { type: 'number' }, lt: { type: 'number' }, lte: { type: 'number' } } },
+    range: {
+      type: 'object',
+      properties: { gt: { type: 'number' }, gte: { type: 'number' }, lt: { type: 'number' }, lte: { type: 'number' } },
+    },
   },
 } as const;
 
@@ -118,7 +142,10 @@ function committed(reply: FastifyReply, receipt: WriteReceipt): void {
   if (receipt.seq !== undefined) reply.header(SEQ_HEADER, String(receipt.seq));
 }
 
-export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBackend }> = async (app, { models, store, limits, metrics }) => {
+export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBackend }> = async (
+  app,
+  { models, store, limits, metrics },
+) => {
   /** Vectors for texts from one model, under the request's one deadline and disconnect signal. */
   const embedderFor = (request: FastifyRequest, reply: FastifyReply, embedder: Embedder) => {
     const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
@@ -129,7 +156,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
   const modelOf = (name: string, settings: CollectionSettings): Embedder => {
     const model = settings.model ?? models.firstFor('embed')?.name ?? '';
     const embedder = models.get(model);
-    if (!embedder || embedder.task !== 'embed') throw new ApiError('COLLECTION_MODEL_NOT_SERVED', name, model, describeModels(models));
+    if (embedder?.task !== 'embed') throw new ApiError('COLLECTION_MODEL_NOT_SERVED', name, model, describeModels(models));
     return embedder;
   };
 
@@ -137,12 +164,27 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
    * The cascade's second stage: the cross-encoder scores (query, hit text) for every first-stage
    * hit, and they come back in its order, each keeping its first-stage score.
    */
-  const rerankHits = async (request: FastifyRequest, reply: FastifyReply, query: string, hits: Hit[], spec: NonNullable<SearchBody['rerank']>): Promise<Hit[]> => {
+  const rerankHits = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    query: string,
+    hits: Hit[],
+    spec: NonNullable<SearchBody['rerank']>,
+  ): Promise<Hit[]> => {
     const reranker = modelFor(models, spec.model, 'rerank');
     const missing = hits.find((h) => h.text === undefined);
     if (missing) throw new ApiError('RERANK_NEEDS_TEXT', missing.id);
     if (hits.length === 0) return [];
-    const { scores } = await requestReranker(request, reply, reranker, metrics, limits.requestTimeoutMs)(query, hits.map((h) => h.text!));
+    const { scores } = await requestReranker(
+      request,
+      reply,
+      reranker,
+      metrics,
+      limits.requestTimeoutMs,
+    )(
+      query,
+      hits.map((h) => h.text!),
+    );
     return hits.map((h, i) => ({ ...h, retrieval_score: h.score, score: scores[i]! })).sort((a, b) => b.score - a.score);
   };
 
@@ -153,8 +195,14 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         summary: 'Create a collection (its metric and embedding settings are fixed for its lifetime)',
         tags: ['collections'],
         params: nameParams,
-        body: { ...settingsSchema, properties: { ...settingsSchema.properties, dimensions: { type: 'integer', minimum: 1 }, layer: { type: 'integer', minimum: 1 } } },
-        response: { 200: { ...collectionSchema, properties: { ...collectionSchema.properties, created: { type: 'boolean' } } }, ...errorResponses },
+        body: {
+          ...settingsSchema,
+          properties: { ...settingsSchema.properties, dimensions: { type: 'integer', minimum: 1 }, layer: { type: 'integer', minimum: 1 } },
+        },
+        response: {
+          200: { ...collectionSchema, properties: { ...collectionSchema.properties, created: { type: 'boolean' } } },
+          ...errorResponses,
+        },
       },
     },
     async (request, reply) => {
@@ -176,19 +224,43 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
     },
   );
 
-  app.get('/collections', { schema: { summary: 'List collections', tags: ['collections'], response: { 200: { type: 'object', properties: { collections: { type: 'array', items: collectionSchema } } } } } }, async () => ({
-    collections: await store.list(),
-  }));
+  app.get(
+    '/collections',
+    {
+      schema: {
+        summary: 'List collections',
+        tags: ['collections'],
+        response: { 200: { type: 'object', properties: { collections: { type: 'array', items: collectionSchema } } } },
+      },
+    },
+    async () => ({
+      collections: await store.list(),
+    }),
+  );
 
   app.get<{ Params: { name: string } }>(
     '/collections/:name',
-    { schema: { summary: 'A collection: settings and document count', tags: ['collections'], params: nameParams, response: { 200: collectionSchema, ...errorResponses } } },
+    {
+      schema: {
+        summary: 'A collection: settings and document count',
+        tags: ['collections'],
+        params: nameParams,
+        response: { 200: collectionSchema, ...errorResponses },
+      },
+    },
     async (request) => store.info(request.params.name),
   );
 
   app.delete<{ Params: { name: string } }>(
     '/collections/:name',
-    { schema: { summary: 'Delete a collection and its documents', tags: ['collections'], params: nameParams, response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses } } },
+    {
+      schema: {
+        summary: 'Delete a collection and its documents',
+        tags: ['collections'],
+        params: nameParams,
+        response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses },
+      },
+    },
     async (request, reply) => {
       const receipt: WriteReceipt = {};
       await store.drop(request.params.name, receipt);
@@ -241,8 +313,22 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         }
       });
       const toEmbed = documents.map((d, i) => ({ d, i })).filter(({ d }) => d.vector === undefined);
-      if (toEmbed.length) checkTexts(toEmbed.map(({ d }) => d.text!), limits, 'documents.text');
-      const vectors = toEmbed.length ? await embedderFor(request, reply, modelOf(name, settings))(toEmbed.map(({ d }) => d.text!), embeddingOptions(settings, settings.document_prompt_name)) : [];
+      if (toEmbed.length)
+        checkTexts(
+          toEmbed.map(({ d }) => d.text!),
+          limits,
+          'documents.text',
+        );
+      const vectors = toEmbed.length
+        ? await embedderFor(
+            request,
+            reply,
+            modelOf(name, settings),
+          )(
+            toEmbed.map(({ d }) => d.text!),
+            embeddingOptions(settings, settings.document_prompt_name),
+          )
+        : [];
       const byIndex = new Map(toEmbed.map(({ i }, n) => [i, vectors[n]!]));
       const docs: DocumentInput[] = documents.map((d, i) => ({
         id: d.id,
@@ -264,7 +350,18 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         summary: 'A stored document',
         tags: ['collections'],
         params: docParams,
-        response: { 200: { type: 'object', properties: { id: { type: 'string' }, text: { type: 'string' }, metadata: { type: 'object', additionalProperties: true }, vector: { type: 'array', items: { type: 'number' } } } }, ...errorResponses },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              id: { type: 'string' },
+              text: { type: 'string' },
+              metadata: { type: 'object', additionalProperties: true },
+              vector: { type: 'array', items: { type: 'number' } },
+            },
+          },
+          ...errorResponses,
+        },
       },
     },
     async (request) => {
@@ -276,7 +373,14 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
 
   app.delete<{ Params: { name: string; id: string } }>(
     '/collections/:name/documents/:id',
-    { schema: { summary: 'Delete a document', tags: ['collections'], params: docParams, response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses } } },
+    {
+      schema: {
+        summary: 'Delete a document',
+        tags: ['collections'],
+        params: docParams,
+        response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses },
+      },
+    },
     async (request, reply) => {
       const receipt: WriteReceipt = {};
       const existed = await store.delete(request.params.name, request.params.id, receipt);
@@ -302,26 +406,52 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
             k: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
             offset: { type: 'integer', minimum: 0, maximum: 10000, description: 'Results to skip (pagination)' },
             ef: { type: 'integer', minimum: 1, maximum: 10000 },
-            mode: { type: 'string', enum: ['dense', 'lexical', 'hybrid'], description: 'dense (default), lexical (BM25) or hybrid (both, fused); lexical/hybrid need a collection created with lexical and a text query' },
+            mode: {
+              type: 'string',
+              enum: ['dense', 'lexical', 'hybrid'],
+              description:
+                'dense (default), lexical (BM25) or hybrid (both, fused); lexical/hybrid need a collection created with lexical and a text query',
+            },
             fusion: {
               type: 'object',
               required: ['method'],
-              description: 'hybrid only: {"method": "rrf", "k": 60} (reciprocal rank fusion) or {"method": "weighted", "alpha": 0.5} (min-max normalized scores, alpha weighs the dense side)',
-              properties: { method: { type: 'string', enum: ['rrf', 'weighted'] }, k: { type: 'number', minimum: 0 }, alpha: { type: 'number', minimum: 0, maximum: 1 } },
+              description:
+                'hybrid only: {"method": "rrf", "k": 60} (reciprocal rank fusion) or {"method": "weighted", "alpha": 0.5} (min-max normalized scores, alpha weighs the dense side)',
+              properties: {
+                method: { type: 'string', enum: ['rrf', 'weighted'] },
+                k: { type: 'number', minimum: 0 },
+                alpha: { type: 'number', minimum: 0, maximum: 1 },
+              },
             },
             score_threshold: { type: 'number', description: 'Only results whose score is at least this' },
-            rescore: { type: 'integer', minimum: 1, maximum: 10000, description: 'Collections with index_dimensions: graph candidates rescored with the full vectors (default max(10 × (offset + k), 100))' },
-            filter: { type: 'object', properties: { must: { type: 'array', items: condition }, must_not: { type: 'array', items: condition } } },
+            rescore: {
+              type: 'integer',
+              minimum: 1,
+              maximum: 10000,
+              description:
+                'Collections with index_dimensions: graph candidates rescored with the full vectors (default max(10 × (offset + k), 100))',
+            },
+            filter: {
+              type: 'object',
+              properties: { must: { type: 'array', items: condition }, must_not: { type: 'array', items: condition } },
+            },
             include: { type: 'array', items: { type: 'string', enum: ['metadata', 'text', 'vector'] } },
             query_prompt_name: { type: 'string' },
             document_prompt_name: { type: 'string' },
             rerank: {
               type: 'object',
-              description: "Retrieve-then-rerank: the first `candidates` hits are scored by a cross-encoder and the best `top_n` returned in its order (`score` is the reranker's, `retrieval_score` the first stage's)",
+              description:
+                "Retrieve-then-rerank: the first `candidates` hits are scored by a cross-encoder and the best `top_n` returned in its order (`score` is the reranker's, `retrieval_score` the first stage's)",
               properties: {
                 model: { type: 'string', description: 'A served reranker (default: the first served)' },
                 top_n: { type: 'integer', minimum: 1, maximum: 1000, description: 'Hits returned (default k)' },
-                candidates: { type: 'integer', minimum: 1, maximum: 1000, default: DEFAULT_RERANK_CANDIDATES, description: 'First-stage hits reranked' },
+                candidates: {
+                  type: 'integer',
+                  minimum: 1,
+                  maximum: 1000,
+                  default: DEFAULT_RERANK_CANDIDATES,
+                  description: 'First-stage hits reranked',
+                },
               },
             },
             ...knobProperties,
@@ -355,7 +485,10 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         const settings = (await store.info(b.collection)).settings;
         const embedder = modelOf(b.collection, settings);
         if (b.model != null && b.model !== embedder.name) {
-          throw new ApiError('CONTRADICTS_COLLECTION', `model=${JSON.stringify(b.model)} contradicts the collection's model (${embedder.name}); queries are embedded with the model the documents were`);
+          throw new ApiError(
+            'CONTRADICTS_COLLECTION',
+            `model=${JSON.stringify(b.model)} contradicts the collection's model (${embedder.name}); queries are embedded with the model the documents were`,
+          );
         }
         const mode = b.mode ?? 'dense';
         if (mode !== 'dense' && b.query === undefined) throw new ApiError('MODE_NEEDS_QUERY', mode);
@@ -365,7 +498,13 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         if (b.vector !== undefined) {
           vector = b.vector;
         } else if (mode !== 'lexical') {
-          vector = (await embedderFor(request, reply, embedder)([b.query!], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) }))[0]!;
+          vector = (
+            await embedderFor(
+              request,
+              reply,
+              embedder,
+            )([b.query!], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) })
+          )[0]!;
         }
         const options = {
           k: firstStage,
@@ -414,14 +553,19 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
 function rejectContradictions(b: SearchBody, s: CollectionSettings): void {
   const clash = (field: string, given: unknown, fixed: unknown): void => {
     if (given !== undefined && given !== null && given !== fixed) {
-      throw new ApiError('CONTRADICTS_COLLECTION', `${field}=${JSON.stringify(given)} contradicts the collection's ${field} (${JSON.stringify(fixed ?? null)}); queries are embedded with the collection's settings`);
+      throw new ApiError(
+        'CONTRADICTS_COLLECTION',
+        `${field}=${JSON.stringify(given)} contradicts the collection's ${field} (${JSON.stringify(fixed ?? null)}); queries are embedded with the collection's settings`,
+      );
     }
   };
   clash('dimensions', b.dimensions, s.dimensions);
   clash('layer', b.layer, s.layer);
   clash('prompt_name', b.prompt_name, s.query_prompt_name);
   clash('query_prompt_name', b.query_prompt_name, s.query_prompt_name);
-  if (b.instruction != null) throw new ApiError('CONTRADICTS_COLLECTION', "instruction contradicts the collection's settings: queries use its query_prompt_name");
-  if (b.normalize === false) throw new ApiError('CONTRADICTS_COLLECTION', 'normalize: false contradicts the collection: stored vectors are normalized');
+  if (b.instruction != null)
+    throw new ApiError('CONTRADICTS_COLLECTION', "instruction contradicts the collection's settings: queries use its query_prompt_name");
+  if (b.normalize === false)
+    throw new ApiError('CONTRADICTS_COLLECTION', 'normalize: false contradicts the collection: stored vectors are normalized');
   if (b.token_prepending) throw new ApiError('CONTRADICTS_COLLECTION', "token_prepending contradicts the collection's settings");
 }

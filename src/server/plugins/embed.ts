@@ -3,12 +3,11 @@ import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { EmbeddingType } from '../../pooling/index.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, inputsBody, modelProperty, requestEmbedder, type KnobBody } from '../knobs.js';
+import { inputsBody, type KnobBody, knobProperties, knobsFromBody, modelProperty, requestEmbedder } from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
-import { admissionHook } from '../admission.js';
 
 interface EmbedBody extends KnobBody {
   inputs: string | string[];

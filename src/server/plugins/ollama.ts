@@ -7,7 +7,6 @@ import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
 import type { RouteDeps } from './deps.js';
-import { admissionHook } from '../admission.js';
 
 interface OllamaEmbedBody {
   model?: string;
@@ -30,9 +29,16 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
           type: 'object',
           required: ['input'],
           properties: {
-            model: { type: 'string', description: 'A served model by name; with one model served, any name is accepted (Ollama clients always send one)' },
+            model: {
+              type: 'string',
+              description: 'A served model by name; with one model served, any name is accepted (Ollama clients always send one)',
+            },
             input: textOrTexts,
-            truncate: { type: 'boolean', default: true, description: "Cut inputs longer than the model's maximum; if false a too-long input is a 413" },
+            truncate: {
+              type: 'boolean',
+              default: true,
+              description: "Cut inputs longer than the model's maximum; if false a too-long input is a 413",
+            },
             dimensions: knobProperties.dimensions,
             keep_alive: { anyOf: [{ type: 'string' }, { type: 'number' }], description: 'Accepted and ignored (the model stays loaded)' },
             options: { type: 'object', description: 'Accepted and ignored (Ollama runner options)' },

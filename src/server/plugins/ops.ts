@@ -1,33 +1,43 @@
 /** Operational routes: liveness, readiness, metrics, model and engine facts. */
 import type { FastifyPluginAsync } from 'fastify';
 import type { StoreBackend } from '../../index/index.js';
+import { cpuFeatures } from '../../runtime/cpu.js';
+import type { Embedder } from '../../runtime/embedder.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
-import type { Embedder } from '../../runtime/embedder.js';
 import type { RouteDeps } from './deps.js';
 import { EMBEDDING_TYPES } from './embed.js';
-import { cpuFeatures } from '../../runtime/cpu.js';
 
-export const opsPlugin: FastifyPluginAsync<RouteDeps & { version: string; store?: StoreBackend }> = async (app, { models, limits, metrics, version, store }) => {
+export const opsPlugin: FastifyPluginAsync<RouteDeps & { version: string; store?: StoreBackend }> = async (
+  app,
+  { models, limits, metrics, version, store },
+) => {
   // Collections damaged on disk do not make the instance unready (everything else serves), but
   // operators must see them: they are listed in /ready's body and /info.
   const collectionHealth = () =>
     store ? { unavailable_collections: store.unavailableCollections(), recovered_collections: store.recoveries() } : {};
 
   // Liveness is never shed (see app.ts): a load balancer must not kill a busy but healthy instance.
-  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] }, config: { public: true, shed: false } }, async () => ({ status: 'ok' }));
+  app.get('/health', { schema: { summary: 'Liveness', tags: ['operations'] }, config: { public: true, shed: false } }, async () => ({
+    status: 'ok',
+  }));
 
   app.get(
     '/ready',
-    { schema: { summary: 'Readiness: model loaded and warmed up', tags: ['operations'], response: { 503: errorResponses[503] } }, config: { public: true } },
+    {
+      schema: { summary: 'Readiness: model loaded and warmed up', tags: ['operations'], response: { 503: errorResponses[503] } },
+      config: { public: true },
+    },
     async () => {
       if (!models.all.every((e) => e.isReady)) throw new ApiError('NOT_READY');
       return { status: 'ready', ...collectionHealth() };
     },
   );
 
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics', tags: ['operations'] }, config: { public: true } }, async (_request, reply) =>
-    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  app.get(
+    '/metrics',
+    { schema: { summary: 'Prometheus metrics', tags: ['operations'] }, config: { public: true } },
+    async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   );
 
   app.get('/info', { schema: { summary: 'Models, knobs and batching limits in effect', tags: ['operations'] } }, async () => {

@@ -60,8 +60,15 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
             texts: { type: 'array', items: { type: 'string' }, description: 'The texts to score against the query' },
             raw_scores: { type: ['boolean', 'null'], default: false, description: 'Return the logits instead of sigmoid(logit)' },
             return_text: { type: ['boolean', 'null'], default: false, description: 'Echo each text' },
-            truncate: { type: ['boolean', 'null'], default: true, description: 'Cut pairs longer than the maximum (the text first); if false a too-long pair is a 413' },
-            truncation_direction: { type: ['string', 'null'], description: 'Accepted for TEI clients; pairs are always cut at the end of the text' },
+            truncate: {
+              type: ['boolean', 'null'],
+              default: true,
+              description: 'Cut pairs longer than the maximum (the text first); if false a too-long pair is a 413',
+            },
+            truncation_direction: {
+              type: ['string', 'null'],
+              description: 'Accepted for TEI clients; pairs are always cut at the end of the text',
+            },
             ...modelProperty,
           },
         },
@@ -86,7 +93,13 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
       checkTexts(b.texts, limits, 'texts');
       const engine = modelFor(models, b.model, 'rerank');
       await admit(models, engine, request, reply);
-      const result = await requestReranker(request, reply, engine, metrics, limits.requestTimeoutMs)(b.query, b.texts, { truncate: b.truncate ?? true });
+      const result = await requestReranker(
+        request,
+        reply,
+        engine,
+        metrics,
+        limits.requestTimeoutMs,
+      )(b.query, b.texts, { truncate: b.truncate ?? true });
       reply.headers(timingHeaders(result, performance.now() - started));
       const scores = b.raw_scores ? result.logits : result.scores;
       return bestFirst(scores).map((index) => ({ index, score: scores[index]!, ...(b.return_text && { text: b.texts[index] }) }));

@@ -8,12 +8,11 @@ import { cosine } from '../../pooling/index.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, inputsBody, modelProperty, requestEmbedder, type KnobBody } from '../knobs.js';
+import { inputsBody, type KnobBody, knobProperties, knobsFromBody, modelProperty, requestEmbedder } from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import type { RouteDeps } from './deps.js';
 import { embedRoute } from './embed.js';
-import { admissionHook } from '../admission.js';
 
 interface TokenizeBody {
   inputs: string | string[];
@@ -33,14 +32,16 @@ interface SimilarityBody extends KnobBody {
   model?: string | null;
 }
 
-
 const tokenSchema = {
   type: 'object',
   properties: {
     id: { type: 'integer' },
     text: { type: 'string', description: 'The text the token covers (the token itself for a special token)' },
     special: { type: 'boolean' },
-    start: { type: ['integer', 'null'], description: 'Character (code point) offset of the first covered character; null for special tokens' },
+    start: {
+      type: ['integer', 'null'],
+      description: 'Character (code point) offset of the first covered character; null for special tokens',
+    },
     stop: { type: ['integer', 'null'], description: 'Character offset just past the last covered character; null for special tokens' },
   },
 } as const;
@@ -55,8 +56,15 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       schema: {
         summary: 'Tokenize texts (TEI-compatible): every token with its offsets, untruncated',
         tags: ['embeddings'],
-        body: inputsBody({ add_special_tokens: { type: 'boolean', default: true }, prompt_name: knobProperties.prompt_name, ...modelProperty }),
-        response: { 200: { description: 'Per input, its tokens', type: 'array', items: { type: 'array', items: tokenSchema } }, ...errorResponses },
+        body: inputsBody({
+          add_special_tokens: { type: 'boolean', default: true },
+          prompt_name: knobProperties.prompt_name,
+          ...modelProperty,
+        }),
+        response: {
+          200: { description: 'Per input, its tokens', type: 'array', items: { type: 'array', items: tokenSchema } },
+          ...errorResponses,
+        },
       },
     },
     async (request) => {
