@@ -16,7 +16,7 @@ import {
   saveModel,
   toNumber,
 } from '../../src/runtime/onnx/model.js';
-import { agreement, quantizeModel, quantizeWeight } from '../../src/runtime/onnx/quantize.js';
+import { agreement, DEFAULT_WEIGHT_FORMAT, quantizeModel, quantizeWeight, WEIGHT_QMAX } from '../../src/runtime/onnx/quantize.js';
 import { splitModel } from '../../src/runtime/onnx/split.js';
 import { StagedRunner } from '../../src/runtime/onnx/staged.js';
 import { choosePrecision } from '../../src/runtime/precision.js';
@@ -105,7 +105,8 @@ describe('int8 kernels on this CPU', () => {
   });
 
   it('reduced-range weights (|q| ≤ 64, the default) are exact on every kernel: 2·255·64 < 32767', async () => {
-    expect(await runSaturationProbe(64)).toBeCloseTo(PROBE_EXACT, 3);
+    expect(WEIGHT_QMAX[DEFAULT_WEIGHT_FORMAT]).toBe(64);
+    expect(await runSaturationProbe(WEIGHT_QMAX[DEFAULT_WEIGHT_FORMAT])).toBeCloseTo(PROBE_EXACT, 3);
   });
 
   it('reads the features that matter from /proc/cpuinfo', () => {

@@ -42,7 +42,7 @@ export interface QuantizeOptions {
   perChannel?: boolean;
   /** Fold a following bias Add into the kernel. Default true. */
   fuseBias?: boolean;
-  /** How weights are stored (see WEIGHT_FORMATS). Default DEFAULT_WEIGHT_FORMAT. */
+  /** How weights are stored (see WeightFormat). Default DEFAULT_WEIGHT_FORMAT. */
   weightFormat?: WeightFormat;
 }
 
@@ -59,7 +59,6 @@ export interface QuantizeOptions {
  *   multiplying (VPMADDWD), so nothing clips either, at full precision.
  */
 export type WeightFormat = 's8' | 's8-reduced' | 'u8';
-export const WEIGHT_FORMATS: readonly WeightFormat[] = ['s8', 's8-reduced', 'u8'];
 export const DEFAULT_WEIGHT_FORMAT: WeightFormat = 's8-reduced';
 /** The largest |q| a weight format stores. */
 export const WEIGHT_QMAX: Record<WeightFormat, number> = { s8: 127, 's8-reduced': 64, u8: 127 };
