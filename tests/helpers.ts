@@ -71,6 +71,33 @@ export interface TestServer {
 }
 
 /**
+ * Builds the app over `served` (with a fresh collection store when `store: true`) and listens on
+ * an ephemeral loopback port; `close` stops the app, then the store, then `served`.
+ */
+async function serveOnLoopback(
+  served: { close(): Promise<void> },
+  appOptions: Omit<AppOptions, 'limits' | 'store'> & { store?: boolean },
+  limits: Partial<ServerLimits>,
+): Promise<Omit<TestServer, 'engine'>> {
+  const { store: withStore, ...rest } = appOptions;
+  const store = withStore ? await CollectionStore.open(mkdtempSync(join(tmpdir(), 'collections-'))) : undefined;
+  const app = await buildApp({ ...rest, limits, store });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    app,
+    store,
+    async close() {
+      await app.close();
+      await store?.close();
+      await served.close();
+    },
+  };
+}
+
+/**
  * Loads an engine and serves it on an ephemeral loopback port; with `store: true` the collection
  * routes are on too, over a fresh data directory.
  */
@@ -81,23 +108,7 @@ export async function startServer(
 ): Promise<TestServer> {
   const engine = await Engine.load({ workers: 1, intraOpThreads: 1, ...engineOptions });
   await engine.warmUp();
-  const { store: withStore, ...rest } = appOptions;
-  const store = withStore ? await CollectionStore.open(mkdtempSync(join(tmpdir(), 'collections-'))) : undefined;
-  const app = await buildApp({ ...rest, embedder: engine, limits, store });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    app,
-    engine,
-    store,
-    async close() {
-      await app.close();
-      await store?.close();
-      await engine.close();
-    },
-  };
+  return { ...(await serveOnLoopback(engine, { ...appOptions, embedder: engine }, limits)), engine };
 }
 
 /** Several models in one process (MODELS=...), served on an ephemeral loopback port. */
@@ -109,24 +120,7 @@ export async function startModelsServer(
 ): Promise<TestServer & { models: Models }> {
   const models = await Models.load({ workers: 1, intraOpThreads: 1, ...runtime, models: entries });
   await models.warmUp();
-  const { store: withStore, ...rest } = appOptions;
-  const store = withStore ? await CollectionStore.open(mkdtempSync(join(tmpdir(), 'collections-'))) : undefined;
-  const app = await buildApp({ ...rest, models, limits, store });
-  await app.listen({ host: '127.0.0.1', port: 0 });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    app,
-    engine: models.default,
-    models,
-    store,
-    async close() {
-      await app.close();
-      await store?.close();
-      await models.close();
-    },
-  };
+  return { ...(await serveOnLoopback(models, { ...appOptions, models }, limits)), engine: models.default, models };
 }
 
 export async function postJson(
