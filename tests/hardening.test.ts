@@ -385,19 +385,72 @@ describe('shutdown (point 9)', () => {
 
 describe('smaller contract holes (point 13)', () => {
   it('names the array element of the wrong type', async () => {
-    const { url } = await serve();
+    const { url } = await serve({ store: await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-'))) });
     const res = await postJson(`${url}/embed`, { inputs: ['a', 5] });
     expect(res.status).toBe(422);
     expect(res.json.error).toBe('body.inputs[1] must be string');
     expect((await postJson(`${url}/embed`, { inputs: 5 })).json.error).toBe('body.inputs must be string or array');
+    // The same on the OpenAI route (its shape, with the element as the message) and in nested arrays.
+    const v1 = await postJson(`${url}/v1/embeddings`, { input: ['a', 'b', null], model: 'x' });
+    expect(v1.status).toBe(422);
+    expect(v1.json.error.message).toBe('body.input[2] must be string');
+    expect(v1.json.error.param).toBe('input');
+    const search = await postJson(`${url}/search`, { query: 'a', candidates: ['b', 7] });
+    expect(search.status).toBe(422);
+    expect(search.json.error).toBe('body.candidates[1] must be string');
   });
 
   it('makes /docs public with everything under it when listed, and nothing else', async () => {
     const { url } = await serve({ apiKeys: ['k1'], publicRoutes: ['/health', '/docs'] });
     expect((await fetch(`${url}/docs/json`)).status).toBe(200);
+    expect((await fetch(`${url}/docs/yaml`)).status).toBe(200);
     expect((await fetch(`${url}/docs`, { redirect: 'manual' })).status).toBeLessThan(400);
+    const page = await fetch(`${url}/docs/static/index.html`);
+    expect(page.status).toBe(200);
+    expect(await page.text()).toMatch(/swagger/i);
+    const bundle = await fetch(`${url}/docs/static/swagger-ui-bundle.js`);
+    expect(bundle.status).toBe(200);
+    await bundle.arrayBuffer();
     expect((await fetch(`${url}/info`)).status).toBe(401);
     expect((await fetch(`${url}/openapi.json`)).status).toBe(401);
+    // A prefix covers what is under it, not every path that starts with the same letters.
+    expect((await fetch(`${url}/docsx`)).status).toBe(401);
+    // Without publicRoutes the docs need a key like everything else but the marked routes.
+    const closed = await serve({ apiKeys: ['k1'] });
+    expect((await fetch(`${closed.url}/docs/json`)).status).toBe(401);
+    expect((await fetch(`${closed.url}/docs/static/index.html`)).status).toBe(401);
+    expect((await fetch(`${closed.url}/docs/json`, { headers: { authorization: 'Bearer k1' } })).status).toBe(200);
+    expect((await fetch(`${closed.url}/health`)).status).toBe(200);
+  });
+
+  it('refuses a "__proto__" key by name on every route, and accepts the word as data', async () => {
+    const { url } = await serve({ store: await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-'))) });
+    const proto = '{"inputs": "a", "options": {"__proto__": {"x": 1}}}';
+    const embed = await postJson(`${url}/embed`, proto);
+    expect(embed.status).toBe(422);
+    expect(embed.json).toMatchObject({ error_type: 'validation', error_code: 'PROTO_KEY' });
+    expect(embed.json.error).not.toMatch(/not valid JSON/);
+    const v1 = await postJson(`${url}/v1/embeddings`, '{"input": "a", "__proto__": {"model": "x"}}');
+    expect(v1.status).toBe(422);
+    expect(v1.json.error.message).toBe('body.__proto__ is a "__proto__" key, which is not accepted anywhere');
+    const put = await fetch(`${url}/collections/docs`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(put.status).toBeLessThan(300);
+    const upsert = await postJson(
+      `${url}/collections/docs/documents`,
+      '{"documents": [{"id": "1", "text": "a", "metadata": {"ok": 1}}, {"id": "2", "text": "b", "metadata": {"__proto__": {"admin": true}}}]}',
+    );
+    expect(upsert.status).toBe(422);
+    expect(upsert.json.error).toBe('body.documents[1].metadata.__proto__ is a "__proto__" key, which is not accepted anywhere');
+    expect((await fetch(`${url}/collections/docs`).then((r) => r.json() as Promise<{ count: number }>)).count).toBe(0); // all or nothing
+    // The word itself is ordinary data: as text, as an id, as a metadata value, as an unknown field's value.
+    expect((await postJson(`${url}/embed`, { inputs: ['__proto__', 'constructor'], note: '__proto__' })).status).toBe(200);
+    const fine = await postJson(`${url}/collections/docs/documents`, {
+      documents: [{ id: '__proto__', text: '__proto__', metadata: { key: '__proto__', constructor: 'x' } }],
+    });
+    expect(fine.status).toBe(200);
+    const got = await fetch(`${url}/collections/docs/documents/__proto__`).then((r) => r.json() as Promise<unknown>);
+    expect(got).toMatchObject({ id: '__proto__', metadata: { key: '__proto__', constructor: 'x' } });
+    expect(({} as Record<string, unknown>).admin).toBeUndefined();
   });
 
   it('keeps collection names unique regardless of case and refuses Windows device names', async () => {
@@ -411,5 +464,29 @@ describe('smaller contract holes (point 13)', () => {
     }
     await expect(store.create('console', { dimensions: 4 })).resolves.toMatchObject({ created: true });
     await store.close();
+  });
+
+  it('answers a name that differs only in case with 409, and a device name with 422, over HTTP', async () => {
+    const { url } = await serve({ store: await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-'))) });
+    const put = (name: string) =>
+      fetch(`${url}/collections/${name}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: '{"dimensions": 4}',
+      }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+    expect((await put('a')).status).toBe(200);
+    expect((await put('a')).status).toBe(200); // the same PUT again is a no-op
+    const upper = await put('A');
+    expect(upper.status).toBe(409);
+    expect(upper.json).toMatchObject({ error_type: 'conflict', error_code: 'COLLECTION_CONFLICT' });
+    expect(upper.json.error).toMatch(/collection a already exists; names must differ in more than letter case/);
+    for (const name of ['CON', 'nul', 'Lpt1']) {
+      const r = await put(name);
+      expect(r.status, name).toBe(422);
+      expect(r.json.error_code, name).toBe('INVALID_COLLECTION_INPUT');
+      expect(r.json.error, name).toMatch(/reserved device name/);
+    }
+    const names = (await fetch(`${url}/collections`).then((r) => r.json())) as any;
+    expect(JSON.stringify(names)).not.toMatch(/"A"|CON|nul/);
   });
 });

@@ -66,14 +66,19 @@ const server = (code: ServerErrorCode, message: string, param?: string): Classif
   };
 };
 
-/** A schema validation failure, with the message naming the field and every accepted type. */
+/** A JSON pointer as the request field it names: `/inputs/1/text` → `body.inputs[1].text`. */
+function fieldPath(where: string, instancePath: string): string {
+  return `${where}${instancePath.replace(/\/(\d+)(?=\/|$)/g, '[$1]').replace(/\//g, '.')}`;
+}
+
+/** A schema validation failure, with the message naming the field (and array element) and every accepted type. */
 function fromSchema(fe: FastifyError): ClassifiedError {
   const validation = fe.validation!;
   const where = fe.validationContext ?? 'body';
   // For a value that matched no branch of an anyOf, name every accepted type, not the first branch's.
   const anyOf = validation.find((e) => e.keyword === 'anyOf');
   const first = anyOf ?? validation[0];
-  const path = first?.instancePath ? `${where}${first.instancePath.replace(/\//g, '.')}` : where;
+  const path = fieldPath(where, first?.instancePath ?? '');
   if (anyOf) {
     const types = validation
       .filter((e) => e.keyword === 'type' && e.instancePath === anyOf.instancePath)
@@ -82,10 +87,9 @@ function fromSchema(fe: FastifyError): ClassifiedError {
     // An array that failed on one element: name the element (`body.inputs[1] must be string`).
     const inner = validation.find((e) => e.keyword === 'type' && e.instancePath.startsWith(`${anyOf.instancePath}/`));
     if (inner) {
-      const at = `${where}${inner.instancePath.replace(/\/(\d+)(?=\/|$)/g, '[$1]').replace(/\//g, '.')}`;
       return server(
         'REQUEST_VALIDATION',
-        `${at} must be ${String((inner.params as { type?: unknown }).type)}`,
+        `${fieldPath(where, inner.instancePath)} must be ${String((inner.params as { type?: unknown }).type)}`,
         fieldOf(anyOf.instancePath),
       );
     }
