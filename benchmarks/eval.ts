@@ -388,8 +388,10 @@ if (previous && existsSync(previous)) rows.push(...(await evalModel(resolve(prev
 let untrained = arg('--untrained');
 if (!untrained && !BASELINES_ONLY) {
   const tmp = mkdtempSync(join(tmpdir(), 'untrained-'));
-  const r = spawnSync('/usr/bin/python3', [join(ROOT, 'training/make_untrained.py'), tmp], { stdio: ['ignore', 'ignore', 'inherit'] });
-  if (r.status === 0) untrained = join(tmp, 'models/default');
+  const r = spawnSync('/usr/bin/python3', [join(ROOT, 'tools/make_test_models.py'), '--untrained-default', tmp], {
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+  if (r.status === 0) untrained = tmp;
 }
 if (untrained && existsSync(untrained)) rows.push(...(await evalModel(resolve(untrained), 'untrained (random placeholder)', data, true)));
 else if (!BASELINES_ONLY)

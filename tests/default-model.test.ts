@@ -1,4 +1,8 @@
 /** The embedded default model is a trained one: it serves meaning, not random vectors. */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { cosine, DEFAULT_MODEL, postJson, startServer, type TestServer } from './helpers.js';
 
@@ -27,6 +31,38 @@ describe('models/default', () => {
     for (const [a, related, unrelated] of pairs) {
       const [va, vr, vu] = (await postJson(`${s.url}/embed`, { inputs: [a, related, unrelated] })).json as number[][];
       expect(cosine(va!, vr!), `${a} ~ ${related}`).toBeGreaterThan(cosine(va!, vu!));
+    }
+  });
+});
+
+const PYTHON = '/usr/bin/python3';
+const hasTorch = spawnSync(PYTHON, ['-c', 'import torch, onnx'], { stdio: 'ignore' }).status === 0;
+if (!hasTorch)
+  console.warn('skipping the re-export check: /usr/bin/python3 cannot import torch and onnx (apt install python3-torch python3-onnx)');
+
+describe.skipIf(!hasTorch)('models/default and the training code', () => {
+  // training/model.py is the one BERT definition (the fixtures use it too): the shipped model,
+  // rebuilt from its seed and token vectors and exported by training/train_default_model.py, must
+  // come out byte for byte as committed, or a change to the shared definition changed the model.
+  it('re-exports byte for byte through training/reexport_default.py', () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'reexport-')), 'default');
+    try {
+      const r = spawnSync(PYTHON, ['training/reexport_default.py', out], { encoding: 'utf8' });
+      if (r.status === 3) {
+        console.warn(`skipping the byte comparison: ${r.stderr.trim()}`);
+        return;
+      }
+      expect(r.status, r.stderr).toBe(0);
+      const files = (dir: string): string[] =>
+        readdirSync(dir, { recursive: true, withFileTypes: true })
+          .filter((e) => e.isFile())
+          .map((e) => join(e.parentPath, e.name).slice(dir.length + 1))
+          .filter((f) => !f.split('/').some((part) => part.startsWith('.'))) // the service's graph caches
+          .sort();
+      expect(files(out)).toEqual(files(DEFAULT_MODEL));
+      for (const f of files(out)) expect(readFileSync(join(out, f)).equals(readFileSync(join(DEFAULT_MODEL, f))), f).toBe(true);
+    } finally {
+      rmSync(join(out, '..'), { recursive: true, force: true });
     }
   });
 });

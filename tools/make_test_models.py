@@ -3,18 +3,20 @@
 
 Run with Debian's python (torch 1.13, onnx 1.12):
 
-    /usr/bin/python3 tools/make_test_models.py                 # tiny-bert, tiny-decoder, default
+    /usr/bin/python3 tools/make_test_models.py                 # tiny-bert, tiny-decoder, tiny-reranker
     /usr/bin/python3 tools/make_test_models.py --only tiny-bert
     /usr/bin/python3 tools/make_test_models.py --minilm [OUT_DIR]   # MiniLM-L6-shaped, for benchmarks
     /usr/bin/python3 tools/make_test_models.py --minilm-reranker [OUT_DIR]   # MiniLM-L6-shaped cross-encoder
+    /usr/bin/python3 tools/make_test_models.py --untrained-default OUT_DIR  # random placeholder (eval baseline)
 
 Outputs (relative to the repository root):
 
   tests/fixtures/models/tiny-bert/     BERT encoder (hidden 64, 4 layers), onnx/model.onnx + reference.json
   tests/fixtures/models/tiny-reranker/ BERT cross-encoder (hidden 64, 2 layers, logits [n, 1]) + reference.json
   tests/fixtures/models/tiny-decoder/  Qwen2-style decoder (hidden 64, 4 layers), onnx/model.onnx + reference.json
-  models/default/                      BERT encoder (hidden 128, 4 layers), model.onnx at top level
   models/minilm-shaped/                (only with --minilm; gitignored) 6 x 384 BERT, 30522 vocab
+  OUT_DIR                              (only with --untrained-default) BERT encoder (hidden 128, 4 layers),
+                                       model.onnx at top level; models/default is the trained model instead
 
 Everything is deterministic: fixed torch seeds, a vocabulary built from the word
 list embedded below, and a pure-Python BERT tokenizer that produces the
@@ -40,13 +42,12 @@ import torch
 from torch import nn
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The BERT encoder is defined once, in training/model.py (HF's post-LN layout and the default model's variant).
+sys.path.insert(0, str(REPO_ROOT / "training"))
+from model import MASK_NEG, BertModel, bert_config  # noqa: E402
 MINILM_ASSETS = REPO_ROOT.parent / "shared" / "assets" / "all-MiniLM-L6-v2"
 
 OPSET = 17
-# Additive attention-mask value. -1e4 underflows exp() to exactly 0 in float32
-# (so padded keys never affect real tokens) and, unlike finfo(float32).min,
-# survives a later float16 conversion without turning into -inf / NaN.
-MASK_NEG = -10000.0
 
 # ---------------------------------------------------------------------------
 # Vocabulary
@@ -327,143 +328,6 @@ def decoder_tokenizer_json(vocab: list[str]) -> dict:
         "special_tokens": {DEC_EOT: {"id": DEC_EOT, "ids": [v[DEC_EOT]], "tokens": [DEC_EOT]}},
     }
     return _wordpiece_tokenizer_json(vocab, ["[UNK]", DEC_EOT, DEC_PST], post)
-
-
-# ---------------------------------------------------------------------------
-# BERT encoder (HF BertModel attribute names)
-# ---------------------------------------------------------------------------
-
-
-class BertEmbeddings(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        h = cfg["hidden_size"]
-        self.word_embeddings = nn.Embedding(cfg["vocab_size"], h, padding_idx=cfg["pad_token_id"])
-        self.position_embeddings = nn.Embedding(cfg["max_position_embeddings"], h)
-        self.token_type_embeddings = nn.Embedding(cfg["type_vocab_size"], h)
-        self.LayerNorm = nn.LayerNorm(h, eps=cfg["layer_norm_eps"])
-        self.register_buffer(
-            "position_ids", torch.arange(cfg["max_position_embeddings"]).unsqueeze(0), persistent=False
-        )
-
-    def forward(self, input_ids, token_type_ids):
-        seq_len = input_ids.size(1)
-        position_ids = self.position_ids[:, :seq_len]
-        x = (
-            self.word_embeddings(input_ids)
-            + self.token_type_embeddings(token_type_ids)
-            + self.position_embeddings(position_ids)
-        )
-        return self.LayerNorm(x)
-
-
-class BertSelfAttention(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        h = cfg["hidden_size"]
-        self.num_heads = cfg["num_attention_heads"]
-        self.head_dim = h // self.num_heads
-        self.query = nn.Linear(h, h)
-        self.key = nn.Linear(h, h)
-        self.value = nn.Linear(h, h)
-
-    def _split(self, x):
-        return x.view(x.size(0), x.size(1), self.num_heads, self.head_dim).permute(0, 2, 1, 3)
-
-    def forward(self, hidden, ext_mask):
-        q = self._split(self.query(hidden))
-        k = self._split(self.key(hidden))
-        v = self._split(self.value(hidden))
-        scores = torch.matmul(q, k.transpose(-1, -2)) / math.sqrt(self.head_dim)
-        scores = scores + ext_mask
-        probs = torch.softmax(scores, dim=-1)
-        ctx = torch.matmul(probs, v).permute(0, 2, 1, 3).contiguous()
-        return ctx.view(ctx.size(0), ctx.size(1), self.num_heads * self.head_dim)
-
-
-class BertSelfOutput(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.dense = nn.Linear(cfg["hidden_size"], cfg["hidden_size"])
-        self.LayerNorm = nn.LayerNorm(cfg["hidden_size"], eps=cfg["layer_norm_eps"])
-
-    def forward(self, hidden, residual):
-        return self.LayerNorm(self.dense(hidden) + residual)
-
-
-class BertAttention(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        # HF names this submodule "self"; setattr keeps the exact scope name /attention/self/...
-        setattr(self, "self", BertSelfAttention(cfg))
-        self.output = BertSelfOutput(cfg)
-
-    def forward(self, hidden, ext_mask):
-        return self.output(getattr(self, "self")(hidden, ext_mask), hidden)
-
-
-class BertIntermediate(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.dense = nn.Linear(cfg["hidden_size"], cfg["intermediate_size"])
-        self.intermediate_act_fn = nn.GELU()  # exact (erf) GELU == HF "gelu"
-
-    def forward(self, hidden):
-        return self.intermediate_act_fn(self.dense(hidden))
-
-
-class BertOutput(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.dense = nn.Linear(cfg["intermediate_size"], cfg["hidden_size"])
-        self.LayerNorm = nn.LayerNorm(cfg["hidden_size"], eps=cfg["layer_norm_eps"])
-
-    def forward(self, hidden, residual):
-        return self.LayerNorm(self.dense(hidden) + residual)
-
-
-class BertLayer(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.attention = BertAttention(cfg)
-        self.intermediate = BertIntermediate(cfg)
-        self.output = BertOutput(cfg)
-
-    def forward(self, hidden, ext_mask):
-        attn = self.attention(hidden, ext_mask)
-        return self.output(self.intermediate(attn), attn)
-
-
-class BertEncoder(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.layer = nn.ModuleList([BertLayer(cfg) for _ in range(cfg["num_hidden_layers"])])
-
-    def forward(self, hidden, ext_mask):
-        states = []
-        for layer in self.layer:
-            hidden = layer(hidden, ext_mask)
-            states.append(hidden)
-        return states
-
-
-class BertModel(nn.Module):
-    """Post-LN BERT encoder. forward() returns last_hidden_state only (what gets exported)."""
-
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.config = cfg
-        self.embeddings = BertEmbeddings(cfg)
-        self.encoder = BertEncoder(cfg)
-
-    def hidden_states(self, input_ids, attention_mask, token_type_ids):
-        """List of [embeddings, layer1, ..., layerN] outputs."""
-        ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASK_NEG
-        h = self.embeddings(input_ids, token_type_ids)
-        return [h] + self.encoder(h, ext)
-
-    def forward(self, input_ids, attention_mask, token_type_ids):
-        return self.hidden_states(input_ids, attention_mask, token_type_ids)[-1]
 
 
 # ---------------------------------------------------------------------------
@@ -758,28 +622,6 @@ BERT_LINEAR_STD = 0.1  # raised from BERT's 0.02 so attention/FFN visibly change
 BERT_EMB_STD = {"word_embeddings": 1.0, "position_embeddings": 0.3, "token_type_embeddings": 0.1}
 
 
-def bert_config(vocab_size: int, hidden: int, layers: int, heads: int, ffn: int, max_pos: int) -> dict:
-    return {
-        "architectures": ["BertModel"],
-        "model_type": "bert",
-        "attention_probs_dropout_prob": 0.0,
-        "hidden_dropout_prob": 0.0,
-        "hidden_act": "gelu",
-        "hidden_size": hidden,
-        "initializer_range": 0.02,
-        "intermediate_size": ffn,
-        "layer_norm_eps": 1e-12,
-        "max_position_embeddings": max_pos,
-        "num_attention_heads": heads,
-        "num_hidden_layers": layers,
-        "pad_token_id": 0,
-        "position_embedding_type": "absolute",
-        "torch_dtype": "float32",
-        "type_vocab_size": 2,
-        "vocab_size": vocab_size,
-    }
-
-
 def write_bert_aux(out: Path, cfg: dict, max_seq_length: int, model_max_length: int, prompts: dict,
                    vocab: list[str] | None) -> None:
     """Everything except the ONNX file and embedder.json/reference.json."""
@@ -953,9 +795,10 @@ def gen_tiny_bert() -> None:
     dir_report(out)
 
 
-def gen_default() -> None:
-    out = REPO_ROOT / "models" / "default"
-    print(f"== default -> {out.relative_to(REPO_ROOT)}")
+def gen_untrained_default(out: Path) -> None:
+    """The former random placeholder for models/default (the 'untrained' baseline of benchmarks/eval.ts).
+    Never written over models/default itself: that is the trained model (training/train_default_model.py)."""
+    print(f"== untrained default -> {out}")
     reset_dir(out)
     vocab = bert_vocab()
     cfg = bert_config(len(vocab), hidden=128, layers=4, heads=4, ffn=512, max_pos=256)
@@ -1402,20 +1245,24 @@ def main(argv: list[str] | None = None) -> int:
                     metavar="OUT_DIR", help="only generate the MiniLM-L6-shaped benchmark model")
     ap.add_argument("--minilm-reranker", nargs="?", const=str(REPO_ROOT / "models" / "minilm-reranker-shaped"),
                     default=None, metavar="OUT_DIR", help="only generate the MiniLM-L6-shaped cross-encoder (benchmarks)")
-    ap.add_argument("--only", choices=["tiny-bert", "tiny-decoder", "tiny-reranker", "default"], default=None)
+    ap.add_argument("--untrained-default", default=None, metavar="OUT_DIR",
+                    help="only generate the untrained placeholder default model (benchmarks/eval.ts baseline)")
+    ap.add_argument("--only", choices=["tiny-bert", "tiny-decoder", "tiny-reranker"], default=None)
     args = ap.parse_args(argv)
 
     torch.set_num_threads(2)
     if args.minilm is not None:
         gen_minilm(Path(args.minilm).resolve())
         return 0
+    if args.untrained_default is not None:
+        gen_untrained_default(Path(args.untrained_default).resolve())
+        return 0
     if args.minilm_reranker is not None:
         gen_minilm_reranker(Path(args.minilm_reranker).resolve())
         return 0
-    todo = [args.only] if args.only else ["tiny-bert", "tiny-decoder", "tiny-reranker", "default"]
+    todo = [args.only] if args.only else ["tiny-bert", "tiny-decoder", "tiny-reranker"]
     for name in todo:
-        {"tiny-bert": gen_tiny_bert, "tiny-decoder": gen_tiny_decoder, "tiny-reranker": gen_tiny_reranker,
-         "default": gen_default}[name]()
+        {"tiny-bert": gen_tiny_bert, "tiny-decoder": gen_tiny_decoder, "tiny-reranker": gen_tiny_reranker}[name]()
     return 0
 
 

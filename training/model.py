@@ -1,14 +1,21 @@
-"""The default model's encoder: a small pre-LN BERT variant whose module names give the ONNX export
-the scopes the service splits on (`/embeddings/...`, `/encoder/layer.N/...`).
+"""The project's one BERT encoder definition, in the two layouts its models use, chosen by the config:
 
-Differences from HF BERT, chosen so that every exit layer can start at the corpus-statistics
-baseline (see training/README.md):
-  * no LayerNorm after the embeddings: a token's embedding row carries its frequency weight
-    (SIF a/(a+p)) in its norm, so mean pooling of layer 0 is a SIF-weighted average;
-  * pre-LN layers (h = h + Attn(LN(h)); h = h + FFN(LN(h))) with the residual branches' output
-    projections initialised near zero, so each layer starts as the identity;
-  * no final norm: `last_hidden_state` is the residual stream after the last layer, exactly what
-    an early exit after layer k returns for layer k.
+* HF BertModel (post-LN, the default when the config names no placement): a LayerNorm after the
+  embeddings and after each residual sum. The test fixtures and the MiniLM-shaped benchmark models
+  (tools/make_test_models.py) use it.
+* The default model's variant (`encoder_config`: `layer_norm_placement: "pre"`,
+  `embedding_layer_norm: false`), chosen so that every exit layer can start at the
+  corpus-statistics baseline (benchmarks/EVAL.md):
+    - no LayerNorm after the embeddings: a token's embedding row carries its frequency weight
+      (SIF a/(a+p)) in its norm, so mean pooling of layer 0 is a SIF-weighted average;
+    - pre-LN layers (h = h + Attn(LN(h)); h = h + FFN(LN(h))) with the residual branches' output
+      projections initialised near zero (`init_identity`), so each layer starts as the identity;
+    - no final norm: `last_hidden_state` is the residual stream after the last layer, exactly what
+      an early exit after layer k returns for layer k.
+
+Module and attribute names are HF's, so that torch.onnx.export names nodes by module scope
+(`/embeddings/...`, `/encoder/layer.N/...`): the scopes the service splits on. Parameters are
+registered in the same order in both layouts as HF does, which fixed-seed initialisation walks.
 """
 from __future__ import annotations
 
@@ -17,11 +24,15 @@ import math
 import torch
 from torch import nn
 
+# Additive attention-mask value. -1e4 underflows exp() to exactly 0 in float32 (so padded keys never
+# affect real tokens) and, unlike finfo(float32).min, survives a later float16 conversion without
+# turning into -inf / NaN.
 MASK_NEG = -10000.0
 
 
-def encoder_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, ffn: int = 1024,
-                   max_pos: int = 256) -> dict:
+def bert_config(vocab_size: int, hidden: int, layers: int, heads: int, ffn: int, max_pos: int,
+                layer_norm_eps: float = 1e-12) -> dict:
+    """HF BertModel's config.json (post-LN)."""
     return {
         "architectures": ["BertModel"],
         "model_type": "bert",
@@ -31,7 +42,7 @@ def encoder_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: i
         "hidden_size": hidden,
         "initializer_range": 0.02,
         "intermediate_size": ffn,
-        "layer_norm_eps": 1e-6,
+        "layer_norm_eps": layer_norm_eps,
         "max_position_embeddings": max_pos,
         "num_attention_heads": heads,
         "num_hidden_layers": layers,
@@ -40,31 +51,46 @@ def encoder_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: i
         "torch_dtype": "float32",
         "type_vocab_size": 2,
         "vocab_size": vocab_size,
+    }
+
+
+def encoder_config(vocab_size: int, hidden: int = 256, layers: int = 4, heads: int = 4, ffn: int = 1024,
+                   max_pos: int = 256) -> dict:
+    """The default model's config.json: the pre-LN variant described above."""
+    cfg = bert_config(vocab_size, hidden, layers, heads, ffn, max_pos, layer_norm_eps=1e-6)
+    cfg.update({
         "layer_norm_placement": "pre",
         "embedding_layer_norm": False,
         "final_layer_norm": False,
         "note": "pre-LN BERT variant without embedding/final LayerNorm, trained by training/train_default_model.py; "
                 "weights ship as ONNX only",
-    }
+    })
+    return cfg
 
 
-class Embeddings(nn.Module):
+def _pre_ln(cfg: dict) -> bool:
+    return cfg.get("layer_norm_placement", "post") == "pre"
+
+
+class BertEmbeddings(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         h = cfg["hidden_size"]
         self.word_embeddings = nn.Embedding(cfg["vocab_size"], h, padding_idx=cfg["pad_token_id"])
         self.position_embeddings = nn.Embedding(cfg["max_position_embeddings"], h)
         self.token_type_embeddings = nn.Embedding(cfg["type_vocab_size"], h)
+        self.LayerNorm = nn.LayerNorm(h, eps=cfg["layer_norm_eps"]) if cfg.get("embedding_layer_norm", True) else None
         self.register_buffer("position_ids", torch.arange(cfg["max_position_embeddings"]).unsqueeze(0),
                              persistent=False)
 
     def forward(self, input_ids, token_type_ids):
         pos = self.position_ids[:, : input_ids.size(1)]
-        return (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
-                + self.position_embeddings(pos))
+        x = (self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+             + self.position_embeddings(pos))
+        return x if self.LayerNorm is None else self.LayerNorm(x)
 
 
-class SelfAttention(nn.Module):
+class BertSelfAttention(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         h = cfg["hidden_size"]
@@ -85,63 +111,66 @@ class SelfAttention(nn.Module):
         return ctx.view(ctx.size(0), ctx.size(1), self.num_heads * self.head_dim)
 
 
-class AttentionOutput(nn.Module):
+class BertOutput(nn.Module):
+    """A residual branch's projection back to the hidden size (HF's BertSelfOutput and BertOutput).
+    Post-LN: LayerNorm(projection + residual). Pre-LN: the projection alone (the layer adds it)."""
+
+    def __init__(self, cfg: dict, in_features: int):
+        super().__init__()
+        self.dense = nn.Linear(in_features, cfg["hidden_size"])
+        self.LayerNorm = None if _pre_ln(cfg) else nn.LayerNorm(cfg["hidden_size"], eps=cfg["layer_norm_eps"])
+
+    def forward(self, hidden, residual):
+        out = self.dense(hidden)
+        return out if self.LayerNorm is None else self.LayerNorm(out + residual)
+
+
+class BertAttention(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
-        self.dense = nn.Linear(cfg["hidden_size"], cfg["hidden_size"])
+        # HF names this submodule "self"; setattr keeps the exact scope name /attention/self/...
+        setattr(self, "self", BertSelfAttention(cfg))
+        self.output = BertOutput(cfg, cfg["hidden_size"])
 
-    def forward(self, x):
-        return self.dense(x)
-
-
-class Attention(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        setattr(self, "self", SelfAttention(cfg))
-        self.output = AttentionOutput(cfg)
-
-    def forward(self, x, ext_mask):
-        return self.output(getattr(self, "self")(x, ext_mask))
+    def forward(self, hidden, ext_mask):
+        return self.output(getattr(self, "self")(hidden, ext_mask), hidden)
 
 
-class Intermediate(nn.Module):
+class BertIntermediate(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         self.dense = nn.Linear(cfg["hidden_size"], cfg["intermediate_size"])
-        self.intermediate_act_fn = nn.GELU()
+        self.intermediate_act_fn = nn.GELU()  # exact (erf) GELU == HF "gelu"
 
-    def forward(self, x):
-        return self.intermediate_act_fn(self.dense(x))
-
-
-class Output(nn.Module):
-    def __init__(self, cfg: dict):
-        super().__init__()
-        self.dense = nn.Linear(cfg["intermediate_size"], cfg["hidden_size"])
-
-    def forward(self, x):
-        return self.dense(x)
+    def forward(self, hidden):
+        return self.intermediate_act_fn(self.dense(hidden))
 
 
-class Layer(nn.Module):
+class BertLayer(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
         h, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
-        self.attention_norm = nn.LayerNorm(h, eps=eps)
-        self.attention = Attention(cfg)
-        self.ffn_norm = nn.LayerNorm(h, eps=eps)
-        self.intermediate = Intermediate(cfg)
-        self.output = Output(cfg)
+        self.pre_ln = _pre_ln(cfg)
+        if self.pre_ln:
+            self.attention_norm = nn.LayerNorm(h, eps=eps)
+        self.attention = BertAttention(cfg)
+        if self.pre_ln:
+            self.ffn_norm = nn.LayerNorm(h, eps=eps)
+        self.intermediate = BertIntermediate(cfg)
+        self.output = BertOutput(cfg, cfg["intermediate_size"])
 
     def forward(self, h, ext_mask):
-        h = h + self.attention(self.attention_norm(h), ext_mask)
-        return h + self.output(self.intermediate(self.ffn_norm(h)))
+        if self.pre_ln:
+            h = h + self.attention(self.attention_norm(h), ext_mask)
+            return h + self.output(self.intermediate(self.ffn_norm(h)), h)
+        attn = self.attention(h, ext_mask)
+        return self.output(self.intermediate(attn), attn)
 
 
-class Encoder(nn.Module):
+class BertEncoder(nn.Module):
     def __init__(self, cfg: dict):
         super().__init__()
-        self.layer = nn.ModuleList([Layer(cfg) for _ in range(cfg["num_hidden_layers"])])
+        self.layer = nn.ModuleList([BertLayer(cfg) for _ in range(cfg["num_hidden_layers"])])
 
     def forward(self, h, ext_mask):
         states = []
@@ -151,14 +180,17 @@ class Encoder(nn.Module):
         return states
 
 
-class Encoder2D(nn.Module):
+class BertModel(nn.Module):
+    """The encoder. forward() returns last_hidden_state only (what gets exported)."""
+
     def __init__(self, cfg: dict):
         super().__init__()
         self.config = cfg
-        self.embeddings = Embeddings(cfg)
-        self.encoder = Encoder(cfg)
+        self.embeddings = BertEmbeddings(cfg)
+        self.encoder = BertEncoder(cfg)
 
     def hidden_states(self, input_ids, attention_mask, token_type_ids=None):
+        """List of [embeddings, layer1, ..., layerN] outputs."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASK_NEG
@@ -169,7 +201,7 @@ class Encoder2D(nn.Module):
         return self.hidden_states(input_ids, attention_mask, token_type_ids)[-1]
 
 
-def init_identity(model: Encoder2D, emb: torch.Tensor, seed: int, out_std: float = 0.0) -> None:
+def init_identity(model: BertModel, emb: torch.Tensor, seed: int, out_std: float = 0.0) -> None:
     """Token rows from corpus statistics; every layer starts (almost) as the identity."""
     g = torch.Generator().manual_seed(seed)
     cfg = model.config

@@ -35,7 +35,7 @@ OUT = ROOT / "models" / "default"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT / "tools"))
 
-from model import Encoder2D, encoder_config, init_identity, mean_pool  # noqa: E402
+from model import BertModel, encoder_config, init_identity, mean_pool  # noqa: E402
 from wordpiece import FastWordPiece, train_wordpiece, word_counts  # noqa: E402
 
 DIMS = [32, 64, 128, 256]
@@ -109,7 +109,7 @@ def stage_stats(P):
 def build_model(P, tok):
     cfg = encoder_config(len(tok.vocab), P["hidden"], P["layers"], P["heads"], P["ffn"], P["max_pos"])
     torch.manual_seed(P["seed"])
-    model = Encoder2D(cfg)
+    model = BertModel(cfg)
     init_identity(model, torch.from_numpy(np.load(BUILD / "emb_init.npy")), P["seed"])
     return model
 
@@ -199,21 +199,14 @@ def info_nce(x, y, temp):
     return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
 
 
-def stage_train(P):
-    torch.manual_seed(P["seed"])
-    tok = load_tok()
-    model = build_model(P, tok)
-    pairs = load_pairs(P.get("pair_kinds"))
-    log(f"{len(pairs)} training pairs")
-    rng = np.random.RandomState(P["seed"])
-    perm = rng.permutation(len(pairs))
-    emb_params = [p for n, p in model.named_parameters() if n.startswith("embeddings.")]
-    other = [p for n, p in model.named_parameters() if not n.startswith("embeddings.")]
-    opt = torch.optim.AdamW([{"params": emb_params, "lr": P["emb_lr"], "weight_decay": 0.0},
-                             {"params": other, "lr": P["lr"], "weight_decay": 0.01}])
-    base_lrs = [P["emb_lr"], P["lr"]]
-    ckpt = BUILD / "ckpt.pt"
-    best_path = BUILD / "best.pt"
+def train_loop(P, model, tok, opt, step_loss, clip, ckpt, best_path, history_path, after_step=None,
+               last_without_selection=False):
+    """The training loop both recipes share: resume from `ckpt` when it was written with the same
+    params, select on STS-B train (step 0 and every eval_every steps, best to `best_path`),
+    checkpoint every ckpt_every steps. Learning rate: each parameter group's initial rate times a
+    linear warm-up and cosine decay, by step (never by clock). `step_loss(step)` returns the batch
+    loss and a label for the log; `after_step()` runs after each optimiser step."""
+    base_lrs = [g["lr"] for g in opt.param_groups]
     step, best = 0, -1.0
     history = []
     if ckpt.exists():
@@ -230,42 +223,25 @@ def stage_train(P):
             history.append({"step": 0, "score": best, "grid": {f"{l},{d}": v for (l, d), v in res.items()}})
             log(f"init  selection {best:.4f}  {fmt_grid(res)}")
         torch.save({"model": model.state_dict(), "step": 0}, best_path)
-    B = P["batch"]
     model.train()
     t_last = time.process_time()
     while step < P["steps"]:
-        i0 = (step * B) % len(perm)
-        idx = perm[i0 : i0 + B]
-        a = [pairs[i][0] for i in idx]
-        b = [pairs[i][1] for i in idx]
-        # learning rate: linear warm-up, cosine decay (by step, never by clock)
         f = min(1.0, (step + 1) / P["warmup"]) * 0.5 * (1 + math.cos(math.pi * step / P["steps"]))
         for g, lr in zip(opt.param_groups, base_lrs):
             g["lr"] = lr * f
         model.train()
-        ida, ma = batch_ids(tok, a, P["max_len"])
-        idb, mb = batch_ids(tok, b, P["max_len"])
-        ha = model.hidden_states(ida, ma)
-        hb = model.hidden_states(idb, mb)
-        loss = 0.0
-        n = 0
-        for l in LAYERS:
-            pa, pb = mean_pool(ha[l], ma), mean_pool(hb[l], mb)
-            for d in DIMS:
-                loss = loss + info_nce(pa[:, :d], pb[:, :d], P["temperature"])
-                n += 1
-        loss = loss / n
+        loss, label = step_loss(step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(clip, 1.0)
         opt.step()
-        with torch.no_grad():
-            model.embeddings.word_embeddings.weight[0].zero_()
+        if after_step is not None:
+            after_step()
         step += 1
         if step % 10 == 0:
             cpu = time.process_time() - t_last
             t_last = time.process_time()
-            log(f"step {step} loss {loss.item():.4f} lr {opt.param_groups[1]['lr']:.2e} cpu-s/10 steps {cpu:.1f}")
+            log(f"step {step}{label} loss {loss.item():.4f} lr {opt.param_groups[-1]['lr']:.2e} cpu-s/10 steps {cpu:.1f}")
         if sel is not None and (step % P["eval_every"] == 0 or step == P["steps"]):
             res = grid_spearman(model, tok, sel)
             sc = selection_score(res)
@@ -275,53 +251,103 @@ def stage_train(P):
                 best = sc
                 torch.save({"model": model.state_dict(), "step": step}, best_path)
         if step % P["ckpt_every"] == 0 or step == P["steps"]:
-            tmp = BUILD / "ckpt.pt.tmp"
+            tmp = ckpt.with_name(ckpt.name + ".tmp")
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "history": history, "params": P}, tmp)
             os.replace(tmp, ckpt)
-    # Without selection data best.pt stays the step-0 model: measured here, the dictionary-pair
-    # training never beat the corpus-statistics initialisation on STS-B train (see benchmarks/EVAL.md).
-    (BUILD / "history.json").write_text(json.dumps(history, indent=1))
+    if sel is None and last_without_selection:
+        torch.save({"model": model.state_dict(), "step": step}, best_path)
+    history_path.write_text(json.dumps(history, indent=1))
     log(f"training done; selected step {torch.load(best_path)['step']}")
 
 
-# ------------------------------------------------------------------ export
-def stage_export(P):
-    from make_test_models import bert_scopes, bert_tokenizer_json, check_onnx, dir_report, export_onnx, write_bert_aux, write_json
+def stage_train(P):
+    torch.manual_seed(P["seed"])
     tok = load_tok()
     model = build_model(P, tok)
-    st = torch.load(BUILD / "best.pt")
+    pairs = load_pairs(P.get("pair_kinds"))
+    log(f"{len(pairs)} training pairs")
+    rng = np.random.RandomState(P["seed"])
+    perm = rng.permutation(len(pairs))
+    emb_params = [p for n, p in model.named_parameters() if n.startswith("embeddings.")]
+    other = [p for n, p in model.named_parameters() if not n.startswith("embeddings.")]
+    opt = torch.optim.AdamW([{"params": emb_params, "lr": P["emb_lr"], "weight_decay": 0.0},
+                             {"params": other, "lr": P["lr"], "weight_decay": 0.01}])
+    B = P["batch"]
+
+    def step_loss(step):
+        i0 = (step * B) % len(perm)
+        idx = perm[i0 : i0 + B]
+        ida, ma = batch_ids(tok, [pairs[i][0] for i in idx], P["max_len"])
+        idb, mb = batch_ids(tok, [pairs[i][1] for i in idx], P["max_len"])
+        ha = model.hidden_states(ida, ma)
+        hb = model.hidden_states(idb, mb)
+        loss = 0.0
+        n = 0
+        for l in LAYERS:
+            pa, pb = mean_pool(ha[l], ma), mean_pool(hb[l], mb)
+            for d in DIMS:
+                loss = loss + info_nce(pa[:, :d], pb[:, :d], P["temperature"])
+                n += 1
+        return loss / n, ""
+
+    def zero_pad_row():
+        with torch.no_grad():
+            model.embeddings.word_embeddings.weight[0].zero_()
+
+    # Without selection data best.pt stays the step-0 model: measured here, the dictionary-pair
+    # training never beat the corpus-statistics initialisation on STS-B train (see benchmarks/EVAL.md).
+    train_loop(P, model, tok, opt, step_loss, list(model.parameters()), BUILD / "ckpt.pt", BUILD / "best.pt",
+               BUILD / "history.json", after_step=zero_pad_row)
+
+
+# ------------------------------------------------------------------ export
+def export_model(P, tok, best_path, out, embedder_training, prompts=None, include_prompt=True):
+    """The selected checkpoint as a model directory: ONNX, tokenizer and sentence-transformers files,
+    embedder.json with the Matryoshka dimensions, exit layers and `embedder_training`."""
+    from make_test_models import bert_scopes, check_onnx, dir_report, export_onnx, write_bert_aux, write_json
+    model = build_model(P, tok)
+    st = torch.load(best_path)
     model.load_state_dict(st["model"])
     model.eval()
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
     names = ["input_ids", "attention_mask", "token_type_ids"]
     ids, mask = batch_ids(tok, ["A man is playing a guitar.", "hi"], 64)
-    export_onnx(model, (ids, mask, torch.zeros_like(ids)), names, OUT / "model.onnx")
-    check_onnx(OUT / "model.onnx", names, P["hidden"], bert_scopes(P["layers"]))
-    cfg = model.config
-    write_bert_aux(OUT, cfg, max_seq_length=P["max_pos"], model_max_length=P["max_pos"], prompts={}, vocab=tok.vocab)
-    write_json(OUT / "embedder.json", {
+    export_onnx(model, (ids, mask, torch.zeros_like(ids)), names, out / "model.onnx")
+    check_onnx(out / "model.onnx", names, P["hidden"], bert_scopes(P["layers"]))
+    write_bert_aux(out, model.config, max_seq_length=P["max_pos"], model_max_length=P["max_pos"],
+                   prompts=prompts or {}, vocab=tok.vocab)
+    if not include_prompt:
+        # trained with the prompt tokens left out of pooling: they act only through the layers' attention
+        pool_cfg = json.loads((out / "1_Pooling" / "config.json").read_text())
+        pool_cfg["include_prompt"] = False
+        write_json(out / "1_Pooling" / "config.json", pool_cfg)
+    write_json(out / "embedder.json", {
         "matryoshka_dimensions": DIMS,
         "exit_layers": LAYERS,
-        "training": {
-            "data": "Debian wordnet-base + dict-gcide (definitions, examples, synonyms)",
-            "recipe": "PPMI-SVD + SIF token init, identity-initialised pre-LN layers, InfoNCE with 2D Matryoshka losses",
-            "rebuild": "nice -n 19 /usr/bin/python3 training/train_default_model.py --all",
-            "selected_step": st["step"],
-        },
+        "training": {**embedder_training, "selected_step": st["step"]},
     })
-    # sanity: ONNX Runtime is not available in Debian python, so compare onnx vs torch via onnx's reference? skip;
-    # the service-level check is benchmarks/eval.ts.
+    # ONNX Runtime is not available in Debian python, so the ONNX file is checked at the service
+    # level (benchmarks/eval.ts); this is torch's own sanity line.
     with torch.no_grad():
-        hs = model.hidden_states(*batch_ids(tok, ["A man is playing a guitar.", "Someone plays an instrument.",
-                                                   "The stock market fell today."], 64))
         ids, mask = batch_ids(tok, ["A man is playing a guitar.", "Someone plays an instrument.",
                                     "The stock market fell today."], 64)
-        v = F.normalize(mean_pool(hs[-1], mask), dim=-1)
+        v = F.normalize(mean_pool(model.hidden_states(ids, mask)[-1], mask), dim=-1)
         log(f"guitar~instrument {float(v[0] @ v[1]):.3f}  guitar~stock market {float(v[0] @ v[2]):.3f}")
-    dir_report(OUT)
+    dir_report(out)
+
+
+DEFAULT_TRAINING = {
+    "data": "Debian wordnet-base + dict-gcide (definitions, examples, synonyms)",
+    "recipe": "PPMI-SVD + SIF token init, identity-initialised pre-LN layers, InfoNCE with 2D Matryoshka losses",
+    "rebuild": "nice -n 19 /usr/bin/python3 training/train_default_model.py --all",
+}
+
+
+def stage_export(P):
+    export_model(P, load_tok(), BUILD / "best.pt", OUT, DEFAULT_TRAINING)
 
 
 def main():

@@ -99,8 +99,9 @@ ls "$B"/debs/libvulkan1_*.deb >/dev/null 2>&1 || die "no libvulkan1 .deb in the 
 
 # The model generator (unchanged), its wrapper and the check. (No model: the device generates
 # one; its fallback, tiny-bert, travels with the working tree anyway.)
-mkdir -p "$B/tools"
+mkdir -p "$B/tools" "$B/training"
 cp tools/make_test_models.py "$B/tools/"
+cp training/model.py "$B/training/" # the BERT definition the generator imports (../training beside tools/)
 cp "$HERE/make_model.py" "$HERE/check.mjs" "$B/"
 {
   echo "packed: $(date -u +%Y-%m-%dT%H:%M:%SZ) from $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)')"
