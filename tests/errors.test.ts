@@ -17,7 +17,7 @@ describe('documented errors', () => {
     ['null inputs', { inputs: null }, 422, 'validation', 'REQUEST_VALIDATION'],
     ['missing inputs', { text: 'x' }, 422, 'validation', 'REQUEST_VALIDATION', /inputs/],
     ['an empty list', { inputs: [] }, 422, 'validation', 'INPUTS_EMPTY', /must not be empty/],
-    ['an empty string', { inputs: '' }, 422, 'validation', 'EMPTY_INPUT', /empty string/],
+    ['an empty string', { inputs: '' }, 422, 'validation', 'EMPTY_INPUT', /^inputs has no text the model can read/],
     ['a non-string item', { inputs: ['a', 3] }, 422, 'validation', 'REQUEST_VALIDATION'],
     ['a body that is an array', [1, 2], 422, 'validation', 'REQUEST_VALIDATION'],
     ['unparsable JSON', '{"inputs": ', 422, 'validation', 'INVALID_JSON'],

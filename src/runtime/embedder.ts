@@ -98,6 +98,12 @@ export interface Embedder {
   release(admission: Admission): void;
   /** Checks a request's knobs against the model; throws a RuntimeError naming the problem. */
   validate(opts: EmbedOptions): void;
+  /**
+   * Refuses, with EMPTY_INPUT naming them, texts with nothing the model can read (empty, blank, or
+   * only characters its tokenizer drops), and a blank rerank `query`. `embed` and `rerank` check
+   * their inputs themselves; this is for text used otherwise (a lexical search query).
+   */
+  checkReadable(texts: readonly string[], query?: string): Promise<void>;
   /** One finished vector per text, in order, with token counts and timings. */
   embed(texts: readonly string[], opts: EmbedOptions): Promise<EmbedResult>;
   /** Rerankers: the relevance of each document to the query, in input order. */

@@ -9,7 +9,7 @@ import { probeBudget } from './budget-probe.js';
 import { Calibration } from './calibration.js';
 import type { ModelDescription } from './description.js';
 import type { Embedder, EmbedOptions, EmbedResult, EngineInfo, EngineStats, RerankOptions, RerankResult } from './embedder.js';
-import { RuntimeError } from './errors.js';
+import { emptyInputMessage, RuntimeError } from './errors.js';
 import { checkKnobs } from './knobs.js';
 import type { LoadModelOptions, ModelSpec } from './model-dir.js';
 import { Models } from './models.js';
@@ -250,10 +250,22 @@ export class Engine implements Embedder {
     checkKnobs(this.spec, this.stages, opts);
   }
 
+  /** Refuses inputs with nothing the model can read (EMPTY_INPUT), before any work is queued for them. */
+  async checkReadable(texts: readonly string[], query?: string): Promise<void> {
+    const empty: Array<number | 'query'> = await this.tokenizer.unreadable(query === undefined ? texts : [query, ...texts]);
+    if (query !== undefined) empty.forEach((i, n) => (empty[n] = i === 0 ? 'query' : (i as number) - 1));
+    if (empty.length === 0) return;
+    const first = empty[0]!;
+    throw new RuntimeError('EMPTY_INPUT', emptyInputMessage(first === 'query' ? 'the query' : `input ${first}`, empty.length - 1), {
+      emptyInputs: empty,
+    });
+  }
+
   /** Embeds texts: one finished vector per text, in order, with token counts and timings. */
   async embed(texts: readonly string[], opts: EmbedOptions): Promise<EmbedResult> {
     this.validate(opts);
     const t0 = performance.now();
+    await this.checkReadable(texts);
     const promptName = opts.promptName ?? (opts.instruction === undefined ? (this.spec.defaultPromptName ?? undefined) : undefined);
     const tokenized = await this.tokenizer.tokenize(texts, {
       prefix: promptName !== undefined ? this.spec.prompts[promptName]! : null,
@@ -318,6 +330,7 @@ export class Engine implements Embedder {
     if (this.task !== 'rerank')
       throw new RuntimeError('WRONG_TASK', `model ${this.name} is an embedding model: it cannot rerank (name a reranker)`);
     const t0 = performance.now();
+    await this.checkReadable(documents, query);
     const tokenized = await this.tokenizer.tokenizePairs(query, documents, { truncate: opts.truncate ?? true });
     const tokenizeMs = performance.now() - t0;
     const result = await this.queue.submit({

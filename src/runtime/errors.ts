@@ -26,6 +26,12 @@ export const RUNTIME_ERRORS = {
   UNKNOWN_TOKEN_ID: 'a token id is outside the vocabulary',
   /** The model does the other task (embedding with a reranker, reranking with an embedder). */
   WRONG_TASK: 'the model does not do this task',
+  /**
+   * An input has nothing the model can read: empty, only whitespace, control or invisible format
+   * characters or unpaired surrogates, or only characters the tokenizer drops. Its vector would
+   * carry nothing of the text (all zeros under mean pooling, which breaks cosine downstream).
+   */
+  EMPTY_INPUT: 'an input has no text the model can read',
   /** An input has more tokens than the model accepts and truncation was refused. */
   INPUT_TOO_LONG: 'an input is longer than the model accepts',
   /** The queue holds as much waiting work as it may. */
@@ -51,6 +57,19 @@ export type RuntimeErrorCode = keyof typeof RUNTIME_ERRORS;
 export interface RuntimeErrorDetails {
   /** QUEUE_FULL, DEADLINE_BEHIND_QUEUE: how long the waiting work should take to drain at the recent throughput. */
   drainMs?: number;
+  /** EMPTY_INPUT: which inputs, in order (a rerank query is `'query'`). */
+  emptyInputs?: Array<number | 'query'>;
+  /** EMPTY_INPUT: the request field at fault, once the caller has named it. */
+  field?: string;
+}
+
+/** The one wording of EMPTY_INPUT: `name` is the input at fault, `others` how many more are like it. */
+export function emptyInputMessage(name: string, others: number): string {
+  return (
+    `${name} has no text the model can read (it is empty, or only whitespace, control or invisible characters such as ` +
+    `U+200B, or unpaired surrogates, which the tokenizer drops)${others > 0 ? `, and so have ${others} more` : ''}: ` +
+    'its embedding would carry nothing of it'
+  );
 }
 
 export class RuntimeError extends Error {

@@ -65,6 +65,11 @@ export function loadTokenizer(path: string, truncation: { maxLength: number; dir
   return tok;
 }
 
+/** Any letter or digit: every tokenizer keeps it (as itself, its pieces, bytes, or the unknown token). */
+const SURELY_READABLE = /[\p{L}\p{N}]/u;
+/** Nothing to read for any model: only whitespace, control or format characters (U+200B, U+FEFF), unpaired surrogates. */
+const BLANK = /^[\p{White_Space}\p{Cc}\p{Cf}\p{Cs}]*$/u;
+
 export class TextTokenizer {
   /** One instance per truncation side: truncation is tokenizer state, and encodes run concurrently. */
   private readonly bySide: Record<TruncationDirection, Tokenizer>;
@@ -155,6 +160,31 @@ export class TextTokenizer {
         return { id, text: chars.slice(start, stop).join(''), special: false, start, stop };
       });
     });
+  }
+
+  /**
+   * Indices of the texts with nothing the model can read: blank for any model (BLANK), or left with
+   * no token of their own by this tokenizer (the text alone: no prompt, no special tokens, not
+   * truncated). Only texts without a letter or digit need the tokenizer, so this costs next to
+   * nothing for ordinary text.
+   */
+  async unreadable(texts: readonly string[]): Promise<number[]> {
+    const blank: number[] = [];
+    const unsure: number[] = [];
+    texts.forEach((t, i) => {
+      if (SURELY_READABLE.test(t)) return;
+      (BLANK.test(t) ? blank : unsure).push(i);
+    });
+    if (unsure.length > 0) {
+      const encodings = await this.untruncated.encodeBatch(
+        unsure.map((i) => texts[i]!),
+        { addSpecialTokens: false },
+      );
+      encodings.forEach((enc, n) => {
+        if (enc.getIds().length === 0) blank.push(unsure[n]!);
+      });
+    }
+    return blank.sort((a, b) => a - b);
   }
 
   /** Token ids back to text; an id outside the vocabulary is a validation error. */

@@ -5,6 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Embedder, EmbedOptions, EmbedResult, RerankOptions, RerankResult } from '../runtime/embedder.js';
 import { ApiError } from './errors/catalogue.js';
+import { type InputNames, nameInputs } from './inputs.js';
 import type { Metrics } from './metrics.js';
 
 const nullable = (schema: Record<string, unknown>): Record<string, unknown> => ({ ...schema, type: [schema.type as string, 'null'] });
@@ -15,9 +16,17 @@ export const textOrTexts = {
   description: 'One text or a list of texts',
 } as const;
 
-/** A request body of `inputs` (one text or several) and the given other fields. */
-export function inputsBody<P extends Record<string, unknown>>(properties: P) {
-  return { type: 'object', required: ['inputs'], properties: { inputs: textOrTexts, ...properties } } as const;
+/** What every route that embeds or reranks does with a text it cannot read (the OpenAPI descriptions say it). */
+export const EMPTY_INPUT_RULE =
+  'A text with nothing the model can read (empty, only whitespace, control or invisible characters such as U+200B, ' +
+  'unpaired surrogates, or only characters the tokenizer drops) is refused: 422 EMPTY_INPUT naming it';
+
+/** Texts that are embedded: one or several. */
+export const embeddedTexts = { ...textOrTexts, description: `One text or a list of texts. ${EMPTY_INPUT_RULE}` } as const;
+
+/** A request body of `inputs` (one text or several; embedded unless `inputs` says otherwise) and the given other fields. */
+export function inputsBody<P extends Record<string, unknown>>(properties: P, inputs: object = embeddedTexts) {
+  return { type: 'object', required: ['inputs'], properties: { inputs, ...properties } } as const;
 }
 
 /** JSON-schema properties of the shared knobs (null means "not given", as Python clients send it). */
@@ -108,13 +117,15 @@ export function requestEmbedder(
   embedder: Embedder,
   metrics: Metrics,
   defaultTimeoutMs: number,
-): (texts: readonly string[], opts: EmbedOptions) => Promise<EmbedResult> {
+): (texts: readonly string[], opts: EmbedOptions, names: InputNames) => Promise<EmbedResult> {
   const { deadline, signal } = requestLifetime(request, reply, defaultTimeoutMs);
-  return async (texts, opts) => {
+  return async (texts, opts, names) => {
     // The first embed call takes the request's admission (its queue reservation), if it has one.
     const admission = request.admission;
     request.admission = undefined;
-    const result = await embedder.embed(texts, { ...opts, deadline, signal, admission });
+    const result = await embedder.embed(texts, { ...opts, deadline, signal, admission }).catch((err: unknown) => {
+      throw nameInputs(err, names);
+    });
     metrics.observeEmbed(embedder.name, result);
     return result;
   };
@@ -127,12 +138,14 @@ export function requestReranker(
   embedder: Embedder,
   metrics: Metrics,
   defaultTimeoutMs: number,
-): (query: string, documents: readonly string[], opts?: RerankOptions) => Promise<RerankResult> {
+): (query: string, documents: readonly string[], names: InputNames, opts?: RerankOptions) => Promise<RerankResult> {
   const { deadline, signal } = requestLifetime(request, reply, defaultTimeoutMs);
-  return async (query, documents, opts = {}) => {
+  return async (query, documents, names, opts = {}) => {
     const admission = request.admission;
     request.admission = undefined;
-    const result = await embedder.rerank(query, documents, { ...opts, deadline, signal, admission });
+    const result = await embedder.rerank(query, documents, { ...opts, deadline, signal, admission }).catch((err: unknown) => {
+      throw nameInputs(err, names);
+    });
     metrics.observeEmbed(embedder.name, result);
     return result;
   };

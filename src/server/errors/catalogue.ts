@@ -59,7 +59,6 @@ export const SERVER_ERRORS = declare({
   HEADERS_TOO_LARGE: { type: 'payload_too_large', message: 'the request headers are larger than the server accepts (16 KiB)' },
   BODY_TOO_LARGE: { type: 'payload_too_large', message: 'the body is larger than the limit' },
   INPUTS_EMPTY: { type: 'validation', message: (field: string) => `${field} must not be empty` },
-  EMPTY_INPUT: { type: 'validation', message: (field: string, i: number) => `${field}[${i}] is an empty string` },
   TOO_MANY_INPUTS: {
     type: 'payload_too_large',
     message: (field: string, n: number, max: number) => `${field} has ${n} items; at most ${max} are allowed per request`,
@@ -151,7 +150,6 @@ export const SERVER_ERRORS = declare({
     type: 'validation',
     message: (id: string) => `rerank needs the documents' text: document ${JSON.stringify(id)} was stored as a vector only`,
   },
-  QUERY_EMPTY: { type: 'validation', message: 'query must not be empty' },
   QUERY_TOO_MANY_CHARS: {
     type: 'payload_too_large',
     message: (n: number, max: number) => `query has ${n} characters; at most ${max} are allowed`,
@@ -172,6 +170,8 @@ export const RUNTIME_ERROR_HTTP: { [C in RuntimeErrorCode]: Omit<CatalogueEntry,
   TOKEN_PREPENDING_UNAVAILABLE: { type: 'validation' },
   UNKNOWN_TOKEN_ID: { type: 'validation' },
   WRONG_TASK: { type: 'validation', openAiCode: 'wrong_model_task' },
+  // Empty, blank, or only what the tokenizer drops: refused on every route that embeds or reranks.
+  EMPTY_INPUT: { type: 'validation', openAiCode: 'empty_input' },
   INPUT_TOO_LONG: { type: 'payload_too_large' },
   QUEUE_FULL: { type: 'overloaded' },
   DEADLINE_EXCEEDED: { type: 'timeout' },

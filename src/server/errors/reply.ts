@@ -118,6 +118,8 @@ export function classify(err: unknown): ClassifiedError {
       ...(err.code === 'CANCELLED' && { cancelled: true }),
       ...(openAiCode && { openAiCode }),
       ...(err.code === 'WRONG_TASK' && { param: 'model' }),
+      // OpenAI's `param` is the top-level field (`input`), the message names the element.
+      ...(err.details.field !== undefined && { param: err.details.field.split(/[.[]/)[0] }),
     };
   }
   const fe = err as FastifyError;

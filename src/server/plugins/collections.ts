@@ -19,8 +19,16 @@ import { scoreCandidates } from '../../index/index.js';
 import type { Embedder, EmbedOptions } from '../../runtime/embedder.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
-import { checkTexts } from '../inputs.js';
-import { type KnobBody, knobProperties, knobsFromBody, modelProperty, requestEmbedder, requestReranker } from '../knobs.js';
+import { checkTexts, type InputNames, nameInputs } from '../inputs.js';
+import {
+  EMPTY_INPUT_RULE,
+  type KnobBody,
+  knobProperties,
+  knobsFromBody,
+  modelProperty,
+  requestEmbedder,
+  requestReranker,
+} from '../knobs.js';
 import { describeModels, modelFor } from '../model-routing.js';
 import { SEQ_HEADER } from '../replica.js';
 import type { RouteDeps } from './deps.js';
@@ -149,7 +157,8 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
   /** Vectors for texts from one model, under the request's one deadline and disconnect signal. */
   const embedderFor = (request: FastifyRequest, reply: FastifyReply, embedder: Embedder) => {
     const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
-    return async (texts: string[], opts: EmbedOptions): Promise<Float32Array[]> => (await embed(texts, opts)).vectors;
+    return async (texts: string[], opts: EmbedOptions, names: InputNames): Promise<Float32Array[]> =>
+      (await embed(texts, opts, names)).vectors;
   };
 
   /** The model a collection was created with (collections from before models were named: the default). */
@@ -184,6 +193,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
     )(
       query,
       hits.map((h) => h.text!),
+      (i) => `the text of document ${JSON.stringify(hits[i]!.id)}`,
     );
     return hits.map((h, i) => ({ ...h, retrieval_score: h.score, score: scores[i]! })).sort((a, b) => b.score - a.score);
   };
@@ -288,7 +298,10 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
                 required: ['id'],
                 properties: {
                   id: ID,
-                  text: { type: 'string', minLength: 1 },
+                  text: {
+                    type: 'string',
+                    description: `Embedded unless vector is given (then kept as it is, for display and the lexical index). ${EMPTY_INPUT_RULE}`,
+                  },
                   vector: { type: 'array', items: { type: 'number' }, minItems: 1 },
                   metadata: { type: 'object', additionalProperties: true },
                 },
@@ -320,13 +333,10 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
           'documents.text',
         );
       const vectors = toEmbed.length
-        ? await embedderFor(
-            request,
-            reply,
-            modelOf(name, settings),
-          )(
+        ? await embedderFor(request, reply, modelOf(name, settings))(
             toEmbed.map(({ d }) => d.text!),
             embeddingOptions(settings, settings.document_prompt_name),
+            (n) => `documents[${toEmbed[n]!.i}].text`,
           )
         : [];
       const byIndex = new Map(toEmbed.map(({ i }, n) => [i, vectors[n]!]));
@@ -400,9 +410,14 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
           type: 'object',
           properties: {
             collection: NAME,
-            query: { type: 'string', minLength: 1 },
+            query: { type: 'string', description: `Query text (every mode). ${EMPTY_INPUT_RULE}` },
             vector: { type: 'array', items: { type: 'number' }, minItems: 1 },
-            candidates: { type: 'array', items: { type: 'string' }, minItems: 1 },
+            candidates: {
+              type: 'array',
+              items: { type: 'string' },
+              minItems: 1,
+              description: `Texts to rank (no index). ${EMPTY_INPUT_RULE}`,
+            },
             k: { type: 'integer', minimum: 1, maximum: 1000, default: 10 },
             offset: { type: 'integer', minimum: 0, maximum: 10000, description: 'Results to skip (pagination)' },
             ef: { type: 'integer', minimum: 1, maximum: 10000 },
@@ -499,12 +514,17 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
           vector = b.vector;
         } else if (mode !== 'lexical') {
           vector = (
-            await embedderFor(
-              request,
-              reply,
-              embedder,
-            )([b.query!], { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) })
+            await embedderFor(request, reply, embedder)(
+              [b.query!],
+              { ...knobsFromBody(b), ...embeddingOptions(settings, settings.query_prompt_name) },
+              () => 'query',
+            )
           )[0]!;
+        } else {
+          // Lexical only: nothing is embedded, but a blank query is refused the same way.
+          await embedder.checkReadable([b.query!]).catch((err: unknown) => {
+            throw nameInputs(err, () => 'query');
+          });
         }
         const options = {
           k: firstStage,
@@ -530,8 +550,16 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
       const knobs = knobsFromBody(b);
       // Query and candidates may take different prompts, so two calls, under one deadline.
       const embed = embedderFor(request, reply, embedder);
-      const [query] = await embed([b.query], { ...knobs, promptName: b.query_prompt_name ?? knobs.promptName, normalize: true });
-      const docs = await embed(b.candidates, { ...knobs, promptName: b.document_prompt_name ?? knobs.promptName, normalize: true });
+      const [query] = await embed(
+        [b.query],
+        { ...knobs, promptName: b.query_prompt_name ?? knobs.promptName, normalize: true },
+        () => 'query',
+      );
+      const docs = await embed(
+        b.candidates,
+        { ...knobs, promptName: b.document_prompt_name ?? knobs.promptName, normalize: true },
+        (i) => `candidates[${i}]`,
+      );
       const offset = rerank ? 0 : (b.offset ?? 0);
       return finish(
         scoreCandidates(query!, docs, 'cosine', offset + firstStage)

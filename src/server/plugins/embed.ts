@@ -2,7 +2,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { EmbeddingType } from '../../pooling/index.js';
 import { errorResponses } from '../errors/reply.js';
-import { checkTexts } from '../inputs.js';
+import { checkTexts, listNames } from '../inputs.js';
 import { inputsBody, type KnobBody, knobProperties, knobsFromBody, modelProperty, requestEmbedder } from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
@@ -53,7 +53,11 @@ export function embedRoute(app: FastifyInstance, url: string, { models, limits, 
       const embedder = modelFor(models, request.body.model, 'embed');
       await admit(models, embedder, request, reply);
       const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
-      const result = await embed(texts, { ...knobsFromBody(request.body), embeddingType: request.body.embedding_type });
+      const result = await embed(
+        texts,
+        { ...knobsFromBody(request.body), embeddingType: request.body.embedding_type },
+        listNames('inputs', request.body.inputs),
+      );
       reply.headers(timingHeaders(result, performance.now() - started));
       return reply.type('application/json').send(vectorsJson(result.quantized ?? result.vectors));
     },

@@ -1,8 +1,8 @@
 /** POST /api/embed: Ollama's embedding route, so the `ollama` client and `@langchain/ollama` work unchanged. */
 import type { FastifyPluginAsync } from 'fastify';
 import { errorResponses } from '../errors/reply.js';
-import { checkTexts } from '../inputs.js';
-import { knobProperties, knobsFromBody, requestEmbedder, textOrTexts } from '../knobs.js';
+import { checkTexts, listNames } from '../inputs.js';
+import { embeddedTexts, knobProperties, knobsFromBody, requestEmbedder } from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import { vectorsJson } from '../vector-json.js';
@@ -33,7 +33,7 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
               type: 'string',
               description: 'A served model by name; with one model served, any name is accepted (Ollama clients always send one)',
             },
-            input: textOrTexts,
+            input: embeddedTexts,
             truncate: {
               type: 'boolean',
               default: true,
@@ -68,7 +68,11 @@ export const ollamaPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
       await admit(models, embedder, request, reply);
       const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
       // Ollama's vectors are L2-normalized, as ours are by default.
-      const result = await embed(texts, knobsFromBody({ truncate: request.body.truncate, dimensions: request.body.dimensions }));
+      const result = await embed(
+        texts,
+        knobsFromBody({ truncate: request.body.truncate, dimensions: request.body.dimensions }),
+        listNames('input', input),
+      );
       const totalMs = performance.now() - started;
       reply.headers(timingHeaders(result, totalMs));
       const totalNs = Math.round(totalMs * 1e6);

@@ -7,8 +7,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { EmbeddingType } from '../../pooling/index.js';
 import { ApiError } from '../errors/catalogue.js';
 import { openAiErrorResponses, sendOpenAiError } from '../errors/reply.js';
-import { checkTexts } from '../inputs.js';
-import { type KnobBody, knobProperties, knobsFromBody, requestEmbedder } from '../knobs.js';
+import { checkTexts, listNames } from '../inputs.js';
+import { EMPTY_INPUT_RULE, type KnobBody, knobProperties, knobsFromBody, requestEmbedder } from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import { base64Vector, vectorJson } from '../vector-json.js';
@@ -54,7 +54,7 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
                   { type: 'array', items: { type: 'integer' } },
                   { type: 'array', items: { type: 'array', items: { type: 'integer' } } },
                 ],
-                description: 'One text or a list of texts (token-id arrays are rejected with a 422)',
+                description: `One text or a list of texts (token-id arrays are rejected with a 422). ${EMPTY_INPUT_RULE}`,
               },
               model: {
                 type: ['string', 'null'],
@@ -104,7 +104,11 @@ export const openAiPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
         await admit(models, embedder, request, reply);
         const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
         const format = request.body.encoding_format ?? 'float';
-        const result = await embed(texts, { ...knobsFromBody(request.body), embeddingType: format === 'base64' ? 'float' : format });
+        const result = await embed(
+          texts,
+          { ...knobsFromBody(request.body), embeddingType: format === 'base64' ? 'float' : format },
+          listNames('input', input),
+        );
         reply.headers(timingHeaders(result, performance.now() - started));
         // Built as text: the generic serializer is slow on large float arrays.
         const data = (result.quantized ?? result.vectors).map(

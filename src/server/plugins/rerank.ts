@@ -9,7 +9,7 @@ import type { ServerLimits } from '../app.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses, openAiErrorResponses, sendOpenAiError } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { modelProperty, requestReranker } from '../knobs.js';
+import { EMPTY_INPUT_RULE, modelProperty, requestReranker } from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import type { RouteDeps } from './deps.js';
@@ -33,7 +33,6 @@ interface CohereRerankBody {
 }
 
 function checkQuery(query: string, limits: ServerLimits): void {
-  if (query.length === 0) throw new ApiError('QUERY_EMPTY');
   if (query.length > limits.maxInputChars) throw new ApiError('QUERY_TOO_MANY_CHARS', query.length, limits.maxInputChars);
 }
 
@@ -56,8 +55,8 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
           type: 'object',
           required: ['query', 'texts'],
           properties: {
-            query: { type: 'string' },
-            texts: { type: 'array', items: { type: 'string' }, description: 'The texts to score against the query' },
+            query: { type: 'string', description: EMPTY_INPUT_RULE },
+            texts: { type: 'array', items: { type: 'string' }, description: `The texts to score against the query. ${EMPTY_INPUT_RULE}` },
             raw_scores: { type: ['boolean', 'null'], default: false, description: 'Return the logits instead of sigmoid(logit)' },
             return_text: { type: ['boolean', 'null'], default: false, description: 'Echo each text' },
             truncate: {
@@ -99,7 +98,7 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
         engine,
         metrics,
         limits.requestTimeoutMs,
-      )(b.query, b.texts, { truncate: b.truncate ?? true });
+      )(b.query, b.texts, (i) => `texts[${i}]`, { truncate: b.truncate ?? true });
       reply.headers(timingHeaders(result, performance.now() - started));
       const scores = b.raw_scores ? result.logits : result.scores;
       return bestFirst(scores).map((index) => ({ index, score: scores[index]!, ...(b.return_text && { text: b.texts[index] }) }));
@@ -121,11 +120,11 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
             required: ['query', 'documents'],
             properties: {
               model: { type: ['string', 'null'], description: 'A served reranker (default: the first served)' },
-              query: { type: 'string' },
+              query: { type: 'string', description: EMPTY_INPUT_RULE },
               documents: {
                 type: 'array',
                 items: { anyOf: [{ type: 'string' }, { type: 'object', required: ['text'], properties: { text: { type: 'string' } } }] },
-                description: 'Texts, or objects with a text field',
+                description: `Texts, or objects with a text field. ${EMPTY_INPUT_RULE}`,
               },
               top_n: { type: ['integer', 'null'], minimum: 1, description: 'Results returned (default: all)' },
               return_documents: { type: ['boolean', 'null'], default: false },
@@ -163,7 +162,13 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
         checkTexts(texts, limits, 'documents');
         const engine = modelFor(models, b.model, 'rerank');
         await admit(models, engine, request, reply);
-        const result = await requestReranker(request, reply, engine, metrics, limits.requestTimeoutMs)(b.query, texts);
+        const result = await requestReranker(
+          request,
+          reply,
+          engine,
+          metrics,
+          limits.requestTimeoutMs,
+        )(b.query, texts, (i) => (typeof b.documents[i] === 'string' ? `documents[${i}]` : `documents[${i}].text`));
         reply.headers(timingHeaders(result, performance.now() - started));
         const order = bestFirst(result.scores).slice(0, b.top_n ?? texts.length);
         return {

@@ -8,7 +8,16 @@ import { cosine } from '../../pooling/index.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses } from '../errors/reply.js';
 import { checkTexts } from '../inputs.js';
-import { inputsBody, type KnobBody, knobProperties, knobsFromBody, modelProperty, requestEmbedder } from '../knobs.js';
+import {
+  EMPTY_INPUT_RULE,
+  inputsBody,
+  type KnobBody,
+  knobProperties,
+  knobsFromBody,
+  modelProperty,
+  requestEmbedder,
+  textOrTexts,
+} from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
 import type { RouteDeps } from './deps.js';
@@ -56,11 +65,14 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       schema: {
         summary: 'Tokenize texts (TEI-compatible): every token with its offsets, untruncated',
         tags: ['embeddings'],
-        body: inputsBody({
-          add_special_tokens: { type: 'boolean', default: true },
-          prompt_name: knobProperties.prompt_name,
-          ...modelProperty,
-        }),
+        body: inputsBody(
+          {
+            add_special_tokens: { type: 'boolean', default: true },
+            prompt_name: knobProperties.prompt_name,
+            ...modelProperty,
+          },
+          { ...textOrTexts, description: 'One text or a list of texts (any text, even one that tokenizes to nothing)' },
+        ),
         response: {
           200: { description: 'Per input, its tokens', type: 'array', items: { type: 'array', items: tokenSchema } },
           ...errorResponses,
@@ -125,6 +137,7 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
             inputs: {
               type: 'object',
               required: ['source_sentence', 'sentences'],
+              description: EMPTY_INPUT_RULE,
               properties: { source_sentence: { type: 'string' }, sentences: { type: 'array', items: { type: 'string' } } },
             },
             ...knobProperties,
@@ -142,7 +155,9 @@ export const teiPlugin: FastifyPluginAsync<RouteDeps> = async (app, deps) => {
       const embedder = modelFor(models, request.body.model, 'embed');
       await admit(models, embedder, request, reply);
       const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);
-      const result = await embed([source, ...sentences], knobsFromBody(request.body));
+      const result = await embed([source, ...sentences], knobsFromBody(request.body), (i) =>
+        i === 0 ? 'inputs.source_sentence' : `inputs.sentences[${i - 1}]`,
+      );
       reply.headers(timingHeaders(result, performance.now() - started));
       const [first, ...rest] = result.vectors;
       return rest.map((v) => cosine(first!, v));
