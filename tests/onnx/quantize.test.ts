@@ -6,19 +6,12 @@ import { cpuFeatures, parseCpuinfo } from '../../src/runtime/cpu.js';
 import { loadModelDir } from '../../src/runtime/model-dir.js';
 import { ensureStages, writeStages } from '../../src/runtime/onnx/cache.js';
 import { int8PairsSaturate, PROBE_CLIPPED, PROBE_EXACT, runSaturationProbe } from '../../src/runtime/onnx/int8-kernel.js';
-import {
-  DataType,
-  encodeModel,
-  loadModel,
-  type ModelProto,
-  makeTensor,
-  makeValueInfo,
-  saveModel,
-  toNumber,
-} from '../../src/runtime/onnx/model.js';
+import { loadModel, saveModel } from '../../src/runtime/onnx/model.js';
+import { AttributeType, DataType, encodeModel, type ModelProto, makeModel } from '../../src/runtime/onnx/proto.js';
 import { agreement, DEFAULT_WEIGHT_FORMAT, quantizeModel, quantizeWeight, WEIGHT_QMAX } from '../../src/runtime/onnx/quantize.js';
 import { splitModel } from '../../src/runtime/onnx/split.js';
 import { StagedRunner } from '../../src/runtime/onnx/staged.js';
+import { makeTensor, makeValueInfo } from '../../src/runtime/onnx/tensor.js';
 import { choosePrecision } from '../../src/runtime/precision.js';
 import {
   type BertReference,
@@ -53,7 +46,7 @@ function weightOf(m: ModelProto, name: string | undefined): string | undefined {
 /** MatMuls whose B is a 2-D float initializer (directly or through Identity). */
 function weightMatMuls(m: ModelProto): number {
   const inits = new Set(m.graph.initializer.filter((t) => t.dataType === DataType.FLOAT && t.dims.length === 2).map((t) => t.name));
-  return m.graph.node.filter((n) => n.opType === 'MatMul' && inits.has(weightOf(m, n.input[1]))).length;
+  return m.graph.node.filter((n) => n.opType === 'MatMul' && inits.has(weightOf(m, n.input[1]) ?? '')).length;
 }
 
 describe('quantizeWeight', () => {
@@ -186,8 +179,8 @@ describe.each([
     expect(dq.length).toBe(weightMatMuls(fp32));
     expect(dq.every((n) => n.domain === 'com.microsoft')).toBe(true);
     expect(weightMatMuls(model)).toBe(0);
-    expect(model.opsetImport).toContainEqual({ domain: 'com.microsoft', version: 1 });
-    const inits = new Map(g.initializer.map((t) => [t.name!, t]));
+    expect(model.opsetImport.map((o) => [o.domain, o.version])).toContainEqual(['com.microsoft', 1n]);
+    const inits = new Map(g.initializer.map((t) => [t.name, t]));
     const originalWeights = new Set(fp32.graph.node.filter((n) => n.opType === 'MatMul').map((n) => weightOf(fp32, n.input[1])));
     originalWeights.delete(undefined);
     expect(originalWeights.size).toBeGreaterThan(0);
@@ -202,10 +195,8 @@ describe.each([
     }
     // The embedding tables stay float.
     expect(inits.get('embeddings.word_embeddings.weight')?.dataType).toBe(DataType.FLOAT);
-    const floatBytes = g.initializer.filter((t) => t.dataType === DataType.FLOAT).reduce((s, t) => s + (t.rawData?.byteLength ?? 0), 0);
-    const before = fp32.graph.initializer
-      .filter((t) => t.dataType === DataType.FLOAT)
-      .reduce((s, t) => s + (t.rawData?.byteLength ?? 0), 0);
+    const floatBytes = g.initializer.filter((t) => t.dataType === DataType.FLOAT).reduce((s, t) => s + t.rawData.byteLength, 0);
+    const before = fp32.graph.initializer.filter((t) => t.dataType === DataType.FLOAT).reduce((s, t) => s + t.rawData.byteLength, 0);
     // Exactly the quantized matrices left the float set (only the scales came in).
     expect(report.floatBytes).toBeGreaterThan(0);
     expect(floatBytes).toBeLessThanOrEqual(before - report.floatBytes + report.int8Bytes);
@@ -220,19 +211,17 @@ describe('per-channel scales in ORT', () => {
     const N = 4;
     const magnitude = [1, 100, 0.01, 10];
     const w = Float32Array.from({ length: K * N }, (_, i) => Math.sin(i * 1.7) * magnitude[i % N]!);
-    const model: ModelProto = {
-      irVersion: 8,
-      opsetImport: [{ domain: '', version: 17 }],
-      metadataProps: [],
+    const model = makeModel({
+      irVersion: 8n,
+      opsetImport: [{ domain: '', version: 17n }],
       graph: {
         name: 'mm',
-        node: [{ name: '/fc/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['y'], attribute: [] }],
+        node: [{ name: '/fc/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['y'] }],
         initializer: [makeTensor('w', DataType.FLOAT, [K, N], w)],
         input: [makeValueInfo('x', DataType.FLOAT, ['n', K])],
         output: [makeValueInfo('y', DataType.FLOAT, ['n', N])],
-        valueInfo: [],
       },
-    };
+    });
     const x = new ort.Tensor(
       'float32',
       Float32Array.from({ length: 8 * K }, (_, i) => Math.cos(i * 0.3)),
@@ -262,10 +251,9 @@ describe('Gemm', () => {
     const N = 8;
     const w = Float32Array.from({ length: N * K }, (_, i) => Math.sin(i * 0.37)); // [N, K]: transB = 1
     const c = Float32Array.from({ length: N }, (_, i) => i / 10);
-    const model: ModelProto = {
-      irVersion: 8,
-      opsetImport: [{ domain: '', version: 17 }],
-      metadataProps: [],
+    const model = makeModel({
+      irVersion: 8n,
+      opsetImport: [{ domain: '', version: 17n }],
       graph: {
         name: 'gemm',
         node: [
@@ -275,22 +263,21 @@ describe('Gemm', () => {
             input: ['x', 'w', 'c'],
             output: ['y'],
             attribute: [
-              { name: 'transB', type: 2, i: 1 },
-              { name: 'beta', type: 1, f: 0.5 },
+              { name: 'transB', type: AttributeType.INT, i: 1n },
+              { name: 'beta', type: AttributeType.FLOAT, f: 0.5 },
             ],
           },
         ],
         initializer: [makeTensor('w', DataType.FLOAT, [N, K], w), makeTensor('c', DataType.FLOAT, [N], c)],
         input: [makeValueInfo('x', DataType.FLOAT, ['n', K])],
         output: [makeValueInfo('y', DataType.FLOAT, ['n', N])],
-        valueInfo: [],
       },
-    };
+    });
     const { model: q, report } = quantizeModel(model);
     expect(report.quantized).toBe(1);
     expect(q.graph.node.map((n) => n.opType)).toEqual(['DynamicQuantizeMatMul']);
     const qw = q.graph.initializer.find((t) => t.dataType === DataType.INT8 && t.dims.length === 2)!;
-    expect(qw.dims.map(toNumber)).toEqual([K, N]);
+    expect(qw.dims).toEqual([BigInt(K), BigInt(N)]);
     const x = new ort.Tensor(
       'float32',
       Float32Array.from({ length: 3 * K }, (_, i) => Math.cos(i * 0.11)),

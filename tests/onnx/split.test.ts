@@ -1,12 +1,15 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { create } from '@bufbuild/protobuf';
 import ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureStages, NotSplittableError, writeStages } from '../../src/runtime/onnx/cache.js';
-import { DataType, loadModel, type ModelProto, makeTensor, makeValueInfo } from '../../src/runtime/onnx/model.js';
+import { loadModel } from '../../src/runtime/onnx/model.js';
+import { DataType, type ModelProto, makeModel, type NodeProto, NodeProtoSchema } from '../../src/runtime/onnx/proto.js';
 import { layerScopeOf, splitModel } from '../../src/runtime/onnx/split.js';
 import { StagedRunner } from '../../src/runtime/onnx/staged.js';
+import { makeTensor, makeValueInfo, tensorTypeOf } from '../../src/runtime/onnx/tensor.js';
 import {
   type BertReference,
   cosine,
@@ -188,23 +191,25 @@ describe('layer exit matches torch', () => {
   });
 });
 
+function matmul(name: string, input: string[], output: string[]): NodeProto {
+  return create(NodeProtoSchema, { name, opType: 'MatMul', input, output });
+}
+
 /** A one-MatMul model built with the codec. */
 function matmulModel(): ModelProto {
   const w = new Float32Array(16).map((_, i) => i / 16);
-  return {
-    irVersion: 8,
-    opsetImport: [{ domain: '', version: 17 }],
+  return makeModel({
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 17n }],
     producerName: 'test',
-    metadataProps: [],
     graph: {
       name: 'g',
-      node: [{ name: '/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['y'], attribute: [] }],
+      node: [{ name: '/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['y'] }],
       initializer: [makeTensor('w', DataType.FLOAT, [4, 4], w)],
       input: [makeValueInfo('x', DataType.FLOAT, ['n', 4])],
       output: [makeValueInfo('y', DataType.FLOAT, ['n', 4])],
-      valueInfo: [],
     },
-  };
+  });
 }
 
 describe('not splittable', () => {
@@ -233,9 +238,9 @@ describe('not splittable', () => {
     const w = model.graph.initializer[0]!;
     // layer 0 → layer 1 → layer 0 again.
     model.graph.node = [
-      { name: '/layers.0/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['a'], attribute: [] },
-      { name: '/layers.1/MatMul', opType: 'MatMul', input: ['a', 'w'], output: ['b'], attribute: [] },
-      { name: '/layers.0/MatMul_1', opType: 'MatMul', input: ['b', 'w'], output: ['y'], attribute: [] },
+      matmul('/layers.0/MatMul', ['x', 'w'], ['a']),
+      matmul('/layers.1/MatMul', ['a', 'w'], ['b']),
+      matmul('/layers.0/MatMul_1', ['b', 'w'], ['y']),
     ];
     model.graph.initializer = [w];
     const result = splitModel(model);
@@ -245,10 +250,7 @@ describe('not splittable', () => {
 
   it('reports layer stacks under two containers', () => {
     const model = matmulModel();
-    model.graph.node = [
-      { name: '/encoder/layer.0/MatMul', opType: 'MatMul', input: ['x', 'w'], output: ['a'], attribute: [] },
-      { name: '/decoder/layer.0/MatMul', opType: 'MatMul', input: ['a', 'w'], output: ['y'], attribute: [] },
-    ];
+    model.graph.node = [matmul('/encoder/layer.0/MatMul', ['x', 'w'], ['a']), matmul('/decoder/layer.0/MatMul', ['a', 'w'], ['y'])];
     const result = splitModel(model);
     expect(result.ok).toBe(false);
     if (!result.ok) expect(result.reason).toMatch(/several containers/);
@@ -261,7 +263,7 @@ describe('split without ONNX Runtime types', () => {
     expect(result.ok).toBe(true);
     if (!result.ok) return;
     expect(result.manifest.notes).toEqual([]);
-    for (const s of result.stages) for (const input of s.model.graph.input) expect(input.type?.tensorType?.elemType).toBeDefined();
+    for (const s of result.stages) for (const input of s.model.graph.input) expect(tensorTypeOf(input.type)?.elemType).toBeGreaterThan(0);
     const dir = tempDir('static-stages-');
     const runner = await (async () => {
       writeStages(result, dir);

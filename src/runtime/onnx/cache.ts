@@ -14,10 +14,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { create } from '@bufbuild/protobuf';
 import ort from 'onnxruntime-node';
-import { externalizeWeights } from './external.js';
-import { DataType, encodeModel, forEachTensor, inlineExternalData, isExternal, loadModel, type ModelProto, saveModel } from './model.js';
+import { externalizeWeights, inlineExternalData } from './external.js';
+import { loadModel, saveModel } from './model.js';
+import { DataType, encodeModel, GraphProtoSchema, type ModelProto, ModelProtoSchema, ValueInfoProtoSchema, withFields } from './proto.js';
 import { type SplitResult, type StageManifest, splitModel, type ValueType } from './split.js';
+import { forEachTensor, isExternal } from './tensor.js';
 
 /** Bump when the splitter's output changes, so caches written by older code are rebuilt. */
 export const SPLITTER_VERSION = 3;
@@ -48,7 +51,8 @@ export async function inferTypesWithOrt(model: ModelProto, names: string[]): Pro
   const types = new Map<string, ValueType>();
   const existing = new Set(model.graph.output.map((o) => o.name));
   const extra = names.filter((n) => !existing.has(n));
-  const probe: ModelProto = { ...model, graph: { ...model.graph, output: [...model.graph.output, ...extra.map((name) => ({ name }))] } };
+  const output = [...model.graph.output, ...extra.map((name) => create(ValueInfoProtoSchema, { name }))];
+  const probe = withFields(ModelProtoSchema, model, { graph: withFields(GraphProtoSchema, model.graph, { output }) });
   const session = await ort.InferenceSession.create(encodeModel(probe), { graphOptimizationLevel: 'disabled', logSeverityLevel: 3 });
   try {
     for (const meta of session.outputMetadata ?? []) {

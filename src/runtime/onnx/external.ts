@@ -1,5 +1,9 @@
 /**
- * Weights in one external-data file, shared by several graphs.
+ * External data: tensors whose bytes live in a separate file (`data_location: EXTERNAL`).
+ *
+ * `inlineExternalData` reads them back into raw_data, so a model can be split and written elsewhere.
+ *
+ * Weights in one external-data file, shared by several graphs:
  *
  * ONNX Runtime memory-maps an external-data file when it loads a session on the CPU and keeps
  * the initializers it does not rewrite as views of that mapping. The pages belong to the file,
@@ -12,7 +16,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { DataLocation, forEachTensor, isExternal, type ModelProto, type TensorProto } from './model.js';
+import { clearField, create } from '@bufbuild/protobuf';
+import { DataLocation, type ModelProto, StringStringEntryProtoSchema, type TensorProto, TensorProtoSchema } from './proto.js';
+import { forEachTensor, inlineDataBytes, isExternal } from './tensor.js';
 
 /** Offsets are multiples of this (64 KiB covers the page size and Windows' allocation granularity). */
 export const EXTERNAL_ALIGNMENT = 65536;
@@ -39,7 +45,7 @@ export function externalizeWeights(models: ModelProto[], dataFile: string, minBy
   let end = 0;
   let weightBytes = 0;
   const place = (t: TensorProto): void => {
-    if (isExternal(t) || !t.rawData || t.rawData.byteLength < minBytes || !t.name) return;
+    if (isExternal(t) || t.rawData.byteLength < minBytes || !t.name) return;
     let at = placed.get(t.name);
     if (!at) {
       const offset = Math.ceil(end / EXTERNAL_ALIGNMENT) * EXTERNAL_ALIGNMENT;
@@ -50,12 +56,12 @@ export function externalizeWeights(models: ModelProto[], dataFile: string, minBy
     } else if (at.length !== t.rawData.byteLength) {
       throw new Error(`initializer ${t.name} differs in size between graphs (${at.length} vs ${t.rawData.byteLength} bytes)`);
     }
-    delete t.rawData;
+    clearField(t, TensorProtoSchema.field.rawData!);
     t.dataLocation = DataLocation.EXTERNAL;
     t.externalData = [
-      { key: 'location', value: location },
-      { key: 'offset', value: String(at.offset) },
-      { key: 'length', value: String(at.length) },
+      create(StringStringEntryProtoSchema, { key: 'location', value: location }),
+      create(StringStringEntryProtoSchema, { key: 'offset', value: String(at.offset) }),
+      create(StringStringEntryProtoSchema, { key: 'length', value: String(at.length) }),
     ];
   };
   for (const m of models) for (const t of m.graph.initializer) place(t);
@@ -85,15 +91,59 @@ export function weightBytes(m: ModelProto, seen = new Set<string>()): { inline: 
   let external = 0;
   forEachTensor(m.graph, (t) => {
     if (isExternal(t)) {
-      const kv = new Map((t.externalData ?? []).map((e) => [e.key ?? '', e.value ?? '']));
+      const kv = externalEntries(t);
       const where = `${kv.get('location')}@${kv.get('offset') ?? 0}`;
       if (seen.has(where)) return;
       seen.add(where);
       external += Number(kv.get('length') ?? 0);
     } else {
-      inline += t.rawData?.byteLength ?? 0;
-      for (const a of [t.floatData, t.int32Data, t.int64Data, t.doubleData, t.uint64Data]) inline += a?.byteLength ?? 0;
+      inline += inlineDataBytes(t);
     }
   });
   return { inline, external };
+}
+
+/** A tensor's external_data entries (location, offset, length, checksum) by key. */
+function externalEntries(t: TensorProto): Map<string, string> {
+  return new Map(t.externalData.map((e) => [e.key, e.value]));
+}
+
+/**
+ * Replaces external-data tensors by inline raw_data read from their files (relative to `baseDir`),
+ * so the model can be written elsewhere. Throws if a referenced file or range is missing.
+ */
+export function inlineExternalData(m: ModelProto, baseDir: string): number {
+  let count = 0;
+  const files = new Map<string, number>();
+  const visit = (t: TensorProto): void => {
+    if (!isExternal(t)) return;
+    const kv = externalEntries(t);
+    const location = kv.get('location');
+    if (!location) throw new Error(`tensor ${t.name || '?'}: external data without a location`);
+    const file = path.resolve(baseDir, location);
+    let fd = files.get(file);
+    if (fd === undefined) {
+      fd = fs.openSync(file, 'r');
+      files.set(file, fd);
+    }
+    const offset = Number(kv.get('offset') ?? 0);
+    const length = kv.has('length') ? Number(kv.get('length')) : fs.fstatSync(fd).size - offset;
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const n = fs.readSync(fd, buf, got, length - got, offset + got);
+      if (n === 0) throw new Error(`tensor ${t.name || '?'}: ${file} ends before offset ${offset} + ${length}`);
+      got += n;
+    }
+    t.rawData = buf;
+    t.externalData = [];
+    clearField(t, TensorProtoSchema.field.dataLocation!);
+    count++;
+  };
+  try {
+    forEachTensor(m.graph, visit);
+  } finally {
+    for (const fd of files.values()) fs.closeSync(fd);
+  }
+  return count;
 }

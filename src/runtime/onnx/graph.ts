@@ -1,9 +1,27 @@
 /**
- * Graph helpers shared by the splitter and the quantizer: producers/consumers, topological order,
+ * Graph helpers shared by the splitter and the quantizer: attribute lookups, producers/consumers, topological order,
  * names a node reads (subgraph captures included), and a static element-type propagation used to
  * type stage boundaries when neither value_info nor ONNX Runtime says what a tensor is.
  */
-import { attr, DataType, type GraphProto, type NodeProto, type TypeProto, toNumber, type ValueInfoProto } from './model.js';
+import { isFieldSet } from '@bufbuild/protobuf';
+import { type AttributeProto, AttributeProtoSchema, DataType, type GraphProto, type NodeProto, type ValueInfoProto } from './proto.js';
+import { tensorTypeOf } from './tensor.js';
+
+export function attr(node: NodeProto, name: string): AttributeProto | undefined {
+  return node.attribute.find((a) => a.name === name);
+}
+
+/** An INT attribute's value, or `fallback` when the node has no such attribute (or it holds no int). */
+export function attrInt(node: NodeProto, name: string, fallback: number): number {
+  const a = attr(node, name);
+  return a && isFieldSet(a, AttributeProtoSchema.field.i!) ? Number(a.i) : fallback;
+}
+
+/** A FLOAT attribute's value, or `fallback` when the node has no such attribute (or it holds no float). */
+export function attrFloat(node: NodeProto, name: string, fallback: number): number {
+  const a = attr(node, name);
+  return a && isFieldSet(a, AttributeProtoSchema.field.f!) ? a.f : fallback;
+}
 
 /**
  * Every tensor name a node reads: its inputs, plus the outer-scope names its subgraphs (If, Loop,
@@ -13,7 +31,7 @@ export function nodeReads(node: NodeProto): string[] {
   const names = node.input.filter((n) => n !== '');
   for (const a of node.attribute) {
     if (a.g) names.push(...capturedNames(a.g));
-    if (a.graphs) for (const g of a.graphs) names.push(...capturedNames(g));
+    for (const g of a.graphs) names.push(...capturedNames(g));
   }
   return names;
 }
@@ -60,7 +78,7 @@ export function indexGraph(g: GraphProto): GraphIndex {
       list.push(i);
     }
   });
-  const initializers = new Set(g.initializer.map((t) => t.name ?? ''));
+  const initializers = new Set(g.initializer.map((t) => t.name));
   const graphInputs = new Set(g.input.map((v) => v.name));
   const graphOutputs = new Set(g.output.map((v) => v.name));
 
@@ -102,12 +120,8 @@ export function indexGraph(g: GraphProto): GraphIndex {
 
 /** Element type of a ValueInfo, if it is a tensor with one. */
 export function elemTypeOf(v: ValueInfoProto | undefined): number | undefined {
-  const t = v?.type?.tensorType?.elemType;
+  const t = tensorTypeOf(v?.type)?.elemType;
   return t === undefined || t === DataType.UNDEFINED ? undefined : t;
-}
-
-export function hasShape(t: TypeProto | undefined): boolean {
-  return t?.tensorType?.shape !== undefined;
 }
 
 const SAME_AS_FIRST = new Set([
@@ -263,8 +277,8 @@ export function inferElemTypes(g: GraphProto, index: GraphIndex = indexGraph(g))
       else if (a && (a.name === 'value_int' || a.name === 'value_ints')) set(0, DataType.INT64);
       else if (a && (a.name === 'value_string' || a.name === 'value_strings')) set(0, DataType.STRING);
     } else if (op === 'Cast') {
-      const to = attr(n, 'to');
-      if (to?.i !== undefined) set(0, toNumber(to.i));
+      const to = attrInt(n, 'to', DataType.UNDEFINED);
+      if (to !== DataType.UNDEFINED) set(0, to);
     } else if (op === 'CastLike') {
       set(0, inType(1));
     } else if (op === 'ConstantOfShape') {
@@ -273,8 +287,8 @@ export function inferElemTypes(g: GraphProto, index: GraphIndex = indexGraph(g))
     } else if (op === 'Where') {
       set(0, inType(1) ?? inType(2));
     } else if (op === 'EyeLike' || op === 'RandomNormalLike' || op === 'RandomUniformLike') {
-      const dt = attr(n, 'dtype');
-      set(0, dt?.i !== undefined ? toNumber(dt.i) : inType(0));
+      const dt = attrInt(n, 'dtype', DataType.UNDEFINED);
+      set(0, dt !== DataType.UNDEFINED ? dt : inType(0));
     } else if (op === 'DequantizeLinear') {
       set(0, inType(1) ?? DataType.FLOAT);
     } else if (op === 'QuantizeLinear') {

@@ -1,7 +1,9 @@
 /**
  * ONNX model tooling for the runtime:
- *  - wire.ts / model.ts: ModelProto codec (hand-written protobuf; weights stay views, unknown
- *    fields kept raw),
+ *  - proto.ts: ONNX's messages (gen/onnx_pb.ts, generated from onnx.proto for @bufbuild/protobuf),
+ *    decodeModel / encodeModel (weights stay views of the file, unknown fields survive),
+ *  - model.ts: model files (loadModel, saveModel); external.ts: external-data files (both ways),
+ *  - tensor.ts: tensor and value-info helpers (float values, building tensors and types),
  *  - graph.ts: producers/consumers, topological order, static element-type propagation,
  *  - split.ts: per-layer stages and their manifest,
  *  - cache.ts: the on-disk stage cache (ensureStages) and ORT-based boundary typing,
@@ -26,9 +28,11 @@ export {
   stagesRoot,
   writeStages,
 } from './cache.js';
-export { capturedNames, type GraphIndex, indexGraph, inferElemTypes, nodeReads } from './graph.js';
-export * from './model.js';
+export { externalizeWeights, inlineExternalData, weightBytes } from './external.js';
+export { attr, attrFloat, attrInt, capturedNames, type GraphIndex, indexGraph, inferElemTypes, nodeReads } from './graph.js';
+export { loadModel, saveModel } from './model.js';
 export { PROBE_SENTENCES, tokenize } from './probe.js';
+export * from './proto.js';
 export {
   type Agreement,
   agreement,
@@ -52,4 +56,4 @@ export {
   type ValueType,
 } from './split.js';
 export { StagedRunner, type StagedRunOptions, withoutSpinning } from './staged.js';
-export { type Int64, ProtoError, Reader, Writer } from './wire.js';
+export * from './tensor.js';

@@ -8,20 +8,20 @@
  * /proc/cpuinfo flags describe the host, not the CPU that runs the code).
  */
 import ort from 'onnxruntime-node';
-import { DataType, encodeModel, type ModelProto, makeTensor, makeValueInfo } from './model.js';
+import { DataType, encodeModel, type ModelProto, makeModel } from './proto.js';
+import { makeTensor, makeValueInfo } from './tensor.js';
 
 const K = 64;
 const ROWS = 4;
 
 /** The probe graph: y = DynamicQuantizeMatMul(x, W) with W = 127 (int8), scale 1/127, zero point 0. */
 export function saturationProbeModel(weight = 127): ModelProto {
-  return {
-    irVersion: 8,
+  return makeModel({
+    irVersion: 8n,
     opsetImport: [
-      { domain: '', version: 17 },
-      { domain: 'com.microsoft', version: 1 },
+      { domain: '', version: 17n },
+      { domain: 'com.microsoft', version: 1n },
     ],
-    metadataProps: [],
     graph: {
       name: 'int8-saturation-probe',
       node: [
@@ -31,7 +31,6 @@ export function saturationProbeModel(weight = 127): ModelProto {
           domain: 'com.microsoft',
           input: ['x', 'w', 's', 'z'],
           output: ['y'],
-          attribute: [],
         },
       ],
       initializer: [
@@ -41,9 +40,8 @@ export function saturationProbeModel(weight = 127): ModelProto {
       ],
       input: [makeValueInfo('x', DataType.FLOAT, [ROWS, K])],
       output: [makeValueInfo('y', DataType.FLOAT, [ROWS, 1])],
-      valueInfo: [],
     },
-  };
+  });
 }
 
 /** Runs the probe graph on a row of ones; returns the first output (K when summed exactly). */

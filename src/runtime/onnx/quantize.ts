@@ -22,20 +22,23 @@
  * 229 fused vs 175 unfused per-channel, 186 vs 197 per-tensor); it is on by default and
  * `fuseBias: false` turns it off.
  */
+
+import { clone, create } from '@bufbuild/protobuf';
 import type ort from 'onnxruntime-node';
 import { cosine, pool, spansFromMask } from '../../pooling/index.js';
-import { indexGraph, nodeReads } from './graph.js';
+import { attrFloat, attrInt, indexGraph, nodeReads } from './graph.js';
 import {
-  attr,
   DataType,
-  floatValues,
-  isExternal,
+  GraphProtoSchema,
   type ModelProto,
-  makeTensor,
+  ModelProtoSchema,
   type NodeProto,
+  NodeProtoSchema,
+  OperatorSetIdProtoSchema,
   type TensorProto,
-  toNumber,
-} from './model.js';
+  withFields,
+} from './proto.js';
+import { floatValues, isExternal, makeTensor } from './tensor.js';
 
 export interface QuantizeOptions {
   /** One scale per output column instead of one per matrix. Default true (see the header). */
@@ -85,7 +88,7 @@ export interface QuantizeResult {
 const MS_DOMAIN = 'com.microsoft';
 
 function isDefaultDomain(n: NodeProto): boolean {
-  return n.domain === undefined || n.domain === '' || n.domain === 'ai.onnx';
+  return n.domain === '' || n.domain === 'ai.onnx';
 }
 
 interface QuantizedWeight {
@@ -182,8 +185,8 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     const key = `${t.name}|${transposed}`;
     const hit = cache.get(key);
     if (hit) return hit;
-    const rows = toNumber(t.dims[0]!);
-    const cols = toNumber(t.dims[1]!);
+    const rows = Number(t.dims[0]!);
+    const cols = Number(t.dims[1]!);
     const { q, scales, N } = quantizeWeight(floatValues(t), rows, cols, transposed, perChannel, WEIGHT_QMAX[weightFormat]);
     const base = `${t.name}${transposed ? '_T' : ''}`;
     const qName = unique(`${base}_quantized`);
@@ -221,8 +224,7 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     if (!name) return undefined;
     const t = constant(name);
     if (!t || t.dataType !== DataType.FLOAT || isExternal(t)) return undefined;
-    const dims = t.dims.map(toNumber);
-    if (dims.length === 1 && dims[0] === n) return t;
+    if (t.dims.length === 1 && Number(t.dims[0]) === n) return t;
     return undefined;
   };
 
@@ -237,7 +239,7 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     const other = add.input[0] === out ? add.input[1] : add.input[1] === out ? add.input[0] : undefined;
     const bias = other && other !== out ? biasTensor(other, n) : undefined;
     if (!bias) return undefined;
-    return { i: ci, bias: bias.name! };
+    return { i: ci, bias: bias.name };
   };
 
   const skip = (node: string, reason: string): void => {
@@ -256,23 +258,23 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     let transposed = false;
     let bias: string | undefined;
     if (node.opType === 'Gemm') {
-      const alpha = attr(node, 'alpha')?.f ?? 1;
-      const beta = attr(node, 'beta')?.f ?? 1;
-      if (toNumber(attr(node, 'transA')?.i ?? 0) !== 0) return skip(label, 'Gemm with transA');
+      const alpha = attrFloat(node, 'alpha', 1);
+      const beta = attrFloat(node, 'beta', 1);
+      if (attrInt(node, 'transA', 0) !== 0) return skip(label, 'Gemm with transA');
       if (alpha !== 1) return skip(label, 'Gemm with alpha ≠ 1');
-      transposed = toNumber(attr(node, 'transB')?.i ?? 0) !== 0;
-      const n = toNumber(b.dims[transposed ? 0 : 1]!);
+      transposed = attrInt(node, 'transB', 0) !== 0;
+      const n = Number(b.dims[transposed ? 0 : 1]!);
       const c = node.input[2];
       if (c) {
         const ct = constant(c);
-        const cdims = ct?.dims.map(toNumber) ?? [];
+        const cdims = ct?.dims.map(Number) ?? [];
         const ok =
           ct &&
           ct.dataType === DataType.FLOAT &&
           !isExternal(ct) &&
           ((cdims.length === 1 && cdims[0] === n) || (cdims.length === 2 && cdims[0] === 1 && cdims[1] === n));
         if (!ok) return skip(label, 'Gemm C is not a constant bias of width N');
-        if (beta === 1 && cdims.length === 1) bias = ct.name!;
+        if (beta === 1 && cdims.length === 1) bias = ct.name;
         else {
           const scaled = Float32Array.from(floatValues(ct), (v) => v * beta);
           bias = unique(`${c}_bias`);
@@ -293,14 +295,16 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
     }
     const inputs = [node.input[0]!, qw.q, qw.scale, qw.zeroPoint];
     if (bias) inputs.push(bias);
-    replaced.set(i, {
-      name: `${node.name || label}_quant`,
-      opType: 'DynamicQuantizeMatMul',
-      domain: MS_DOMAIN,
-      input: inputs,
-      output: [output],
-      attribute: [],
-    });
+    replaced.set(
+      i,
+      create(NodeProtoSchema, {
+        name: `${node.name || label}_quant`,
+        opType: 'DynamicQuantizeMatMul',
+        domain: MS_DOMAIN,
+        input: inputs,
+        output: [output],
+      }),
+    );
     report.quantized++;
   });
 
@@ -327,16 +331,17 @@ export function quantizeModel(model: ModelProto, options: QuantizeOptions = {}):
   const graphInputs = new Set(g.input.map((v) => v.name));
   const initializer = [
     ...g.initializer.filter((t) => {
-      const name = t.name ?? '';
+      const name = t.name;
       return readAfter.has(name) || !readBefore.has(name) || outputs.has(name) || graphInputs.has(name);
     }),
     ...newInits,
   ];
 
-  const opsetImport = model.opsetImport.map((o) => ({ ...o }));
-  if (report.quantized > 0 && !opsetImport.some((o) => o.domain === MS_DOMAIN)) opsetImport.push({ domain: MS_DOMAIN, version: 1 });
+  const opsetImport = model.opsetImport.map((o) => clone(OperatorSetIdProtoSchema, o));
+  if (report.quantized > 0 && !opsetImport.some((o) => o.domain === MS_DOMAIN))
+    opsetImport.push(create(OperatorSetIdProtoSchema, { domain: MS_DOMAIN, version: 1n }));
   return {
-    model: { ...model, opsetImport, graph: { ...g, node: nodes, initializer } },
+    model: withFields(ModelProtoSchema, model, { opsetImport, graph: withFields(GraphProtoSchema, g, { node: nodes, initializer }) }),
     report,
   };
 }

@@ -40,16 +40,25 @@
  * excludes the mask, rotary tables, shared position biases), latest produced.
  */
 
+import { clone, create } from '@bufbuild/protobuf';
 import { elemTypeOf, type GraphIndex, indexGraph, inferElemTypes } from './graph.js';
 import {
   DataType,
   type GraphProto,
+  GraphProtoSchema,
   type ModelProto,
+  ModelProtoSchema,
   type NodeProto,
+  OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
   type TensorProto,
   type TypeProto,
+  TypeProtoSchema,
   type ValueInfoProto,
-} from './model.js';
+  ValueInfoProtoSchema,
+  withFields,
+} from './proto.js';
+import { inlineDataBytes, makeTensorType, tensorTypeOf } from './tensor.js';
 
 /** A tensor type: element type (TensorProto.DataType) and dims (unknown rank when absent). */
 export interface ValueType {
@@ -139,9 +148,9 @@ export function layerScopeOf(name: string): LayerScope | null {
 
 /** The module path a node belongs to: its name, or its first output's name when the node's name has none. */
 function scopeName(node: NodeProto): string {
-  if (node.name?.startsWith('/')) return node.name;
+  if (node.name.startsWith('/')) return node.name;
   const out = node.output.find((o) => o.startsWith('/'));
-  return out ?? node.name ?? '';
+  return out ?? node.name;
 }
 
 function isUnscoped(node: NodeProto): boolean {
@@ -152,43 +161,6 @@ function fail(reason: string): SplitResult {
   return { ok: false, reason: `not splittable: ${reason}` };
 }
 
-function typeProto(v: ValueType): TypeProto {
-  const t: TypeProto = { tensorType: { elemType: v.elemType } };
-  if (v.dims) {
-    t.tensorType!.shape = {
-      dim: v.dims.map((d) =>
-        typeof d === 'number' && d >= 0 ? { dimValue: d } : typeof d === 'string' && d !== '' ? { dimParam: d } : {},
-      ),
-    };
-  }
-  return t;
-}
-
-/** Field numbers present among a message's unknown (raw) fields. */
-function unknownFieldNumbers(unknown: Uint8Array[] | undefined): number[] {
-  if (!unknown) return [];
-  return unknown.map((u) => {
-    let tag = 0;
-    let shift = 0;
-    for (const b of u) {
-      tag |= (b & 0x7f) << shift;
-      if (b < 0x80) break;
-      shift += 7;
-    }
-    return tag >>> 3;
-  });
-}
-
-function tensorBytes(t: TensorProto): number {
-  return (
-    (t.rawData?.byteLength ?? 0) +
-    (t.floatData?.byteLength ?? 0) +
-    (t.int64Data?.byteLength ?? 0) +
-    (t.int32Data?.byteLength ?? 0) +
-    (t.doubleData?.byteLength ?? 0)
-  );
-}
-
 /** Picks the token-level output: last_hidden_state, token_embeddings, else the first output. */
 function pickOutputName(g: GraphProto): string {
   const names = g.output.map((o) => o.name);
@@ -197,7 +169,7 @@ function pickOutputName(g: GraphProto): string {
 
 export function splitModel(model: ModelProto, options: SplitOptions = {}): SplitResult {
   const g = model.graph;
-  if (unknownFieldNumbers(g.unknown).includes(15)) return fail('the graph has sparse initializers, which the splitter does not distribute');
+  if (g.sparseInitializer.length) return fail('the graph has sparse initializers, which the splitter does not distribute');
   if (g.output.length === 0) return fail('the graph has no outputs');
 
   // 1. Layer scopes.
@@ -341,15 +313,15 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
 
   // 5. Types.
   const declared = new Map<string, ValueInfoProto>();
-  for (const v of [...g.valueInfo, ...g.output, ...g.input]) if (v.type?.tensorType) declared.set(v.name, v);
+  for (const v of [...g.valueInfo, ...g.output, ...g.input]) if (tensorTypeOf(v.type)) declared.set(v.name, v);
   const staticTypes = inferElemTypes(g, index);
   const typeFor = (name: string): TypeProto | undefined => {
     const known = options.types?.get(name);
-    if (known) return typeProto(known);
+    if (known) return makeTensorType(known.elemType, known.dims);
     const d = declared.get(name);
-    if (d && elemTypeOf(d) !== undefined) return structuredClone(d.type);
+    if (d?.type && elemTypeOf(d) !== undefined) return clone(TypeProtoSchema, d.type);
     const t = staticTypes.get(name);
-    return t !== undefined ? { tensorType: { elemType: t } } : undefined;
+    return t !== undefined ? makeTensorType(t) : undefined;
   };
 
   const initializers = new Map<string, TensorProto>();
@@ -399,46 +371,35 @@ export function splitModel(model: ModelProto, options: SplitOptions = {}): Split
       outputs,
       nodes: nodesIdx.length,
       initializers: inits.length,
-      weightBytes: inits.reduce((n, t) => n + tensorBytes(t), 0),
+      weightBytes: inits.reduce((n, t) => n + inlineDataBytes(t), 0),
     };
     const inputInfos: ValueInfoProto[] = inputs.map((name) => {
       const t = typeFor(name);
-      if (t) return { name, type: t };
+      if (t) return create(ValueInfoProtoSchema, { name, type: t });
       notes.push(`${stageName}: input ${name} has no known type; declared float with unknown shape`);
-      return { name, type: { tensorType: { elemType: DataType.FLOAT } } };
+      return create(ValueInfoProtoSchema, { name, type: makeTensorType(DataType.FLOAT) });
     });
-    const outputInfos: ValueInfoProto[] = outputs.map((name) => {
-      const t = typeFor(name);
-      return t ? { name, type: t } : { name };
-    });
+    const outputInfos: ValueInfoProto[] = outputs.map((name) => create(ValueInfoProtoSchema, { name, type: typeFor(name) }));
     const boundary = new Set([...inputs, ...outputs]);
     const valueInfo: ValueInfoProto[] = [];
     for (const name of produced) {
       const v = valueInfoByName.get(name);
       if (v && !boundary.has(name)) valueInfo.push(v);
     }
-    const stageGraph: GraphProto = {
+    const stageGraph: GraphProto = create(GraphProtoSchema, {
       node: nodesIdx.map((i) => g.node[i]!),
-      name: `${g.name ?? 'graph'}_${stageName}`,
+      name: `${g.name || 'graph'}_${stageName}`,
       initializer: inits,
       input: inputInfos,
       output: outputInfos,
       valueInfo,
-    };
-    const stageModel: ModelProto = {
-      irVersion: model.irVersion,
-      opsetImport: model.opsetImport.map((o) => ({ ...o })),
-      producerName: model.producerName,
-      producerVersion: model.producerVersion,
-      domain: model.domain,
-      modelVersion: model.modelVersion,
+    });
+    // Everything else the model carries (IR version, producer, functions, unknown fields) as it is.
+    const stageModel: ModelProto = withFields(ModelProtoSchema, model, {
+      opsetImport: model.opsetImport.map((o) => clone(OperatorSetIdProtoSchema, o)),
       graph: stageGraph,
-      metadataProps: [...model.metadataProps, { key: 'stage', value: stageName }],
-      unknown: model.unknown,
-    };
-    for (const key of ['producerName', 'producerVersion', 'domain', 'modelVersion', 'irVersion'] as const) {
-      if (stageModel[key] === undefined) delete stageModel[key];
-    }
+      metadataProps: [...model.metadataProps, create(StringStringEntryProtoSchema, { key: 'stage', value: stageName })],
+    });
     stages.push({ info, model: stageModel });
   }
 
