@@ -50,279 +50,89 @@ export interface Config {
 
 const DEFAULT_MODEL_DIR = fileURLToPath(new URL('../../models/default', import.meta.url));
 
+type Schema = {
+  type: 'string' | 'integer' | 'number';
+  default?: string | number;
+  enum?: string[];
+  separator?: string;
+  minimum?: number;
+  maximum?: number;
+  minLength?: number;
+};
+
 interface Setting {
   key: keyof Config;
   env: string;
   flag: string;
   /** JSON schema of the value as given in the environment (env-schema coerces and checks it). */
-  schema: {
-    type: 'string' | 'integer' | 'number';
-    default?: string | number;
-    enum?: string[];
-    separator?: string;
-    minimum?: number;
-    maximum?: number;
-    minLength?: number;
-  };
+  schema: Schema;
   help: string;
 }
 
+// The schema shapes the settings use.
+const text = (fallback?: string): Schema => ({ type: 'string', minLength: 1, ...(fallback !== undefined && { default: fallback }) });
+const oneOf = (values: string[], fallback?: string): Schema => ({
+  type: 'string',
+  enum: values,
+  ...(fallback !== undefined && { default: fallback }),
+});
+const list = (fallback?: string): Schema => ({ type: 'string', separator: ',', ...(fallback !== undefined && { default: fallback }) });
+const integer = (range: Pick<Schema, 'minimum' | 'maximum' | 'default'>): Schema => ({ type: 'integer', ...range });
+const number = (range: Pick<Schema, 'minimum' | 'maximum' | 'default'>): Schema => ({ type: 'number', ...range });
+
+/**
+ * Every setting once, in the order of `--help` and the README: its Config key → environment
+ * variable, schema, help. The CLI flag is the variable's name in lower case with dashes.
+ */
+// biome-ignore format: a table, one setting a line
+const TABLE: Record<keyof Config, [env: string, schema: Schema, help: string]> = {
+  host: ['HOST', text('0.0.0.0'), 'Address to listen on'],
+  port: ['PORT', integer({ minimum: 1, maximum: 65535, default: 8080 }), 'Port to listen on'],
+  modelDir: ['MODEL_DIR', text('models/default'), 'Model directory (sentence-transformers / optimum layout)'],
+  models: ['MODELS', text(), 'Several models in one process: `name=dir,name=dir,...` (embedders and rerankers; the first is the default); overrides MODEL_DIR'],
+  scheduler: ['SCHEDULER', oneOf(['fair', 'fifo'], 'fair'), '`fair`: models share the workers by their use of them, so a flood for one cannot starve another; `fifo`: oldest input first whatever its model (the baseline fairness is measured against)'],
+  modelVariant: ['MODEL_VARIANT', oneOf(['fp32', 'quantized'], 'fp32'), '`fp32` serves model.onnx, `quantized` serves model_quantized.onnx'],
+  onnxFile: ['ONNX_FILE', text(), 'Graph file inside the model directory, overriding the lookup'],
+  quantize: ['QUANTIZE', oneOf(['int8', 'none']), "`int8`: serve int8 weights (quantized at load and cached, or the directory's model_quantized.onnx); `none`: fp32; default: embedder.json `quantize`, else none"],
+  quantizeMinAgreement: ['QUANTIZE_MIN_AGREEMENT', number({ minimum: 0, maximum: 1, default: 0.99 }), 'Least mean cosine between int8 and fp32 embeddings of fixed sentences for int8 to be served (else fp32, with a warning)'],
+  workers: ['WORKERS', integer({ minimum: 1 }), 'Inference workers (model instances); default min(cores, 4)'],
+  intraOpThreads: ['INTRA_OP_THREADS', integer({ minimum: 1 }), 'ONNX Runtime threads per worker; default cores ÷ workers'],
+  executionProviders: ['EXECUTION_PROVIDERS', list('cpu'), 'Execution providers in order of preference, e.g. `cuda,webgpu,cpu`'],
+  inferenceNice: ['INFERENCE_NICE', integer({ minimum: 0, maximum: 19, default: 10 }), 'Nice value of inference threads (Linux, 0–19): keeps the HTTP thread responsive under full load'],
+  layerExit: ['LAYER_EXIT', oneOf(['on', 'off'], 'on'), '`on`: split the graph per layer (cached beside the model) so `layer` skips compute and Token Prepending works; the stages share the weights with full depth, so this costs no memory'],
+  memoryArena: ['MEMORY_ARENA', oneOf(['on', 'off'], 'off'), "`on`: ONNX Runtime keeps a memory arena per graph session at its largest batch's peak (a few % faster on big batches, several times the memory with layer exit); `off` returns activations after each batch"],
+  maxBatchSize: ['MAX_BATCH_SIZE', integer({ minimum: 1 }), 'Most inputs per batch; default 64 (1 disables batching)'],
+  maxBatchTokens: ['MAX_BATCH_TOKENS', integer({ minimum: 1 }), 'Token budget per batch (size × longest input); default max(8192, max length)'],
+  maxQueueDelayMs: ['MAX_QUEUE_DELAY_MS', integer({ minimum: 0 }), 'How long an under-full batch waits for more inputs while a worker is free; default 0'],
+  maxQueueInputs: ['MAX_QUEUE_INPUTS', integer({ minimum: 1 }), 'Inputs allowed to wait before new requests get 429; default 4096'],
+  maxQueueTokens: ['MAX_QUEUE_TOKENS', integer({ minimum: 1 }), 'Tokens allowed to wait before new requests get 429; default max(262144, max length)'],
+  requestTimeoutMs: ['REQUEST_TIMEOUT_MS', integer({ minimum: 1, default: 30000 }), 'Default deadline per request (header `x-request-timeout-ms` overrides)'],
+  maxInputs: ['MAX_INPUTS', integer({ minimum: 1, default: 2048 }), 'Most inputs per request (413 beyond; OpenAI allows 2048)'],
+  maxInputChars: ['MAX_INPUT_CHARS', integer({ minimum: 1, default: 100000 }), 'Most characters per input text (413 beyond)'],
+  bodyLimit: ['BODY_LIMIT', integer({ minimum: 1, default: 8 * 1024 * 1024 }), 'Largest request body in bytes (413 beyond)'],
+  apiKeys: ['API_KEYS', text(), 'Comma-separated bearer API keys; when set (here or in the file), every route but the public ones needs one'],
+  apiKeysFile: ['API_KEYS_FILE', text(), 'File with one API key per line (`#` comments)'],
+  publicRoutes: ['AUTH_PUBLIC_ROUTES', list('/health,/ready,/metrics'), 'Routes reachable without a key'],
+  corsOrigins: ['CORS_ORIGINS', list(), 'Allowed CORS origins, comma-separated, or `*`; CORS is off when unset'],
+  maxEventLoopDelayMs: ['MAX_EVENT_LOOP_DELAY_MS', integer({ minimum: 0, default: 1000 }), 'Event-loop lag beyond which requests are shed with 503 (0 = never); /health is never shed'],
+  maxConnections: ['MAX_CONNECTIONS', integer({ minimum: 1 }), 'Most open client connections; beyond it a new connection gets 503 and is closed. Default ¾ of the open-file limit (`ulimit -n`), at most 8192, so sockets can never exhaust file descriptors'],
+  headersTimeoutMs: ['HEADERS_TIMEOUT_MS', integer({ minimum: 1, default: 10000 }), 'Longest a client may take to send its request headers (then 422 and the connection is closed)'],
+  requestReadTimeoutMs: ['REQUEST_READ_TIMEOUT_MS', integer({ minimum: 1, default: 30000 }), 'Longest a client may take to send a whole request, headers and body (then 422 and the connection is closed)'],
+  maxJsonDepth: ['MAX_JSON_DEPTH', integer({ minimum: 1, default: 64 }), 'Deepest nesting of arrays and objects accepted in a JSON body (422 beyond), checked before parsing'],
+  logLevel: ['LOG_LEVEL', oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], 'info'), 'pino log level'],
+  dataDir: ['DATA_DIR', text('data'), 'Where collections are stored (without STORE_URL)'],
+  storeUrl: ['STORE_URL', text(), 'postgres://user:password@host:port/database: keep collections in PostgreSQL, shared by any number of replicas (instead of DATA_DIR)'],
+  shutdownTimeoutMs: ['SHUTDOWN_TIMEOUT_MS', integer({ minimum: 1, default: 10000 }), 'How long SIGTERM waits for queued work'],
+};
+
 /** The one list of settings; README's table is generated from the same text. */
-export const SETTINGS: Setting[] = [
-  { key: 'host', env: 'HOST', flag: 'host', schema: { type: 'string', minLength: 1, default: '0.0.0.0' }, help: 'Address to listen on' },
-  {
-    key: 'port',
-    env: 'PORT',
-    flag: 'port',
-    schema: { type: 'integer', minimum: 1, maximum: 65535, default: 8080 },
-    help: 'Port to listen on',
-  },
-  {
-    key: 'modelDir',
-    env: 'MODEL_DIR',
-    flag: 'model-dir',
-    schema: { type: 'string', minLength: 1, default: 'models/default' },
-    help: 'Model directory (sentence-transformers / optimum layout)',
-  },
-  {
-    key: 'models',
-    env: 'MODELS',
-    flag: 'models',
-    schema: { type: 'string', minLength: 1 },
-    help: 'Several models in one process: `name=dir,name=dir,...` (embedders and rerankers; the first is the default); overrides MODEL_DIR',
-  },
-  {
-    key: 'scheduler',
-    env: 'SCHEDULER',
-    flag: 'scheduler',
-    schema: { type: 'string', enum: ['fair', 'fifo'], default: 'fair' },
-    help: '`fair`: models share the workers by their use of them, so a flood for one cannot starve another; `fifo`: oldest input first whatever its model (the baseline fairness is measured against)',
-  },
-  {
-    key: 'modelVariant',
-    env: 'MODEL_VARIANT',
-    flag: 'model-variant',
-    schema: { type: 'string', enum: ['fp32', 'quantized'], default: 'fp32' },
-    help: '`fp32` serves model.onnx, `quantized` serves model_quantized.onnx',
-  },
-  {
-    key: 'onnxFile',
-    env: 'ONNX_FILE',
-    flag: 'onnx-file',
-    schema: { type: 'string', minLength: 1 },
-    help: 'Graph file inside the model directory, overriding the lookup',
-  },
-  {
-    key: 'quantize',
-    env: 'QUANTIZE',
-    flag: 'quantize',
-    schema: { type: 'string', enum: ['int8', 'none'] },
-    help: "`int8`: serve int8 weights (quantized at load and cached, or the directory's model_quantized.onnx); `none`: fp32; default: embedder.json `quantize`, else none",
-  },
-  {
-    key: 'quantizeMinAgreement',
-    env: 'QUANTIZE_MIN_AGREEMENT',
-    flag: 'quantize-min-agreement',
-    schema: { type: 'number', minimum: 0, maximum: 1, default: 0.99 },
-    help: 'Least mean cosine between int8 and fp32 embeddings of fixed sentences for int8 to be served (else fp32, with a warning)',
-  },
-  {
-    key: 'workers',
-    env: 'WORKERS',
-    flag: 'workers',
-    schema: { type: 'integer', minimum: 1 },
-    help: 'Inference workers (model instances); default min(cores, 4)',
-  },
-  {
-    key: 'intraOpThreads',
-    env: 'INTRA_OP_THREADS',
-    flag: 'intra-op-threads',
-    schema: { type: 'integer', minimum: 1 },
-    help: 'ONNX Runtime threads per worker; default cores ÷ workers',
-  },
-  {
-    key: 'executionProviders',
-    env: 'EXECUTION_PROVIDERS',
-    flag: 'execution-providers',
-    schema: { type: 'string', separator: ',', default: 'cpu' },
-    help: 'Execution providers in order of preference, e.g. `cuda,webgpu,cpu`',
-  },
-  {
-    key: 'inferenceNice',
-    env: 'INFERENCE_NICE',
-    flag: 'inference-nice',
-    schema: { type: 'integer', minimum: 0, maximum: 19, default: 10 },
-    help: 'Nice value of inference threads (Linux, 0–19): keeps the HTTP thread responsive under full load',
-  },
-  {
-    key: 'layerExit',
-    env: 'LAYER_EXIT',
-    flag: 'layer-exit',
-    schema: { type: 'string', enum: ['on', 'off'], default: 'on' },
-    help: '`on`: split the graph per layer (cached beside the model) so `layer` skips compute and Token Prepending works; the stages share the weights with full depth, so this costs no memory',
-  },
-  {
-    key: 'memoryArena',
-    env: 'MEMORY_ARENA',
-    flag: 'memory-arena',
-    schema: { type: 'string', enum: ['on', 'off'], default: 'off' },
-    help: "`on`: ONNX Runtime keeps a memory arena per graph session at its largest batch's peak (a few % faster on big batches, several times the memory with layer exit); `off` returns activations after each batch",
-  },
-  {
-    key: 'maxBatchSize',
-    env: 'MAX_BATCH_SIZE',
-    flag: 'max-batch-size',
-    schema: { type: 'integer', minimum: 1 },
-    help: 'Most inputs per batch; default 64 (1 disables batching)',
-  },
-  {
-    key: 'maxBatchTokens',
-    env: 'MAX_BATCH_TOKENS',
-    flag: 'max-batch-tokens',
-    schema: { type: 'integer', minimum: 1 },
-    help: 'Token budget per batch (size × longest input); default max(8192, max length)',
-  },
-  {
-    key: 'maxQueueDelayMs',
-    env: 'MAX_QUEUE_DELAY_MS',
-    flag: 'max-queue-delay-ms',
-    schema: { type: 'integer', minimum: 0 },
-    help: 'How long an under-full batch waits for more inputs while a worker is free; default 0',
-  },
-  {
-    key: 'maxQueueInputs',
-    env: 'MAX_QUEUE_INPUTS',
-    flag: 'max-queue-inputs',
-    schema: { type: 'integer', minimum: 1 },
-    help: 'Inputs allowed to wait before new requests get 429; default 4096',
-  },
-  {
-    key: 'maxQueueTokens',
-    env: 'MAX_QUEUE_TOKENS',
-    flag: 'max-queue-tokens',
-    schema: { type: 'integer', minimum: 1 },
-    help: 'Tokens allowed to wait before new requests get 429; default max(262144, max length)',
-  },
-  {
-    key: 'requestTimeoutMs',
-    env: 'REQUEST_TIMEOUT_MS',
-    flag: 'request-timeout-ms',
-    schema: { type: 'integer', minimum: 1, default: 30000 },
-    help: 'Default deadline per request (header `x-request-timeout-ms` overrides)',
-  },
-  {
-    key: 'maxInputs',
-    env: 'MAX_INPUTS',
-    flag: 'max-inputs',
-    schema: { type: 'integer', minimum: 1, default: 2048 },
-    help: 'Most inputs per request (413 beyond; OpenAI allows 2048)',
-  },
-  {
-    key: 'maxInputChars',
-    env: 'MAX_INPUT_CHARS',
-    flag: 'max-input-chars',
-    schema: { type: 'integer', minimum: 1, default: 100000 },
-    help: 'Most characters per input text (413 beyond)',
-  },
-  {
-    key: 'bodyLimit',
-    env: 'BODY_LIMIT',
-    flag: 'body-limit',
-    schema: { type: 'integer', minimum: 1, default: 8 * 1024 * 1024 },
-    help: 'Largest request body in bytes (413 beyond)',
-  },
-  {
-    key: 'apiKeys',
-    env: 'API_KEYS',
-    flag: 'api-keys',
-    schema: { type: 'string', minLength: 1 },
-    help: 'Comma-separated bearer API keys; when set (here or in the file), every route but the public ones needs one',
-  },
-  {
-    key: 'apiKeysFile',
-    env: 'API_KEYS_FILE',
-    flag: 'api-keys-file',
-    schema: { type: 'string', minLength: 1 },
-    help: 'File with one API key per line (`#` comments)',
-  },
-  {
-    key: 'publicRoutes',
-    env: 'AUTH_PUBLIC_ROUTES',
-    flag: 'auth-public-routes',
-    schema: { type: 'string', separator: ',', default: '/health,/ready,/metrics' },
-    help: 'Routes reachable without a key',
-  },
-  {
-    key: 'corsOrigins',
-    env: 'CORS_ORIGINS',
-    flag: 'cors-origins',
-    schema: { type: 'string', separator: ',' },
-    help: 'Allowed CORS origins, comma-separated, or `*`; CORS is off when unset',
-  },
-  {
-    key: 'maxEventLoopDelayMs',
-    env: 'MAX_EVENT_LOOP_DELAY_MS',
-    flag: 'max-event-loop-delay-ms',
-    schema: { type: 'integer', minimum: 0, default: 1000 },
-    help: 'Event-loop lag beyond which requests are shed with 503 (0 = never); /health is never shed',
-  },
-  {
-    key: 'maxConnections',
-    env: 'MAX_CONNECTIONS',
-    flag: 'max-connections',
-    schema: { type: 'integer', minimum: 1 },
-    help: 'Most open client connections; beyond it a new connection gets 503 and is closed. Default ¾ of the open-file limit (`ulimit -n`), at most 8192, so sockets can never exhaust file descriptors',
-  },
-  {
-    key: 'headersTimeoutMs',
-    env: 'HEADERS_TIMEOUT_MS',
-    flag: 'headers-timeout-ms',
-    schema: { type: 'integer', minimum: 1, default: 10000 },
-    help: 'Longest a client may take to send its request headers (then 422 and the connection is closed)',
-  },
-  {
-    key: 'requestReadTimeoutMs',
-    env: 'REQUEST_READ_TIMEOUT_MS',
-    flag: 'request-read-timeout-ms',
-    schema: { type: 'integer', minimum: 1, default: 30000 },
-    help: 'Longest a client may take to send a whole request, headers and body (then 422 and the connection is closed)',
-  },
-  {
-    key: 'maxJsonDepth',
-    env: 'MAX_JSON_DEPTH',
-    flag: 'max-json-depth',
-    schema: { type: 'integer', minimum: 1, default: 64 },
-    help: 'Deepest nesting of arrays and objects accepted in a JSON body (422 beyond), checked before parsing',
-  },
-  {
-    key: 'logLevel',
-    env: 'LOG_LEVEL',
-    flag: 'log-level',
-    schema: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], default: 'info' },
-    help: 'pino log level',
-  },
-  {
-    key: 'dataDir',
-    env: 'DATA_DIR',
-    flag: 'data-dir',
-    schema: { type: 'string', minLength: 1, default: 'data' },
-    help: 'Where collections are stored (without STORE_URL)',
-  },
-  {
-    key: 'storeUrl',
-    env: 'STORE_URL',
-    flag: 'store-url',
-    schema: { type: 'string', minLength: 1 },
-    help: 'postgres://user:password@host:port/database: keep collections in PostgreSQL, shared by any number of replicas (instead of DATA_DIR)',
-  },
-  {
-    key: 'shutdownTimeoutMs',
-    env: 'SHUTDOWN_TIMEOUT_MS',
-    flag: 'shutdown-timeout-ms',
-    schema: { type: 'integer', minimum: 1, default: 10000 },
-    help: 'How long SIGTERM waits for queued work',
-  },
-];
+export const SETTINGS: Setting[] = Object.entries(TABLE).map(([key, [env, schema, help]]) => ({
+  key: key as keyof Config,
+  env,
+  flag: env.toLowerCase().replaceAll('_', '-'),
+  schema,
+  help,
+}));
 
 export class ConfigError extends Error {}
 
