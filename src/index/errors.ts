@@ -16,43 +16,38 @@ export abstract class IndexError extends Error {
   }
 }
 
-/** The named collection does not exist. */
-export class NotFoundError extends IndexError {
-  readonly code = 'NOT_FOUND' as const;
+/** The base class of the store's errors with one code: each error below is its code and its doc. */
+function withCode<C extends IndexErrorCode>(code: C) {
+  return class extends IndexError {
+    readonly code = code;
+  };
 }
+
+/** The named collection does not exist. */
+export class NotFoundError extends withCode('NOT_FOUND') {}
 
 /** The request contradicts existing state (e.g. re-creating a collection with other settings). */
-export class ConflictError extends IndexError {
-  readonly code = 'CONFLICT' as const;
-}
+export class ConflictError extends withCode('CONFLICT') {}
 
 /** The request is malformed; the message says which field and why. Nothing was written. */
-export class ValidationError extends IndexError {
-  readonly code = 'VALIDATION' as const;
-}
+export class ValidationError extends withCode('VALIDATION') {}
 
 /**
  * The disk or the on-disk state failed us (fsync error, corrupt snapshot,
  * store closed). Writes to a collection whose log can no longer be trusted
  * keep failing with this until the process restarts and recovers from disk.
  */
-export class StorageError extends IndexError {
-  readonly code = 'STORAGE' as const;
-}
+export class StorageError extends withCode('STORAGE') {}
 
 /**
  * The collection exists on disk but could not be opened (damaged files the
  * log cannot rebuild); the message carries the reason. Other collections serve.
  */
-export class UnavailableError extends IndexError {
-  readonly code = 'UNAVAILABLE' as const;
-}
+export class UnavailableError extends withCode('UNAVAILABLE') {}
 
 /**
  * A shared store (PostgreSQL) cannot be reached, or this replica has not
  * loaded from it yet: the write was not made; retrying shortly is right.
  * Reads keep being served from memory meanwhile.
  */
-export class UnreachableError extends IndexError {
-  readonly code = 'UNREACHABLE' as const;
-}
+export class UnreachableError extends withCode('UNREACHABLE') {}

@@ -11,7 +11,7 @@
 import { Worker } from 'node:worker_threads';
 import { RuntimeError } from './errors.js';
 import { publish } from './events.js';
-import type { BatchPlan, FromWorker, ReadyMessage, ResultMessage, RunMessage, WorkerConfig } from './protocol.js';
+import type { BatchInput, FromWorker, ReadyMessage, ResultMessage, RunMessage, WorkerConfig } from './protocol.js';
 
 export interface PoolOptions {
   /** The model's id, for the events the pool publishes. */
@@ -22,15 +22,7 @@ export interface PoolOptions {
   log?: (level: 'info' | 'warn' | 'error', msg: string) => void;
 }
 
-export interface BatchInput {
-  /** Index of the model (WorkerConfig.models) that computes the batch. */
-  model: number;
-  ids: Int32Array;
-  lengths: Int32Array;
-  skips: Int32Array;
-  segments: Int32Array;
-  plan: BatchPlan;
-}
+export type { BatchInput } from './protocol.js';
 
 interface Slot {
   worker: Worker;

@@ -44,9 +44,8 @@ export interface BatchPlan {
   tokenPrepending: boolean;
 }
 
-export interface RunMessage {
-  type: 'run';
-  batchId: number;
+/** A batch as the pool runs it: the model, the token ids and how to pool them. */
+export interface BatchInput {
   /** Index of the model in WorkerConfig.models. */
   model: number;
   /** Token ids of every sequence, concatenated. */
@@ -58,6 +57,11 @@ export interface RunMessage {
   /** Where each sequence's second segment (token type 1) starts: its length when it has none. */
   segments: Int32Array;
   plan: BatchPlan;
+}
+
+export interface RunMessage extends BatchInput {
+  type: 'run';
+  batchId: number;
   /** Failure drill: run, then die instead of answering. */
   crash?: boolean;
 }

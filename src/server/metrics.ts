@@ -28,154 +28,85 @@ export class Metrics {
   constructor(models: ModelSet) {
     const r = this.registry;
     collectDefaultMetrics({ register: r, prefix: PREFIX });
-    this.requests = new Counter({
-      name: `${PREFIX}http_requests_total`,
-      help: 'HTTP requests by route, method and status',
-      labelNames: ['route', 'method', 'status'],
-      registers: [r],
-    });
-    this.requestDuration = new Histogram({
-      name: `${PREFIX}http_request_duration_seconds`,
-      help: 'HTTP request duration by route',
-      labelNames: ['route'],
-      buckets: LATENCY_BUCKETS,
-      registers: [r],
-    });
-    this.rejected = new Counter({
-      name: `${PREFIX}rejected_requests_total`,
-      help: 'Requests refused or abandoned, by reason (overloaded, deadline, dropped, unavailable)',
-      labelNames: ['reason'],
-      registers: [r],
-    });
-    this.queueTime = new Histogram({
-      name: `${PREFIX}queue_duration_seconds`,
-      help: 'Time a request waited in the batch queue before its first batch started',
-      labelNames: ['model'],
-      buckets: LATENCY_BUCKETS,
-      registers: [r],
-    });
-    this.tokenizeTime = new Histogram({
-      name: `${PREFIX}tokenization_duration_seconds`,
-      help: 'Time spent tokenizing a request',
-      labelNames: ['model'],
-      buckets: LATENCY_BUCKETS,
-      registers: [r],
-    });
-    this.inferenceTime = new Histogram({
-      name: `${PREFIX}inference_duration_seconds`,
-      help: "Time from a request's first batch start to its last batch end",
-      labelNames: ['model'],
-      buckets: LATENCY_BUCKETS,
-      registers: [r],
-    });
-    this.tokens = new Counter({
-      name: `${PREFIX}tokens_total`,
-      help: 'Tokens computed (prompt and special tokens included; query-document pairs for rerankers)',
-      labelNames: ['model'],
-      registers: [r],
-    });
-    this.batchSize = new Histogram({
-      name: `${PREFIX}batch_size`,
-      help: 'Inputs per batch',
-      labelNames: ['model'],
-      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256],
-      registers: [r],
-    });
-    this.batchTokens = new Histogram({
-      name: `${PREFIX}batch_tokens`,
-      help: 'Padded tokens per batch (size × longest input)',
-      labelNames: ['model'],
-      buckets: [16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768],
-      registers: [r],
-    });
-    this.batchInference = new Histogram({
-      name: `${PREFIX}batch_inference_duration_seconds`,
-      help: 'ONNX Runtime time per batch',
-      labelNames: ['model'],
-      buckets: LATENCY_BUCKETS,
-      registers: [r],
-    });
-    const perModel = (name: string, help: string, value: (e: Embedder) => number): void => {
-      new Gauge({
-        name: `${PREFIX}${name}`,
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
+      new Counter<L>({ name: PREFIX + name, help, labelNames, registers: [r] });
+    const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets = LATENCY_BUCKETS) =>
+      new Histogram<L>({ name: PREFIX + name, help, labelNames, buckets, registers: [r] });
+    // Gauges are read when scraped, never while the app is built: building needs no loaded model.
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], read: (g: Gauge<L>) => void) =>
+      new Gauge<L>({
+        name: PREFIX + name,
         help,
-        labelNames: ['model'],
+        labelNames,
         registers: [r],
         collect() {
-          for (const e of models.all) this.set({ model: e.name }, value(e));
+          read(this);
         },
       });
-    };
+    const perModel = (name: string, help: string, value: (e: Embedder) => number) =>
+      gauge(name, help, ['model'], (g) => {
+        for (const e of models.all) g.set({ model: e.name }, value(e));
+      });
+
+    this.requests = counter('http_requests_total', 'HTTP requests by route, method and status', ['route', 'method', 'status']);
+    this.requestDuration = histogram('http_request_duration_seconds', 'HTTP request duration by route', ['route']);
+    this.rejected = counter(
+      'rejected_requests_total',
+      'Requests refused or abandoned, by reason (overloaded, deadline, dropped, unavailable)',
+      ['reason'],
+    );
+    this.queueTime = histogram('queue_duration_seconds', 'Time a request waited in the batch queue before its first batch started', [
+      'model',
+    ]);
+    this.tokenizeTime = histogram('tokenization_duration_seconds', 'Time spent tokenizing a request', ['model']);
+    this.inferenceTime = histogram('inference_duration_seconds', "Time from a request's first batch start to its last batch end", [
+      'model',
+    ]);
+    this.tokens = counter('tokens_total', 'Tokens computed (prompt and special tokens included; query-document pairs for rerankers)', [
+      'model',
+    ]);
+    this.batchSize = histogram('batch_size', 'Inputs per batch', ['model'], [1, 2, 4, 8, 16, 32, 64, 128, 256]);
+    this.batchTokens = histogram(
+      'batch_tokens',
+      'Padded tokens per batch (size × longest input)',
+      ['model'],
+      [16, 64, 256, 1024, 2048, 4096, 8192, 16384, 32768],
+    );
+    this.batchInference = histogram('batch_inference_duration_seconds', 'ONNX Runtime time per batch', ['model']);
     perModel('queue_depth', "Inputs waiting in the model's batch queue", (e) => e.stats.queuedInputs);
     perModel('queue_tokens', "Tokens waiting in the model's batch queue", (e) => e.stats.queuedTokens);
     // The workers are shared: every model reports the same pool.
-    new Gauge({
-      name: `${PREFIX}workers_alive`,
-      help: 'Inference workers ready',
-      registers: [r],
-      collect() {
-        this.set(models.default.stats.workersAlive);
-      },
-    });
-    new Gauge({
-      name: `${PREFIX}worker_restarts`,
-      help: 'Inference workers replaced after a failure since start',
-      registers: [r],
-      collect() {
-        this.set(models.default.stats.workerRestarts);
-      },
-    });
-    // Read when scraped, never while the app is built: building needs no loaded model.
-    new Gauge({
-      name: `${PREFIX}model_info`,
-      help: 'A served model (value is always 1)',
-      labelNames: ['model', 'provider', 'dimensions', 'layers', 'max_input_length', 'task'],
-      registers: [r],
-      collect() {
-        for (const e of models.all) {
-          const info = e.info;
-          this.set(
-            {
-              model: e.name,
-              provider: info.provider,
-              dimensions: String(info.model.hiddenSize),
-              layers: String(info.model.numLayers),
-              max_input_length: String(info.model.maxLength),
-              task: e.task,
-            },
-            1,
-          );
-        }
-      },
+    gauge('workers_alive', 'Inference workers ready', [], (g) => g.set(models.default.stats.workersAlive));
+    gauge('worker_restarts', 'Inference workers replaced after a failure since start', [], (g) =>
+      g.set(models.default.stats.workerRestarts),
+    );
+    const infoLabels = ['model', 'provider', 'dimensions', 'layers', 'max_input_length', 'task'] as const;
+    gauge('model_info', 'A served model (value is always 1)', [...infoLabels], (g) => {
+      for (const e of models.all) {
+        const { provider, model } = e.info;
+        const labels = { provider, dimensions: model.hiddenSize, layers: model.numLayers, max_input_length: model.maxLength, task: e.task };
+        g.set({ model: e.name, ...labels }, 1);
+      }
     });
     // What the model's weights cost, per graph variant: `inline` bytes are decoded into each
     // session that loads the variant; `shared` bytes live in the one external-data file every
     // variant and worker maps (resident once per process, however many sessions read it).
-    new Gauge({
-      name: `${PREFIX}model_weight_bytes`,
-      help: 'Weight bytes of the served graph variants (storage: inline = per session, shared = one mapped file per process)',
-      labelNames: ['model', 'variant', 'storage'],
-      registers: [r],
-      collect() {
+    gauge(
+      'model_weight_bytes',
+      'Weight bytes of the served graph variants (storage: inline = per session, shared = one mapped file per process)',
+      ['model', 'variant', 'storage'],
+      (g) => {
         for (const e of models.all) {
           const { weights } = e.info.graphs;
           for (const [variant, w] of Object.entries({ unsplit: weights.unsplit, stages: weights.stages })) {
             if (!w) continue;
-            this.set({ model: e.name, variant, storage: 'inline' }, w.inline);
-            this.set({ model: e.name, variant, storage: 'shared' }, w.shared);
+            g.set({ model: e.name, variant, storage: 'inline' }, w.inline);
+            g.set({ model: e.name, variant, storage: 'shared' }, w.shared);
           }
         }
       },
-    });
-    new Gauge({
-      name: `${PREFIX}model_weight_file_bytes`,
-      help: 'Size of the shared external-data file the graph variants map',
-      labelNames: ['model'],
-      registers: [r],
-      collect() {
-        for (const e of models.all) this.set({ model: e.name }, e.info.graphs.weights.file);
-      },
-    });
+    );
+    perModel('model_weight_file_bytes', 'Size of the shared external-data file the graph variants map', (e) => e.info.graphs.weights.file);
     this.unsubscribe = subscribe('batchDone', (b) => {
       // Only this app's models (tests run several apps in one process); looked up when it happens:
       // building the app reads nothing from the models.
