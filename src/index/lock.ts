@@ -2,6 +2,7 @@ import { promises as fsp, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import { StorageError } from './errors.js';
+import { writeFileSynced } from './fsutil.js';
 
 /**
  * One process per data directory. Two processes appending to the same logs
@@ -83,13 +84,7 @@ export class DataDirLock {
     const content = `${JSON.stringify(me)}\n`;
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
-        const fh = await fsp.open(file, 'wx');
-        try {
-          await fh.writeFile(content);
-          await fh.sync();
-        } finally {
-          await fh.close();
-        }
+        await writeFileSynced(file, content, 'wx');
         heldHere.add(file);
         return new DataDirLock(file, content);
       } catch (err) {

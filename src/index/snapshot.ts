@@ -4,7 +4,7 @@ import { crc32 } from 'node:zlib';
 import { type DocEntry, DocTable } from './doc-table.js';
 import { StorageError } from './errors.js';
 import { encodeFrame, scanFrames } from './framing.js';
-import { fsyncDir, fsyncFile, removeTree, writeFully } from './fsutil.js';
+import { fsyncDir, fsyncFile, removeDurably, removeTree, writeFully } from './fsutil.js';
 import { VectorStorage } from './storage.js';
 import type { CollectionSettings, Logger } from './types.js';
 import { deepFreeze } from './validate.js';
@@ -193,17 +193,15 @@ export async function listSnapshots(collectionDir: string): Promise<{ lsn: numbe
 
 /** Removes snapshots older than `keepLsn` and unfinished `*.tmp` ones. */
 export async function removeStaleSnapshots(collectionDir: string, keepLsn: number, logger: Logger): Promise<void> {
-  let removed = false;
-  for (const name of await fsp.readdir(collectionDir)) {
+  const stale = (await fsp.readdir(collectionDir)).filter((name) => {
     const m = SNAPSHOT_RE.exec(name);
-    const stale = (m && Number(m[1]) < keepLsn) || (name.startsWith('snapshot-') && name.endsWith('.tmp'));
-    if (stale) {
-      await removeTree(path.join(collectionDir, name));
-      logger.debug({ dir: name }, 'removed stale snapshot');
-      removed = true;
-    }
-  }
-  if (removed) await fsyncDir(collectionDir);
+    return (m && Number(m[1]) < keepLsn) || (name.startsWith('snapshot-') && name.endsWith('.tmp'));
+  });
+  await removeDurably(
+    collectionDir,
+    stale.map((name) => path.join(collectionDir, name)),
+  );
+  if (stale.length > 0) logger.debug({ dirs: stale }, 'removed stale snapshots');
 }
 
 export interface LoadedSnapshot {

@@ -5,7 +5,6 @@ import type {
   CollectionSettings,
   CollectionSettingsInput,
   DocumentInput,
-  Fusion,
   IncludeField,
   Metric,
   SearchMode,
@@ -295,27 +294,27 @@ export interface ValidSearchOptions {
 const DEFAULT_INCLUDE: ReadonlySet<IncludeField> = new Set(['text', 'metadata']);
 export const MAX_OFFSET = 1_000_000;
 
+/** Each fusion method's one parameter: its name, default, and the top of its range (from 0). */
+const FUSION_PARAM = {
+  rrf: { name: 'k', fallback: DEFAULT_RRF_K, max: 1_000_000 },
+  weighted: { name: 'alpha', fallback: DEFAULT_ALPHA, max: 1 },
+} as const;
+
 function validateFusion(f: unknown): ValidSearchOptions['fusion'] {
   if (f === undefined) return { method: 'rrf', k: DEFAULT_RRF_K };
   if (!isPlainObject(f)) throw new ValidationError('fusion must be {"method": "rrf", "k"?} or {"method": "weighted", "alpha"?}');
-  const o = f as Partial<Fusion> & Record<string, unknown>;
-  if (o.method === 'rrf') {
-    checkKeys(o, ['method', 'k'], 'fusion.');
-    const k = o.k ?? DEFAULT_RRF_K;
-    if (typeof k !== 'number' || !Number.isFinite(k) || k < 0 || k > 1_000_000) {
-      throw new ValidationError(`fusion.k must be a number in [0, 1000000], got ${JSON.stringify(o.k)}`);
-    }
-    return { method: 'rrf', k };
+  const o = f as Record<string, unknown>;
+  const method = o.method;
+  if (method !== 'rrf' && method !== 'weighted') {
+    throw new ValidationError(`fusion.method must be "rrf" or "weighted", got ${JSON.stringify(method)}`);
   }
-  if (o.method === 'weighted') {
-    checkKeys(o, ['method', 'alpha'], 'fusion.');
-    const alpha = o.alpha ?? DEFAULT_ALPHA;
-    if (typeof alpha !== 'number' || !Number.isFinite(alpha) || alpha < 0 || alpha > 1) {
-      throw new ValidationError(`fusion.alpha must be a number in [0, 1], got ${JSON.stringify(o.alpha)}`);
-    }
-    return { method: 'weighted', alpha };
+  const { name, fallback, max } = FUSION_PARAM[method];
+  checkKeys(o, ['method', name], 'fusion.');
+  const value = o[name] ?? fallback;
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0 || value > max) {
+    throw new ValidationError(`fusion.${name} must be a number in [0, ${max}], got ${JSON.stringify(o[name])}`);
   }
-  throw new ValidationError(`fusion.method must be "rrf" or "weighted", got ${JSON.stringify(o.method)}`);
+  return { method, [name]: value } as ValidSearchOptions['fusion'];
 }
 
 /** Collection-independent checks; the collection then checks what its settings allow (lexical, rescore). */

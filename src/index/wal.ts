@@ -2,7 +2,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { StorageError } from './errors.js';
 import { allocFrame, FRAME_HEADER_BYTES, payloadCrcMatches, scanFrames, sealFrame } from './framing.js';
-import { fsyncDir, fsyncFile, writeFully } from './fsutil.js';
+import { fsyncDir, fsyncFile, removeDurably, writeFully } from './fsutil.js';
 import type { Logger } from './types.js';
 import type { ValidDocument } from './validate.js';
 
@@ -227,15 +227,10 @@ export async function listSegments(dir: string): Promise<SegmentRef[]> {
 /** Deletes segments whose records all lie at or below `snapshotLsn`. Never the last segment. */
 export async function removeCoveredSegments(dir: string, snapshotLsn: number, logger?: Logger): Promise<void> {
   const segs = await listSegments(dir);
-  let removed = false;
-  for (let i = 0; i + 1 < segs.length; i++) {
-    if (segs[i + 1]!.startLsn <= snapshotLsn + 1) {
-      await fsp.rm(segs[i]!.file, { force: true });
-      logger?.debug({ file: segs[i]!.file, snapshotLsn }, 'removed log segment covered by snapshot');
-      removed = true;
-    }
-  }
-  if (removed) await fsyncDir(dir);
+  // A segment is covered when the next one starts at or below the first record after the snapshot.
+  const covered = segs.filter((_, i) => i + 1 < segs.length && segs[i + 1]!.startLsn <= snapshotLsn + 1).map((s) => s.file);
+  await removeDurably(dir, covered);
+  if (covered.length > 0) logger?.debug({ files: covered, snapshotLsn }, 'removed log segments covered by snapshot');
 }
 
 /** A stretch of a log segment that did not verify, followed by records that did. */

@@ -157,33 +157,44 @@ export const SERVER_ERRORS = declare({
   INTERNAL: { type: 'internal', message: 'internal error' },
 });
 
-/** The runtime's errors, in HTTP terms. The runtime's own message is sent. */
-export const RUNTIME_ERROR_HTTP: { [C in RuntimeErrorCode]: Omit<CatalogueEntry, 'message'> } = {
-  DIMENSIONS_OUT_OF_RANGE: { type: 'validation' },
-  DIMENSIONS_NOT_ALLOWED: { type: 'validation' },
-  LAYER_OUT_OF_RANGE: { type: 'validation' },
-  LAYER_NOT_ALLOWED: { type: 'validation' },
-  LAYER_EXIT_UNAVAILABLE: { type: 'validation' },
-  UNKNOWN_PROMPT: { type: 'validation' },
-  PROMPT_AND_INSTRUCTION: { type: 'validation' },
-  TOKEN_PREPENDING_UNSUPPORTED: { type: 'validation' },
-  TOKEN_PREPENDING_UNAVAILABLE: { type: 'validation' },
-  UNKNOWN_TOKEN_ID: { type: 'validation' },
+type HttpMapping = Omit<CatalogueEntry, 'message'>;
+
+/**
+ * The runtime's errors, in HTTP terms: the public type alone, or with its Retry-After or OpenAI
+ * code. The runtime's own message is sent.
+ */
+export const RUNTIME_ERROR_HTTP: { [C in RuntimeErrorCode]: ErrorType | HttpMapping } = {
+  DIMENSIONS_OUT_OF_RANGE: 'validation',
+  DIMENSIONS_NOT_ALLOWED: 'validation',
+  LAYER_OUT_OF_RANGE: 'validation',
+  LAYER_NOT_ALLOWED: 'validation',
+  LAYER_EXIT_UNAVAILABLE: 'validation',
+  UNKNOWN_PROMPT: 'validation',
+  PROMPT_AND_INSTRUCTION: 'validation',
+  TOKEN_PREPENDING_UNSUPPORTED: 'validation',
+  TOKEN_PREPENDING_UNAVAILABLE: 'validation',
+  UNKNOWN_TOKEN_ID: 'validation',
   WRONG_TASK: { type: 'validation', openAiCode: 'wrong_model_task' },
   // Empty, blank, or only what the tokenizer drops: refused on every route that embeds or reranks.
   EMPTY_INPUT: { type: 'validation', openAiCode: 'empty_input' },
-  INPUT_TOO_LONG: { type: 'payload_too_large' },
-  QUEUE_FULL: { type: 'overloaded' },
-  DEADLINE_EXCEEDED: { type: 'timeout' },
+  INPUT_TOO_LONG: 'payload_too_large',
+  QUEUE_FULL: 'overloaded',
+  DEADLINE_EXCEEDED: 'timeout',
   // Refused up front rather than computed and thrown away at the deadline (split it, or allow more time).
-  DEADLINE_TOO_SHORT: { type: 'payload_too_large' },
-  DEADLINE_BEHIND_QUEUE: { type: 'overloaded' },
+  DEADLINE_TOO_SHORT: 'payload_too_large',
+  DEADLINE_BEHIND_QUEUE: 'overloaded',
   // Never sent: the client is gone (the reply is a 499 that only the logs and metrics see).
-  CANCELLED: { type: 'unavailable' },
+  CANCELLED: 'unavailable',
   SHUTTING_DOWN: { type: 'unavailable', retryAfterSeconds: 1 },
   WORKER_FAILED: { type: 'unavailable', retryAfterSeconds: 1 },
   INFERENCE_FAILED: { type: 'unavailable', retryAfterSeconds: 1 },
 };
+
+/** A runtime error's HTTP mapping, the shorthand (a type alone) spelled out. */
+export function runtimeErrorHttp(code: RuntimeErrorCode): HttpMapping {
+  const m = RUNTIME_ERROR_HTTP[code];
+  return typeof m === 'string' ? { type: m } : m;
+}
 
 /** `Retry-After` for a full queue: the time the waiting work should take to drain, at least 1 s. */
 export function queueRetryAfterSeconds(err: RuntimeError): number {
@@ -191,7 +202,7 @@ export function queueRetryAfterSeconds(err: RuntimeError): number {
 }
 
 /** The store's errors, as public codes. The store's own message is sent. */
-export const INDEX_ERROR_HTTP: { [C in IndexErrorCode]: Omit<CatalogueEntry, 'message'> & { code: string } } = {
+export const INDEX_ERROR_HTTP: { [C in IndexErrorCode]: HttpMapping & { code: string } } = {
   VALIDATION: { code: 'INVALID_COLLECTION_INPUT', type: 'validation' },
   NOT_FOUND: { code: 'COLLECTION_NOT_FOUND', type: 'not_found' },
   CONFLICT: { code: 'COLLECTION_CONFLICT', type: 'conflict' },

@@ -12,7 +12,7 @@ import {
   type ErrorType,
   INDEX_ERROR_HTTP,
   queueRetryAfterSeconds,
-  RUNTIME_ERROR_HTTP,
+  runtimeErrorHttp,
   SERVER_ERRORS,
   type ServerErrorCode,
   STATUS,
@@ -108,7 +108,7 @@ export function classify(err: unknown): ClassifiedError {
     return { code, type, message: err.message, ...(retryAfterSeconds !== undefined && { retryAfterSeconds }) };
   }
   if (err instanceof RuntimeError) {
-    const { type, retryAfterSeconds, openAiCode } = RUNTIME_ERROR_HTTP[err.code];
+    const { type, retryAfterSeconds, openAiCode } = runtimeErrorHttp(err.code);
     const retry = err.code === 'QUEUE_FULL' || err.code === 'DEADLINE_BEHIND_QUEUE' ? queueRetryAfterSeconds(err) : retryAfterSeconds;
     return {
       code: err.code,

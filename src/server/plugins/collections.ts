@@ -145,10 +145,18 @@ function embeddingOptions(settings: CollectionSettings, promptName: string | und
   return { dimensions: settings.dimensions, layer: settings.layer, promptName, normalize: true };
 }
 
-/** A write's receipt: a replicated store fills in the sequence number it committed at, answered as `x-store-seq`. */
-function committed(reply: FastifyReply, receipt: WriteReceipt): void {
+/**
+ * Runs a store write and answers its receipt: a replicated store fills in the sequence number it
+ * committed at, sent as `x-store-seq` (what a later read's `x-min-store-seq` waits for).
+ */
+async function committed<T>(reply: FastifyReply, write: (receipt: WriteReceipt) => Promise<T>): Promise<T> {
+  const receipt: WriteReceipt = {};
+  const result = await write(receipt);
   if (receipt.seq !== undefined) reply.header(SEQ_HEADER, String(receipt.seq));
+  return result;
 }
+
+const deletedResponse = { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses };
 
 export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBackend }> = async (
   app,
@@ -227,9 +235,9 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         if (body.index_dimensions > dimensions) throw new ApiError('INDEX_DIMENSIONS_TOO_LARGE', body.index_dimensions, dimensions);
         embedder.validate({ dimensions: body.index_dimensions, layer: body.layer });
       }
-      const receipt: WriteReceipt = {};
-      const { created, settings } = await store.create(request.params.name, { ...body, dimensions, model: embedder.name }, receipt);
-      committed(reply, receipt);
+      const { created, settings } = await committed(reply, (receipt) =>
+        store.create(request.params.name, { ...body, dimensions, model: embedder.name }, receipt),
+      );
       return { name: request.params.name, settings, count: (await store.info(request.params.name)).count, created };
     },
   );
@@ -268,13 +276,11 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         summary: 'Delete a collection and its documents',
         tags: ['collections'],
         params: nameParams,
-        response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses },
+        response: deletedResponse,
       },
     },
     async (request, reply) => {
-      const receipt: WriteReceipt = {};
-      await store.drop(request.params.name, receipt);
-      committed(reply, receipt);
+      await committed(reply, (receipt) => store.drop(request.params.name, receipt));
       return { deleted: true };
     },
   );
@@ -346,9 +352,7 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         ...(d.text !== undefined && { text: d.text }),
         ...(d.metadata !== undefined && { metadata: d.metadata }),
       }));
-      const receipt: WriteReceipt = {};
-      const r = await store.upsert(name, docs, receipt);
-      committed(reply, receipt);
+      const r = await committed(reply, (receipt) => store.upsert(name, docs, receipt));
       return { upserted: r.inserted + r.replaced };
     },
   );
@@ -388,13 +392,11 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
         summary: 'Delete a document',
         tags: ['collections'],
         params: docParams,
-        response: { 200: { type: 'object', properties: { deleted: { type: 'boolean' } } }, ...errorResponses },
+        response: deletedResponse,
       },
     },
     async (request, reply) => {
-      const receipt: WriteReceipt = {};
-      const existed = await store.delete(request.params.name, request.params.id, receipt);
-      committed(reply, receipt);
+      const existed = await committed(reply, (receipt) => store.delete(request.params.name, request.params.id, receipt));
       if (!existed) throw new ApiError('DOCUMENT_NOT_FOUND', request.params.id, request.params.name);
       return { deleted: true };
     },
