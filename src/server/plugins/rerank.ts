@@ -4,11 +4,12 @@
  * every /v1 route). Both score every (query, text) pair with the model's logit (sigmoid unless raw
  * scores are asked for) and answer best first.
  */
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Embedder, RerankOptions, RerankResult } from '../../runtime/embedder.js';
 import type { ServerLimits } from '../app.js';
 import { ApiError } from '../errors/catalogue.js';
 import { errorResponses, openAiErrorResponses, sendOpenAiError } from '../errors/reply.js';
-import { checkTexts } from '../inputs.js';
+import { checkTexts, type InputNames } from '../inputs.js';
 import { EMPTY_INPUT_RULE, modelProperty, requestReranker } from '../knobs.js';
 import { admit, admitEarly, modelFor } from '../model-routing.js';
 import { timingHeaders } from '../timing.js';
@@ -43,6 +44,22 @@ export function bestFirst(scores: readonly number[]): number[] {
 
 export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models, limits, metrics }) => {
   const onRequest = admitEarly(models);
+
+  /** What both routes do: check the inputs, pick and admit the reranker, score, and answer the timings. */
+  const rerank = async (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    r: { model?: string | null; query: string; texts: string[]; field: string; names: InputNames; opts?: RerankOptions },
+  ): Promise<{ engine: Embedder; result: RerankResult }> => {
+    const started = performance.now();
+    checkQuery(r.query, limits);
+    checkTexts(r.texts, limits, r.field);
+    const engine = modelFor(models, r.model, 'rerank');
+    await admit(models, engine, request, reply);
+    const result = await requestReranker(request, reply, engine, metrics, limits.requestTimeoutMs)(r.query, r.texts, r.names, r.opts);
+    reply.headers(timingHeaders(result, performance.now() - started));
+    return { engine, result };
+  };
 
   app.post<{ Body: TeiRerankBody }>(
     '/rerank',
@@ -86,20 +103,15 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
       },
     },
     async (request, reply) => {
-      const started = performance.now();
       const b = request.body;
-      checkQuery(b.query, limits);
-      checkTexts(b.texts, limits, 'texts');
-      const engine = modelFor(models, b.model, 'rerank');
-      await admit(models, engine, request, reply);
-      const result = await requestReranker(
-        request,
-        reply,
-        engine,
-        metrics,
-        limits.requestTimeoutMs,
-      )(b.query, b.texts, (i) => `texts[${i}]`, { truncate: b.truncate ?? true });
-      reply.headers(timingHeaders(result, performance.now() - started));
+      const { result } = await rerank(request, reply, {
+        model: b.model,
+        query: b.query,
+        texts: b.texts,
+        field: 'texts',
+        names: (i) => `texts[${i}]`,
+        opts: { truncate: b.truncate ?? true },
+      });
       const scores = b.raw_scores ? result.logits : result.scores;
       return bestFirst(scores).map((index) => ({ index, score: scores[index]!, ...(b.return_text && { text: b.texts[index] }) }));
     },
@@ -155,21 +167,15 @@ export const rerankPlugin: FastifyPluginAsync<RouteDeps> = async (app, { models,
         },
       },
       async (request, reply) => {
-        const started = performance.now();
         const b = request.body;
         const texts = b.documents.map((d) => (typeof d === 'string' ? d : d.text));
-        checkQuery(b.query, limits);
-        checkTexts(texts, limits, 'documents');
-        const engine = modelFor(models, b.model, 'rerank');
-        await admit(models, engine, request, reply);
-        const result = await requestReranker(
-          request,
-          reply,
-          engine,
-          metrics,
-          limits.requestTimeoutMs,
-        )(b.query, texts, (i) => (typeof b.documents[i] === 'string' ? `documents[${i}]` : `documents[${i}].text`));
-        reply.headers(timingHeaders(result, performance.now() - started));
+        const { engine, result } = await rerank(request, reply, {
+          model: b.model,
+          query: b.query,
+          texts,
+          field: 'documents',
+          names: (i) => (typeof b.documents[i] === 'string' ? `documents[${i}]` : `documents[${i}].text`),
+        });
         const order = bestFirst(result.scores).slice(0, b.top_n ?? texts.length);
         return {
           model: engine.name,
