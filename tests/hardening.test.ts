@@ -2,9 +2,8 @@
  * Regression tests for the hostile-client and fault run (issue 13). Every attack runs against a
  * server the test starts on 127.0.0.1, bounded in sockets and time.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Socket } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -14,7 +13,7 @@ import { CollectionStore } from '../src/index/index.js';
 import { Engine } from '../src/runtime/engine.js';
 import { type AppOptions, buildApp } from '../src/server/app.js';
 import { nestingBeyond, redactUrl } from '../src/server/http-guard.js';
-import { postJson, ROOT, TINY_BERT } from './helpers.js';
+import { postJson, startServerProcess, TINY_BERT } from './helpers.js';
 
 let engine: Engine;
 const apps: FastifyInstance[] = [];
@@ -146,6 +145,13 @@ describe('JSON nesting is bounded before parsing (point 11)', () => {
   });
 });
 
+/** The status of a GET, its body read to the end (an unread body keeps the connection, and app.close, waiting). */
+async function statusOf(url: string, init?: RequestInit): Promise<number> {
+  const res = await fetch(url, init);
+  await res.arrayBuffer();
+  return res.status;
+}
+
 function res2xx(r: { status: number }): boolean {
   return r.status >= 200 && r.status < 300;
 }
@@ -255,60 +261,6 @@ describe('damaged collections (point 4)', () => {
 
 // --- Attacks on a whole server process -----------------------------------------------------------
 
-interface Proc {
-  child: ChildProcess;
-  port: number;
-  output: () => string;
-  exited: Promise<number | null>;
-}
-
-/** A port free right now on loopback (the entry point refuses PORT=0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
-    });
-  });
-}
-
-/** Starts `npm start`'s entry point under a shell with `ulimit -n` set, on an ephemeral port. */
-async function startProcess(env: Record<string, string>, nofile?: number): Promise<Proc> {
-  const dataDir = mkdtempSync(join(tmpdir(), 'harden-data-'));
-  mkdirSync(dataDir, { recursive: true });
-  const port = await freePort();
-  const cmd = `${nofile ? `ulimit -n ${nofile} && ` : ''}exec "${process.execPath}" --import tsx src/server/main.ts`;
-  const child = spawn('bash', ['-c', cmd], {
-    cwd: ROOT,
-    env: {
-      ...process.env,
-      MODEL_DIR: TINY_BERT,
-      DATA_DIR: dataDir,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'info',
-      WORKERS: '1',
-      INTRA_OP_THREADS: '1',
-      ...env,
-    },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  for (let i = 0; i < 600; i++) {
-    const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-    if (m && /ready: model/.test(out)) return { child, port: Number(m[1]), output: () => out, exited };
-    if (child.exitCode !== null) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill('SIGKILL');
-  throw new Error(`server did not start:\n${out}`);
-}
-
 async function health(port: number): Promise<number> {
   try {
     return (await fetch(`http://127.0.0.1:${port}/health`, { signal: AbortSignal.timeout(3000) })).status;
@@ -320,7 +272,7 @@ async function health(port: number): Promise<number> {
 describe('file-descriptor exhaustion (point 1)', () => {
   it('survives more idle and slow sockets than it has descriptors, and cuts slow headers and bodies', async () => {
     // 300 descriptors for the whole process; the attack opens 360 sockets.
-    const server = await startProcess({ HEADERS_TIMEOUT_MS: '1500', REQUEST_READ_TIMEOUT_MS: '3000' }, 300);
+    const server = await startServerProcess({ HEADERS_TIMEOUT_MS: '1500', REQUEST_READ_TIMEOUT_MS: '3000' }, 300);
     const sockets: Socket[] = [];
     const answers: string[] = [];
     try {
@@ -368,7 +320,7 @@ describe('file-descriptor exhaustion (point 1)', () => {
 
 describe('shutdown (point 9)', () => {
   it('exits 0 within SHUTDOWN_TIMEOUT_MS although a client never finishes its body', async () => {
-    const server = await startProcess({ SHUTDOWN_TIMEOUT_MS: '2000' });
+    const server = await startServerProcess({ SHUTDOWN_TIMEOUT_MS: '2000' });
     const s = connect(server.port, '127.0.0.1');
     s.on('error', () => undefined);
     s.write('POST /embed HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"inputs"');
@@ -402,25 +354,25 @@ describe('smaller contract holes (point 13)', () => {
 
   it('makes /docs public with everything under it when listed, and nothing else', async () => {
     const { url } = await serve({ apiKeys: ['k1'], publicRoutes: ['/health', '/docs'] });
-    expect((await fetch(`${url}/docs/json`)).status).toBe(200);
-    expect((await fetch(`${url}/docs/yaml`)).status).toBe(200);
-    expect((await fetch(`${url}/docs`, { redirect: 'manual' })).status).toBeLessThan(400);
+    expect(await statusOf(`${url}/docs/json`)).toBe(200);
+    expect(await statusOf(`${url}/docs/yaml`)).toBe(200);
+    expect(await statusOf(`${url}/docs`, { redirect: 'manual' })).toBeLessThan(400);
     const page = await fetch(`${url}/docs/static/index.html`);
     expect(page.status).toBe(200);
     expect(await page.text()).toMatch(/swagger/i);
     const bundle = await fetch(`${url}/docs/static/swagger-ui-bundle.js`);
     expect(bundle.status).toBe(200);
     await bundle.arrayBuffer();
-    expect((await fetch(`${url}/info`)).status).toBe(401);
-    expect((await fetch(`${url}/openapi.json`)).status).toBe(401);
+    expect(await statusOf(`${url}/info`)).toBe(401);
+    expect(await statusOf(`${url}/openapi.json`)).toBe(401);
     // A prefix covers what is under it, not every path that starts with the same letters.
-    expect((await fetch(`${url}/docsx`)).status).toBe(401);
+    expect(await statusOf(`${url}/docsx`)).toBe(401);
     // Without publicRoutes the docs need a key like everything else but the marked routes.
     const closed = await serve({ apiKeys: ['k1'] });
-    expect((await fetch(`${closed.url}/docs/json`)).status).toBe(401);
-    expect((await fetch(`${closed.url}/docs/static/index.html`)).status).toBe(401);
-    expect((await fetch(`${closed.url}/docs/json`, { headers: { authorization: 'Bearer k1' } })).status).toBe(200);
-    expect((await fetch(`${closed.url}/health`)).status).toBe(200);
+    expect(await statusOf(`${closed.url}/docs/json`)).toBe(401);
+    expect(await statusOf(`${closed.url}/docs/static/index.html`)).toBe(401);
+    expect(await statusOf(`${closed.url}/docs/json`, { headers: { authorization: 'Bearer k1' } })).toBe(200);
+    expect(await statusOf(`${closed.url}/health`)).toBe(200);
   });
 
   it('refuses a "__proto__" key by name on every route, and accepts the word as data', async () => {

@@ -1,5 +1,7 @@
 /** Shared test fixtures: model paths, the optional ../shared assets, and a server on loopback. */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -141,4 +143,65 @@ export async function postJson(
     json = text;
   }
   return { status: res.status, headers: res.headers, json };
+}
+
+// --- A whole server process (`npm start`'s entry point) ---------------------------------------------
+
+export interface ServerProcess {
+  child: ChildProcess;
+  port: number;
+  url: string;
+  /** Everything the process wrote to stdout and stderr so far. */
+  output: () => string;
+  exited: Promise<number | null>;
+}
+
+/** A port free right now on loopback (the entry point refuses PORT=0). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => resolve(typeof addr === 'object' && addr ? addr.port : 0));
+    });
+  });
+}
+
+/**
+ * Starts the server's entry point over the tiny BERT model on a free loopback port, with a fresh
+ * DATA_DIR unless `env` gives one, under a shell with `ulimit -n nofile` when given; resolves once
+ * every model is ready.
+ */
+export async function startServerProcess(env: Record<string, string>, nofile?: number): Promise<ServerProcess> {
+  const dataDir = mkdtempSync(join(tmpdir(), 'server-data-'));
+  const port = await freePort();
+  const cmd = `${nofile ? `ulimit -n ${nofile} && ` : ''}exec "${process.execPath}" --import tsx src/server/main.ts`;
+  const child = spawn('bash', ['-c', cmd], {
+    cwd: ROOT,
+    env: {
+      ...process.env,
+      MODEL_DIR: TINY_BERT,
+      DATA_DIR: dataDir,
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'info',
+      WORKERS: '1',
+      INTRA_OP_THREADS: '1',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  for (let i = 0; i < 600; i++) {
+    const m = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+    if (m && /ready: model/.test(out)) return { child, port: Number(m[1]), url: `http://127.0.0.1:${m[1]}`, output: () => out, exited };
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill('SIGKILL');
+  throw new Error(`server did not start:\n${out}`);
 }
