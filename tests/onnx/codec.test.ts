@@ -53,6 +53,16 @@ async function outputs(model: string | Uint8Array, side: 'left' | 'right', ids: 
   }
 }
 
+/** The token states of tiny-bert's batch run through the stages in `dir`. */
+async function stagedOutputs(dir: string): Promise<Float32Array> {
+  const runner = await StagedRunner.create(dir, SESSION_OPTIONS);
+  try {
+    return (await runner.run(makeBatch(bertIds, 'right', runner.inputNames).feeds)).data as Float32Array;
+  } finally {
+    await runner.release();
+  }
+}
+
 /** The initializer with the most raw_data. */
 function largestInitializer(model: ReturnType<typeof decodeModel>) {
   return model.graph.initializer.reduce((a, b) => (a.rawData.byteLength >= b.rawData.byteLength ? a : b));
@@ -188,14 +198,7 @@ describe('ONNX codec', () => {
       expect([m, n, t]).toEqual([expected[0], expected[2], expected[3]]);
       expect(isExternal(stage.graph.initializer.find((x) => x.name === layerWeight.name)!)).toBe(true);
       // ONNX Runtime loads and runs the stages.
-      const runner = await StagedRunner.create(stagesDir, SESSION_OPTIONS);
-      try {
-        const batch = makeBatch(bertIds, 'right', runner.inputNames);
-        const staged = (await runner.run(batch.feeds)).data as Float32Array;
-        expect(maxAbsDiff(staged, await outputs(TINY_BERT, 'right', bertIds))).toBeLessThanOrEqual(1e-5);
-      } finally {
-        await runner.release();
-      }
+      expect(maxAbsDiff(await stagedOutputs(stagesDir), await outputs(TINY_BERT, 'right', bertIds))).toBeLessThanOrEqual(1e-5);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
@@ -241,14 +244,8 @@ describe('ONNX codec', () => {
       const original = loadModel(TINY_BERT);
       expect(floatValues(inlined.graph.initializer[0]!)).toEqual(floatValues(original.graph.initializer[0]!));
 
-      const runner = await StagedRunner.create((await ensureStages(file)).dir, SESSION_OPTIONS);
-      try {
-        const batch = makeBatch(bertIds, 'right', runner.inputNames);
-        const staged = (await runner.run(batch.feeds)).data as Float32Array;
-        expect(maxAbsDiff(staged, await outputs(TINY_BERT, 'right', bertIds))).toBeLessThanOrEqual(1e-5);
-      } finally {
-        await runner.release();
-      }
+      const staged = await stagedOutputs((await ensureStages(file)).dir);
+      expect(maxAbsDiff(staged, await outputs(TINY_BERT, 'right', bertIds))).toBeLessThanOrEqual(1e-5);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

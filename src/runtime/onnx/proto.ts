@@ -1,5 +1,5 @@
 /**
- * ONNX's messages as the runtime uses them: the classes generated from onnx.proto by
+ * ONNX's messages as the runtime uses them: the types and schemas generated from onnx.proto by
  * protoc-gen-es (gen/onnx_pb.ts, `npm run onnx:generate`), decoded and encoded by @bufbuild/protobuf.
  *
  * The runtime relies on two behaviours of the library, both asserted in tests/onnx/codec.test.ts:
@@ -84,7 +84,7 @@ export function encodeModelChunks(model: ModelProto): Uint8Array[] {
  */
 export function withFields<Desc extends DescMessage, T extends MessageShape<Desc>>(schema: Desc, msg: T, overrides: Partial<T> = {}): T {
   const copy = pickFields(schema, msg, () => true);
-  copy.$unknown = msg.$unknown;
+  if (msg.$unknown) copy.$unknown = msg.$unknown;
   return Object.assign(copy, overrides) as T;
 }
 
@@ -127,7 +127,7 @@ function encodeChunks(schema: DescMessage, msg: MessageShape<DescMessage>, out: 
 
   const before = pickFields(schema, msg, (f) => f.number < field.number);
   const after = pickFields(schema, msg, (f) => f.number > field.number);
-  after.$unknown = msg.$unknown;
+  if (msg.$unknown) after.$unknown = msg.$unknown;
   let size = push(toBinary(schema, before));
   const value = (msg as unknown as Record<string, unknown>)[field.localName];
   if (field.fieldKind === 'scalar') {
