@@ -7,6 +7,8 @@ import { RuntimeError } from '../src/runtime/errors.js';
 import type { BatchInput } from '../src/runtime/pool.js';
 import type { ResultMessage } from '../src/runtime/protocol.js';
 import { BatchQueue, type BatchRunner, type QueueLimits } from '../src/runtime/queue.js';
+import { Scheduler, type SchedulingPolicy } from '../src/runtime/scheduler.js';
+import { postJson, startModelsServer, TINY_BERT } from './helpers.js';
 
 const HIDDEN = 4;
 const MODEL = { id: 'fake', index: 0, width: HIDDEN };
@@ -154,4 +156,104 @@ describe('deadlines: refused up front, or finished once started (point 6)', () =
     expect(kind(err)).toBe('DEADLINE_EXCEEDED');
     await q.close(0);
   });
+});
+
+describe('deadline admission with several models sharing the workers (point 6, MODELS)', () => {
+  /** Two models' queues over one fake worker through the scheduler, each measured at 0.8 tokens/ms. */
+  async function twoModels(policy: SchedulingPolicy): Promise<{ a: BatchQueue; b: BatchQueue; runner: FakeRunner }> {
+    const runner = new FakeRunner();
+    const scheduler = new Scheduler(runner, policy);
+    const a = new BatchQueue(limits({ maxQueueInputs: 10_000 }), scheduler.lane('a'), { id: 'a', index: 0, width: HIDDEN });
+    const b = new BatchQueue(limits({ maxQueueInputs: 10_000 }), scheduler.lane('b'), { id: 'b', index: 1, width: HIDDEN });
+    await a.submit({ inputs: inputs(8), plan: PLAN });
+    await b.submit({ inputs: inputs(8), plan: PLAN });
+    return { a, b, runner };
+  }
+
+  it("refuses with 429 a request for one model whose deadline the other model's older work (fifo) would make it miss", async () => {
+    const { a, b, runner } = await twoModels('fifo');
+    runner.hold = true;
+    void a.submit({ inputs: inputs(40), plan: PLAN }).catch(() => undefined); // 360 tokens of model a wait: about 450 ms
+    const err = await b.submit({ inputs: inputs(4), plan: PLAN, deadline: performance.now() + 300 }).catch((e: unknown) => e);
+    expect(kind(err)).toBe('DEADLINE_BEHIND_QUEUE');
+    expect((err as Error).message).toMatch(/about \d+ ms, \d+ ms of it for other models sharing the workers/);
+    expect((err as RuntimeError).details.drainMs).toBeGreaterThan(300);
+    // Model a's own queue refuses the same way; nothing of b was queued.
+    expect(kind(await a.submit({ inputs: inputs(4), plan: PLAN, deadline: performance.now() + 300 }).catch((e: unknown) => e))).toBe(
+      'DEADLINE_BEHIND_QUEUE',
+    );
+    expect(b.waiting).toBe(0);
+    await a.close(0);
+    await b.close(0);
+  });
+
+  it('under fair sharing counts the other model only for its share: a small request is admitted, a large one refused', async () => {
+    const { a, b, runner } = await twoModels('fair');
+    runner.hold = true;
+    void a.submit({ inputs: inputs(40), plan: PLAN }).catch(() => undefined); // 360 tokens of model a wait
+    // 40 tokens of b (50 ms) share the worker with as much of a's: about 100 ms, inside 300 ms.
+    const small = b.submit({ inputs: inputs(4), plan: PLAN, deadline: performance.now() + 300 });
+    expect(b.waiting).toBe(4); // admitted and queued
+    // 160 tokens of b (200 ms alone) alternate with 160 of a's: about 400 ms, past 300 ms. Before,
+    // only b's own (empty) queue was counted and this was admitted, to miss its deadline.
+    const err = await b.submit({ inputs: inputs(16), plan: PLAN, deadline: performance.now() + 300 }).catch((e: unknown) => e);
+    expect(kind(err)).toBe('DEADLINE_BEHIND_QUEUE');
+    runner.hold = false;
+    await a.close(0);
+    await b.close(0);
+    await small.catch(() => undefined);
+  });
+
+  it('a model alone (no other queue busy) is judged on its own queue only', async () => {
+    const { b, runner } = await twoModels('fifo');
+    runner.hold = true;
+    const ok = b.submit({ inputs: inputs(16), plan: PLAN, deadline: performance.now() + 1000 }); // 200 ms alone
+    expect(b.waiting).toBeGreaterThan(0);
+    runner.hold = false;
+    await b.close(0);
+    await ok.catch(() => undefined);
+  });
+});
+
+describe('admission over HTTP with several models (MODELS)', () => {
+  it('admits or refuses on the queue of the model the request names, on every route', async () => {
+    const server = await startModelsServer(
+      [
+        { name: 'a', dir: TINY_BERT },
+        { name: 'b', dir: TINY_BERT },
+      ],
+      { limits: { maxQueueInputs: 4 } },
+    );
+    try {
+      const b = server.models.get('b')!;
+      // Fill model b's queue with reservations (what admitted requests hold until they submit).
+      const held = [];
+      for (;;) {
+        try {
+          held.push(b.admit());
+        } catch {
+          break;
+        }
+      }
+      expect(held.length).toBeGreaterThan(0);
+      const calls: Array<[string, (model: string) => unknown]> = [
+        ['/embed', (model) => ({ inputs: 'hello', model })],
+        ['/v1/embeddings', (model) => ({ input: 'hello', model })],
+        ['/api/embed', (model) => ({ input: 'hello', model })],
+        ['/similarity', (model) => ({ inputs: { source_sentence: 'a', sentences: ['b'] }, model })],
+      ];
+      for (const [route, body] of calls) {
+        const refused = await postJson(`${server.url}${route}`, body('b'));
+        expect(refused.status, route).toBe(429);
+        expect(refused.headers.get('retry-after'), route).not.toBeNull();
+        expect((await postJson(`${server.url}${route}`, body('a'))).status, route).toBe(200);
+        // The default model (a) is not the one a request for b is judged by, nor the other way round.
+        expect((await postJson(`${server.url}${route}`, { ...(body('a') as object), model: undefined })).status, route).toBe(200);
+      }
+      for (const h of held) b.release(h);
+      expect((await postJson(`${server.url}/embed`, { inputs: 'hello', model: 'b' })).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
 });

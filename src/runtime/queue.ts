@@ -35,8 +35,23 @@ export interface BatchRunner {
   /** Calls `listener` whenever a worker becomes free; returns the unsubscribe function. */
   onIdle(listener: () => void): () => void;
   /** A shared runner (the scheduler's lane for this model) reads the queue's backlog to decide whom to serve. */
-  attach?(queue: { readonly waiting: number; readonly oldestArrival: number }): void;
-  detach?(queue: { readonly waiting: number; readonly oldestArrival: number }): void;
+  attach?(queue: QueueView): void;
+  detach?(queue: QueueView): void;
+  /**
+   * A shared runner: worker milliseconds of the other models' work that the workers will run
+   * before `ownMs` more of this queue's work is done (its scheduling policy decides how much).
+   */
+  contendedMs?(ownMs: number): number;
+}
+
+/** What a shared runner reads of a queue. */
+export interface QueueView {
+  /** Inputs waiting (not yet dispatched). */
+  readonly waiting: number;
+  /** When the oldest waiting input arrived (performance.now()); Infinity when none waits. */
+  readonly oldestArrival: number;
+  /** Worker milliseconds the waiting inputs need at the measured throughput (0 before any batch ran). */
+  readonly backlogMs: number;
 }
 
 export interface QueueInput {
@@ -125,7 +140,7 @@ interface Item {
   key: string;
 }
 
-export class BatchQueue {
+export class BatchQueue implements QueueView {
   /** Waiting inputs, oldest first; those of settled jobs are skipped when a batch forms. */
   private items: Item[] = [];
   /** Items in `items` whose job has settled. */
@@ -172,6 +187,12 @@ export class BatchQueue {
     return this.stats.queuedInputs;
   }
 
+  /** Worker milliseconds the waiting inputs need at the measured throughput (0 before any batch ran). */
+  get backlogMs(): number {
+    const rate = this.fullBatchTokensPerMs || this.tokensPerMs;
+    return rate > 0 ? this.stats.queuedTokens / rate : 0;
+  }
+
   /** When the oldest waiting input arrived (performance.now()); Infinity when none waits. */
   get oldestArrival(): number {
     for (const item of this.items) if (!item.job.settled) return item.job.enqueuedAt;
@@ -201,7 +222,7 @@ export class BatchQueue {
     if (late) {
       this.stats[late.code === 'DEADLINE_TOO_SHORT' ? 'rejectedDeadline' : 'rejectedOverloaded']++;
       this.reject(late.code === 'DEADLINE_TOO_SHORT' ? 'deadline' : 'queue_full', request.inputs.length);
-      return Promise.reject(new RuntimeError(late.code, late.message, { drainMs: this.drainMs() }));
+      return Promise.reject(new RuntimeError(late.code, late.message, { drainMs: late.behindMs }));
     }
     const queueEmpty = this.stats.queuedInputs === 0;
     // An empty queue admits any request, so one larger than the bounds is still served.
@@ -283,31 +304,40 @@ export class BatchQueue {
 
   /**
    * Whether a request cannot finish by its deadline at the measured throughput: alone (it is too
-   * big for its deadline: no retry helps) or behind the work already queued (retry later). Once a
+   * big for its deadline: no retry helps) or behind the work ahead of it (retry later): this
+   * model's queue, and the other models' work the shared workers will run meanwhile (the runner's
+   * policy decides how much: all that is older under fifo, an equal share under fair). Once a
    * request is queued its work is finished even if that runs past the deadline; only a request
    * none of whose work has started is dropped at its deadline. Undecided until a batch has run.
    */
   private lateness(
     request: QueueRequest,
     tokens: number,
-  ): { code: 'DEADLINE_TOO_SHORT' | 'DEADLINE_BEHIND_QUEUE'; message: string } | undefined {
+  ): { code: 'DEADLINE_TOO_SHORT' | 'DEADLINE_BEHIND_QUEUE'; message: string; behindMs: number } | undefined {
     if (request.deadline === undefined || this.fullBatchTokensPerMs <= 0 || tokens === 0) return undefined;
-    const rate = this.fullBatchTokensPerMs * this.parallelism;
+    const perWorker = this.fullBatchTokensPerMs;
     const left = request.deadline - performance.now();
-    const own = tokens / rate;
-    const behind = this.stats.queuedTokens / rate;
+    // Worker milliseconds: this request's, this queue's waiting work, the other models' meanwhile.
+    const ownMs = tokens / perWorker;
+    const queuedMs = this.stats.queuedTokens / perWorker;
+    const othersMs = this.runner.contendedMs?.(queuedMs + ownMs) ?? 0;
+    const own = ownMs / this.parallelism;
+    const behind = (queuedMs + othersMs) / this.parallelism;
     if (own > left) {
       return {
         code: 'DEADLINE_TOO_SHORT',
         message:
-          `this request needs about ${Math.ceil(own)} ms of inference (${tokens} tokens at the measured ${Math.round(rate * 1000)} tokens/s) ` +
+          `this request needs about ${Math.ceil(own)} ms of inference (${tokens} tokens at the measured ${Math.round(perWorker * this.parallelism * 1000)} tokens/s) ` +
           `but its deadline is ${Math.max(0, Math.floor(left))} ms away: split it into smaller requests or allow more time (x-request-timeout-ms)`,
+        behindMs: behind,
       };
     }
     if (own + behind > left) {
+      const shared = othersMs > 0 ? `, ${Math.ceil(othersMs / this.parallelism)} ms of it for other models sharing the workers` : '';
       return {
         code: 'DEADLINE_BEHIND_QUEUE',
-        message: `the queued work (about ${Math.ceil(behind)} ms) would keep this request from finishing by its deadline; retry later`,
+        message: `the queued work (about ${Math.ceil(behind)} ms${shared}) would keep this request from finishing by its deadline; retry later`,
+        behindMs: behind,
       };
     }
     return undefined;

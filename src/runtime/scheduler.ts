@@ -18,17 +18,9 @@
  */
 import type { BatchInput } from './pool.js';
 import type { ResultMessage } from './protocol.js';
-import type { BatchRunner } from './queue.js';
+import type { BatchRunner, QueueView } from './queue.js';
 
 export type SchedulingPolicy = 'fair' | 'fifo';
-
-/** What the scheduler reads of a queue. */
-export interface QueueView {
-  /** Inputs waiting (not yet dispatched). */
-  readonly waiting: number;
-  /** When the oldest waiting input arrived (performance.now()); Infinity when none waits. */
-  readonly oldestArrival: number;
-}
 
 /** One model's share of the workers: the batch runner its queue is given. */
 export class Lane implements BatchRunner {
@@ -64,6 +56,10 @@ export class Lane implements BatchRunner {
 
   detach(queue: QueueView): void {
     if (this.queue === queue) this.queue = null;
+  }
+
+  contendedMs(ownMs: number): number {
+    return this.scheduler.contendedMs(this, ownMs);
   }
 
   onIdle(listener: () => void): () => void {
@@ -162,6 +158,22 @@ export class Scheduler {
       this.pumpQueued = false;
       this.pump();
     });
+  }
+
+  /**
+   * Worker milliseconds of the other lanes' waiting work the workers will run before `ownMs` more
+   * of `lane`'s is done: under fifo all of it (it is older than anything arriving now); under fair
+   * each busy lane's share while `lane` has work, i.e. up to `ownMs` of each. The deadline
+   * estimate of `lane`'s queue adds it to its own backlog.
+   */
+  contendedMs(lane: Lane, ownMs: number): number {
+    let ms = 0;
+    for (const other of this.lanes) {
+      if (other === lane || !other.queue) continue;
+      const backlog = other.queue.backlogMs;
+      ms += this.policy === 'fifo' ? backlog : Math.min(backlog, ownMs);
+    }
+    return ms;
   }
 
   /** Charges a lane for a batch it starts, and moves virtual time to the batch's start. */
