@@ -8,7 +8,8 @@ import type { BatchInput } from '../src/runtime/pool.js';
 import type { ResultMessage } from '../src/runtime/protocol.js';
 import { BatchQueue, type BatchRunner, type QueueLimits } from '../src/runtime/queue.js';
 import { Scheduler, type SchedulingPolicy } from '../src/runtime/scheduler.js';
-import { postJson, startModelsServer, TINY_BERT } from './helpers.js';
+import { FAST_REFUSALS_PER_S, MAX_REFUSAL_HOLD_MS, MIN_REFUSAL_HOLD_MS } from '../src/server/admission.js';
+import { postJson, startModelsServer, startServer, TINY_BERT } from './helpers.js';
 
 const HIDDEN = 4;
 const MODEL = { id: 'fake', index: 0, width: HIDDEN };
@@ -252,6 +253,44 @@ describe('admission over HTTP with several models (MODELS)', () => {
       }
       for (const h of held) b.release(h);
       expect((await postJson(`${server.url}/embed`, { inputs: 'hello', model: 'b' })).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
+});
+
+describe('refusals under a flood of instant retries are paced (point 10)', () => {
+  it(`answers at most ${FAST_REFUSALS_PER_S} refusals a second at once and holds the rest for their Retry-After`, async () => {
+    const server = await startServer({ modelDir: TINY_BERT, limits: { maxQueueInputs: 4 } });
+    try {
+      const held = [];
+      for (;;) {
+        try {
+          held.push(server.engine.admit());
+        } catch {
+          break;
+        }
+      }
+      const t0 = performance.now();
+      const answers = await Promise.all(
+        Array.from({ length: 3 * FAST_REFUSALS_PER_S }, async () => {
+          const res = await postJson(`${server.url}/embed`, { inputs: 'flood' });
+          return { status: res.status, retryAfter: res.headers.get('retry-after'), ms: performance.now() - t0 };
+        }),
+      );
+      for (const a of answers) {
+        expect(a.status).toBe(429);
+        expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
+      }
+      const fast = answers.filter((a) => a.ms < MIN_REFUSAL_HOLD_MS - 500).length;
+      const slow = answers.filter((a) => a.ms >= MIN_REFUSAL_HOLD_MS - 100).length;
+      // Every request arrives within a second or two: at most two windows of fast refusals.
+      expect(fast).toBeGreaterThanOrEqual(1);
+      expect(fast).toBeLessThanOrEqual(2 * FAST_REFUSALS_PER_S);
+      expect(slow).toBe(answers.length - fast);
+      expect(Math.max(...answers.map((a) => a.ms))).toBeLessThan(MAX_REFUSAL_HOLD_MS + 5000);
+      for (const h of held) server.engine.release(h);
+      expect((await postJson(`${server.url}/embed`, { inputs: 'after' })).status).toBe(200);
     } finally {
       await server.close();
     }
