@@ -186,6 +186,17 @@ export class PgStore implements StoreBackend {
     const valid = validateName(name);
     const normalized = normalizeSettings(settings);
     const outcome = await this.transaction(async (client) => {
+      // Names differ in more than letter case, as in a data directory (where they are directory
+      // names): creates of names equal but for case are serialized, then the other one is refused.
+      await client.query({ name: 'lock-folded-name', text: 'SELECT pg_advisory_xact_lock(hashtext(lower($1)))', values: [valid] });
+      const folded = await client.query<{ name: string }>({
+        name: 'find-folded-name',
+        text: 'SELECT name FROM collections WHERE lower(name) = lower($1) AND name <> $1 LIMIT 1',
+        values: [valid],
+      });
+      if (folded.rows.length > 0) {
+        throw new ConflictError(`collection ${folded.rows[0]!.name} already exists; names must differ in more than letter case`);
+      }
       const inserted = await client.query({
         name: 'create-collection',
         text: 'INSERT INTO collections (name, settings, seq) VALUES ($1, $2, 0) ON CONFLICT (name) DO NOTHING',

@@ -99,6 +99,20 @@ describe.skipIf(skip !== undefined)('PostgreSQL store', () => {
     got.vector.forEach((x, i) => expect(x).toBeCloseTo(docs[7]!.vector[i]! / norm, 6));
   });
 
+  it('collection names differ in more than letter case (as in a data directory), even when created at once', async () => {
+    const [a, b] = stores as [PgStore, PgStore];
+    await expect(a.create('Docs', { dimensions: 8 })).rejects.toThrow(
+      /collection docs already exists; names must differ in more than letter case/,
+    );
+    await expect(a.create('NUL', { dimensions: 8 })).rejects.toThrow(/reserved device name/);
+    const raced = await Promise.allSettled([a.create('Pair', { dimensions: 8 }), b.create('pair', { dimensions: 8 })]);
+    expect(raced.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(String((raced.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason)).toMatch(/letter case/);
+    const names = cluster.psql("SELECT name FROM collections WHERE lower(name) = 'pair'", 'store_test').trim().split('\n');
+    expect(names).toHaveLength(1);
+    await a.drop(names[0]!); // the tests after this one count the collections
+  });
+
   it('small batches (prepared INSERT), replacements and deletes replicate in order', async () => {
     const [a, b] = stores as [PgStore, PgStore];
     const vs = vectors(3, 8, 2);
