@@ -2,52 +2,24 @@
  * Durability through the whole service: a server process is killed with SIGKILL while clients
  * stream upserts; after a restart on the same data directory every acknowledged document is there.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { postJson, ROOT, TINY_BERT } from './helpers.js';
-
-async function startServer(dataDir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/server/main.ts')], {
-    env: {
-      ...process.env,
-      MODEL_DIR: TINY_BERT,
-      DATA_DIR: dataDir,
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      WORKERS: '1',
-      MAX_BATCH_TOKENS: '4096',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
-    if (
-      await fetch(`http://127.0.0.1:${port}/ready`).then(
-        (r) => r.status === 200,
-        () => false,
-      )
-    )
-      return child;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error('server did not become ready');
-}
+import { postJson, startServerProcess } from './helpers.js';
 
 const vectorOf = (n: number): number[] => Array.from({ length: 64 }, (_, d) => Math.sin(n * 0.37 + d));
 
 describe('SIGKILL during a stream of acknowledged writes', () => {
   it('loses no acknowledged document, at several kill points', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'crash-data-'));
-    const port = 22000 + Math.floor(Math.random() * 20000);
-    const url = `http://127.0.0.1:${port}`;
+    // Every restart listens on a fresh free port of loopback.
+    const start = () => startServerProcess({ DATA_DIR: dataDir, MAX_BATCH_TOKENS: '4096' });
     const acked = new Map<string, { text?: string; n: number }>();
     let next = 0;
 
-    let server = await startServer(dataDir, port);
+    let server = await start();
+    let url = server.url;
     expect(
       (
         await fetch(`${url}/collections/crash`, {
@@ -75,13 +47,14 @@ describe('SIGKILL during a stream of acknowledged writes', () => {
           for (const d of batch) acked.set(d.id, { text: 'text' in d ? d.text : undefined, n: d.metadata.n });
           if (acked.size >= target && !stop) {
             stop = true;
-            server.kill('SIGKILL');
+            server.child.kill('SIGKILL');
           }
         }
       });
       await Promise.all(writers);
-      if (server.exitCode === null && server.signalCode === null) await new Promise((r) => server.once('exit', r));
-      server = await startServer(dataDir, port);
+      await server.exited;
+      server = await start();
+      url = server.url;
       const info = (await (await fetch(`${url}/collections/crash`)).json()) as { count: number };
       expect(info.count).toBeGreaterThanOrEqual(acked.size);
       for (const [id, doc] of acked) {
@@ -92,6 +65,7 @@ describe('SIGKILL during a stream of acknowledged writes', () => {
         expect(body.text).toBe(doc.text);
       }
     }
-    server.kill('SIGTERM');
+    server.child.kill('SIGTERM');
+    await server.exited;
   }, 180_000);
 });
