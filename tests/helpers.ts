@@ -45,22 +45,21 @@ export function modelVariant(base: string, files: Record<string, string | null>)
   return dir;
 }
 
-export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i]! * b[i]!;
-    na += a[i]! * a[i]!;
-    nb += b[i]! * b[i]!;
-  }
-  return dot / Math.sqrt(na * nb);
-}
-
 export function normalized(v: ArrayLike<number>, dims = v.length): number[] {
   const out = Array.from({ length: dims }, (_, i) => v[i]!);
   const n = Math.sqrt(out.reduce((s, x) => s + x * x, 0));
   return out.map((x) => x / n);
+}
+
+/**
+ * The tests' cosine, the instrument parity tests measure with, so computed apart from the code they
+ * test (src/pooling's cosine): each vector normalised first, then the dot product. Vectors of
+ * different lengths throw, and a zero vector gives NaN, which fails every comparison (src answers 0).
+ */
+export function cosine(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`cosine of vectors of ${a.length} and ${b.length} dimensions`);
+  const [x, y] = [normalized(a), normalized(b)];
+  return x.reduce((s, v, i) => s + v * y[i]!, 0);
 }
 
 export interface TestServer {

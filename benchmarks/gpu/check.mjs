@@ -566,18 +566,6 @@ function child(o, phase, arg, timeoutS) {
   });
 }
 
-function cosine(a, b) {
-  let dot = 0;
-  let na = 0;
-  let nb = 0;
-  for (let i = 0; i < a.length; i++) {
-    dot += a[i] * b[i];
-    na += a[i] * a[i];
-    nb += b[i] * b[i];
-  }
-  return dot / Math.sqrt(na * nb);
-}
-
 function firstLine(s) {
   return (
     String(s ?? '')
@@ -765,6 +753,9 @@ async function orchestrate(o) {
   const va = report.engine.best?.vectors;
   const vb = report.engine.cpu?.vectors;
   if (va && vb && va.length === vb.length) {
+    // The service's own cosine, compiled beside the engine (src/pooling, dist/pooling in the bundle).
+    const pooling = o.engine.replace(/runtime([\\/])engine\.(ts|js)$/, 'pooling$1pool.$2');
+    const { cosine } = await import(pathToFileURL(pooling).href);
     const cs = va.map((v, i) => cosine(v, vb[i]));
     const providers = [report.engine.best.provider, report.engine.cpu.provider];
     // With no accelerator both sides run on the CPU: the figure then checks nothing across providers.
