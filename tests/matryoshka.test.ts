@@ -212,18 +212,19 @@ describe('invalid combinations are 422 with a clear message', () => {
     const dir = modelVariant(TINY_BERT, { 'embedder.json': '{"matryoshka_dimensions": [16, 32, 64], "exit_layers": [2, 4]}' });
     const s = await startServer({ modelDir: dir });
     servers.push(s);
-    const cases: Array<[Record<string, unknown>, RegExp]> = [
-      [{ layer: 3 }, /layer must be one of 2, 4/],
-      [{ layer: 0 }, /layer/],
-      [{ layer: 5 }, /1\.\.4/],
-      [{ dimensions: 20 }, /dimensions must be one of 16, 32, 64/],
-      [{ dimensions: 16, layer: 1 }, /layer must be one of 2, 4/],
-      [{ prompt_name: 'query', instruction: 'x' }, /not both/],
-      [{ token_prepending: true }, /token_prepending/],
+    const cases: Array<[Record<string, unknown>, string, RegExp]> = [
+      [{ layer: 3 }, 'LAYER_NOT_ALLOWED', /layer must be one of 2, 4/],
+      [{ layer: 0 }, 'REQUEST_VALIDATION', /layer/],
+      [{ layer: 5 }, 'LAYER_OUT_OF_RANGE', /1\.\.4/],
+      [{ dimensions: 20 }, 'DIMENSIONS_NOT_ALLOWED', /dimensions must be one of 16, 32, 64/],
+      [{ dimensions: 16, layer: 1 }, 'LAYER_NOT_ALLOWED', /layer must be one of 2, 4/],
+      [{ prompt_name: 'query', instruction: 'x' }, 'PROMPT_AND_INSTRUCTION', /not both/],
+      [{ token_prepending: true }, 'TOKEN_PREPENDING_UNSUPPORTED', /token_prepending/],
     ];
-    for (const [knobs, message] of cases) {
+    for (const [knobs, code, message] of cases) {
       const res = await postJson(`${s.url}/embed`, { inputs: 'x', ...knobs });
       expect(res.status, JSON.stringify(knobs)).toBe(422);
+      expect(res.json.error_code, JSON.stringify(knobs)).toBe(code);
       expect(res.json.error).toMatch(message);
     }
     expect((await postJson(`${s.url}/embed`, { inputs: 'x', dimensions: 16, layer: 2 })).status).toBe(200);

@@ -214,6 +214,7 @@ describe('several models in one process', () => {
     expect(openAiWithRanker.json.error).toMatchObject({ type: 'invalid_request_error', code: 'wrong_model_task', param: 'model' });
     const rerankWithEmbedder = await postJson(`${server.url}/rerank`, { query: 'q', texts: ['d'], model: 'bert' });
     expect(rerankWithEmbedder.status).toBe(422);
+    expect(rerankWithEmbedder.json).toMatchObject({ error_type: 'validation', error_code: 'WRONG_MODEL_TASK' });
     expect(rerankWithEmbedder.json.error).toMatch(/bert is an embedding model/);
     const cascadeWithEmbedder = await postJson(`${server.url}/search`, {
       query: 'q',

@@ -232,42 +232,50 @@ describe('search v2 over HTTP: lexical, hybrid, funnel', () => {
 
   it('422s every new misuse with a message', async () => {
     await put('/collections/plain2', {});
-    const cases: [string, unknown, RegExp][] = [
-      ['/search', { collection: 'plain2', query: 'x', mode: 'lexical' }, /lexical index/],
-      ['/search', { collection: 'plain2', query: 'x', mode: 'hybrid' }, /lexical index/],
-      ['/search', { collection: 'hyb', vector: new Array(64).fill(0.1), mode: 'hybrid' }, /needs query/],
-      ['/search', { collection: 'hyb', query: 'x', mode: 'semantic' }, /mode/],
-      ['/search', { collection: 'hyb', query: 'x', fusion: { method: 'rrf' } }, /fusion applies/],
-      ['/search', { collection: 'hyb', query: 'x', mode: 'hybrid', fusion: { method: 'max' } }, /method/],
-      ['/search', { collection: 'hyb', query: 'x', mode: 'hybrid', fusion: { method: 'weighted', alpha: 1.5 } }, /alpha/],
-      ['/search', { collection: 'hyb', query: 'x', offset: -1 }, /offset/],
-      ['/search', { collection: 'hyb', query: 'x', score_threshold: 'high' }, /score_threshold/],
-      ['/search', { collection: 'plain2', query: 'x', rescore: 10 }, /index_dimensions/],
-      ['/search', { collection: 'hyb', query: 'x', mode: 'lexical', rescore: 10 }, /rescore/],
-      ['/search', { query: 'x', candidates: ['a'], mode: 'hybrid' }, /collection search only/],
+    const cases: [string, unknown, string, RegExp][] = [
+      ['/search', { collection: 'plain2', query: 'x', mode: 'lexical' }, 'MODE_NEEDS_LEXICAL', /lexical index/],
+      ['/search', { collection: 'plain2', query: 'x', mode: 'hybrid' }, 'MODE_NEEDS_LEXICAL', /lexical index/],
+      ['/search', { collection: 'hyb', vector: new Array(64).fill(0.1), mode: 'hybrid' }, 'MODE_NEEDS_QUERY', /needs query/],
+      ['/search', { collection: 'hyb', query: 'x', mode: 'semantic' }, 'REQUEST_VALIDATION', /mode/],
+      ['/search', { collection: 'hyb', query: 'x', fusion: { method: 'rrf' } }, 'INVALID_COLLECTION_INPUT', /fusion applies/],
+      ['/search', { collection: 'hyb', query: 'x', mode: 'hybrid', fusion: { method: 'max' } }, 'REQUEST_VALIDATION', /method/],
+      [
+        '/search',
+        { collection: 'hyb', query: 'x', mode: 'hybrid', fusion: { method: 'weighted', alpha: 1.5 } },
+        'REQUEST_VALIDATION',
+        /alpha/,
+      ],
+      ['/search', { collection: 'hyb', query: 'x', offset: -1 }, 'REQUEST_VALIDATION', /offset/],
+      ['/search', { collection: 'hyb', query: 'x', score_threshold: 'high' }, 'REQUEST_VALIDATION', /score_threshold/],
+      ['/search', { collection: 'plain2', query: 'x', rescore: 10 }, 'INVALID_COLLECTION_INPUT', /index_dimensions/],
+      ['/search', { collection: 'hyb', query: 'x', mode: 'lexical', rescore: 10 }, 'INVALID_COLLECTION_INPUT', /rescore/],
+      ['/search', { query: 'x', candidates: ['a'], mode: 'hybrid' }, 'COLLECTION_ONLY_FIELD', /collection search only/],
     ];
-    for (const [path, body, msg] of cases) {
+    for (const [path, body, code, msg] of cases) {
       const r = await postJson(`${url}${path}`, body);
       expect(r.status, JSON.stringify(body)).toBe(422);
       expect(r.json.error_type).toBe('validation');
+      expect(r.json.error_code, JSON.stringify(body)).toBe(code);
       expect(r.json.error, JSON.stringify(body)).toMatch(msg);
     }
-    const creates: [unknown, RegExp][] = [
-      [{ storage: 'int8' }, /index_dimensions/],
-      [{ index_dimensions: 128 }, /index_dimensions/],
-      [{ index_dimensions: 32, storage: 'int4' }, /storage/],
-      [{ lexical: { k1: -1 } }, /k1/],
-      [{ lexical: { b: 2 } }, /\bb\b/],
-      [{ lexical: 'yes' }, /lexical/],
+    const creates: [unknown, string, RegExp][] = [
+      [{ storage: 'int8' }, 'INVALID_COLLECTION_INPUT', /index_dimensions/],
+      [{ index_dimensions: 128 }, 'INDEX_DIMENSIONS_TOO_LARGE', /index_dimensions/],
+      [{ index_dimensions: 32, storage: 'int4' }, 'REQUEST_VALIDATION', /storage/],
+      [{ lexical: { k1: -1 } }, 'INVALID_COLLECTION_INPUT', /k1/],
+      [{ lexical: { b: 2 } }, 'INVALID_COLLECTION_INPUT', /\bb\b/],
+      [{ lexical: 'yes' }, 'REQUEST_VALIDATION', /lexical/],
     ];
-    for (const [body, msg] of creates) {
+    for (const [body, code, msg] of creates) {
       const r = await put('/collections/bad2', body);
       expect(r.status, JSON.stringify(body)).toBe(422);
+      expect(r.json.error_code, JSON.stringify(body)).toBe(code);
       expect(r.json.error, JSON.stringify(body)).toMatch(msg);
     }
     await put('/collections/f16', { metric: 'ip', index_dimensions: 32, storage: 'float16' });
     const big = await postJson(`${url}/collections/f16/documents`, { documents: [{ id: 'x', vector: [70000, ...new Array(63).fill(0)] }] });
     expect(big.status).toBe(422);
+    expect(big.json.error_code).toBe('INVALID_COLLECTION_INPUT');
     expect(big.json.error).toMatch(/float16/);
     expect((await put('/collections/hyb', { lexical: true })).status).toBe(409);
   });
