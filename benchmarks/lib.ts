@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import ort from 'onnxruntime-node';
+import { graphInputs, padFeeds } from '../src/runtime/feeds.js';
 import { loadTokenizer } from '../src/runtime/tokenize.js';
 
 export const ROOT = resolve(import.meta.dirname, '..');
@@ -61,49 +62,54 @@ export async function sentencesOfLength(modelDir: string, tokens: number, count:
   return out;
 }
 
+/**
+ * The benchmark batch: `batch` rows of `tokens` ids (1000 + i mod 500, no padding), built by the
+ * service's feed builder and typed as the graph declares its inputs.
+ */
+function benchFeeds(session: ort.InferenceSession, batch: number, tokens: number): Record<string, ort.Tensor> {
+  const rows = Array.from({ length: batch }, (_, b) => Int32Array.from({ length: tokens }, (_, t) => 1000 + ((b * tokens + t) % 500)));
+  return padFeeds(rows, graphInputs(session)).feeds;
+}
+
+function rawSession(onnxPath: string, threads: number): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(onnxPath, {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+  });
+}
+
+/** Sequences/s of `session` on `feeds` over `seconds`, after one warm-up run. */
+async function measure(session: ort.InferenceSession, feeds: Record<string, ort.Tensor>, batch: number, seconds: number): Promise<number> {
+  await session.run(feeds);
+  let done = 0;
+  const start = performance.now();
+  while (performance.now() - start < seconds * 1000) {
+    await session.run(feeds);
+    done += batch;
+  }
+  return done / ((performance.now() - start) / 1000);
+}
+
 /** Raw ONNX Runtime throughput (sequences/s) on one session: the limit the service is measured against. */
 export async function rawThroughput(
   onnxPath: string,
   opts: { batch: number; tokens: number; seconds: number; threads: number },
 ): Promise<number> {
-  const session = await ort.InferenceSession.create(onnxPath, {
-    intraOpNumThreads: opts.threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-    executionMode: 'sequential',
-  });
-  const n = opts.batch * opts.tokens;
-  const ids = new BigInt64Array(n).map((_, i) => BigInt(1000 + (i % 500)));
-  const feeds: Record<string, ort.Tensor> = {
-    input_ids: new ort.Tensor('int64', ids, [opts.batch, opts.tokens]),
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [opts.batch, opts.tokens]),
-  };
-  if (session.inputNames.includes('token_type_ids'))
-    feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [opts.batch, opts.tokens]);
-  await session.run(feeds);
-  let done = 0;
-  const start = performance.now();
-  while (performance.now() - start < opts.seconds * 1000) {
-    await session.run(feeds);
-    done += opts.batch;
-  }
-  const rate = done / ((performance.now() - start) / 1000);
+  const session = await rawSession(onnxPath, opts.threads);
+  const rate = await measure(session, benchFeeds(session, opts.batch, opts.tokens), opts.batch, opts.seconds);
   await session.release();
   return rate;
 }
 
-/** The same measurement in a worker thread (plain JS, so it needs no TypeScript loader). */
+/** The same measurement in a worker thread (plain JS, so it needs no TypeScript loader), on the feeds it is given. */
 const RAW_WORKER = `
 const { parentPort, workerData: o } = require('node:worker_threads');
 const ort = require(o.ortPath);
 (async () => {
   const session = await ort.InferenceSession.create(o.onnxPath, { intraOpNumThreads: o.threads, interOpNumThreads: 1, graphOptimizationLevel: 'all' });
-  const n = o.batch * o.tokens;
-  const feeds = {
-    input_ids: new ort.Tensor('int64', new BigInt64Array(n).map((_, i) => BigInt(1000 + (i % 500))), [o.batch, o.tokens]),
-    attention_mask: new ort.Tensor('int64', new BigInt64Array(n).fill(1n), [o.batch, o.tokens]),
-  };
-  if (session.inputNames.includes('token_type_ids')) feeds.token_type_ids = new ort.Tensor('int64', new BigInt64Array(n), [o.batch, o.tokens]);
+  const feeds = Object.fromEntries(Object.entries(o.feeds).map(([name, t]) => [name, new ort.Tensor(t.type, t.data, t.dims)]));
   await session.run(feeds);
   parentPort.postMessage('warm');
   await new Promise((r) => parentPort.once('message', r));
@@ -122,11 +128,16 @@ export async function rawLimit(
   onnxPath: string,
   opts: { batch: number; tokens: number; seconds: number; cores: number },
 ): Promise<{ single: number; parallel: number; limit: number }> {
-  const single = await rawThroughput(onnxPath, { ...opts, threads: opts.cores });
+  const session = await rawSession(onnxPath, opts.cores);
+  const feeds = benchFeeds(session, opts.batch, opts.tokens);
+  const single = await measure(session, feeds, opts.batch, opts.seconds);
+  await session.release();
   const ortPath = join(ROOT, 'node_modules/onnxruntime-node/dist/index.js');
+  // The workers rebuild the same tensors from their data (a Tensor does not cross a thread).
+  const plain = Object.fromEntries(Object.entries(feeds).map(([name, t]) => [name, { type: t.type, data: t.data, dims: t.dims }]));
   const workers = Array.from(
     { length: opts.cores },
-    () => new Worker(RAW_WORKER, { eval: true, workerData: { ...opts, threads: 1, onnxPath, ortPath } }),
+    () => new Worker(RAW_WORKER, { eval: true, workerData: { ...opts, threads: 1, onnxPath, ortPath, feeds: plain } }),
   );
   await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
   const rates = await Promise.all(

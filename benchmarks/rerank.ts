@@ -16,7 +16,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import { Tokenizer } from 'tokenizers';
+import { loadTokenizer } from '../src/runtime/tokenize.js';
 import { ensureMiniLM, ensureMiniLMReranker, fmt, rawLimit, type Service, sentencesOfLength, startService } from './lib.js';
 
 const { values } = parseArgs({
@@ -42,9 +42,7 @@ const onnx = join(reranker, 'onnx/model.onnx');
 const QUERY_TOKENS = 16;
 const [query] = await sentencesOfLength(reranker, QUERY_TOKENS, 1);
 const documents = await sentencesOfLength(reranker, tokens - QUERY_TOKENS + 1, 64);
-const tok = Tokenizer.fromFile(join(reranker, 'tokenizer.json'));
-tok.disablePadding();
-tok.disableTruncation();
+const tok = loadTokenizer(join(reranker, 'tokenizer.json'), null);
 for (const d of documents) {
   const n = (await tok.encode(query!, d)).getLength();
   if (n !== tokens) throw new Error(`pair length ${n}, expected ${tokens}`);

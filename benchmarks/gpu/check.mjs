@@ -20,7 +20,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import { dirname, join, resolve } from 'node:path';
+import { dirname, extname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -193,7 +193,18 @@ function sessionOptions(provider, threads) {
   };
 }
 
-/** Feeds for `batch` rows of `seq` tokens, typed as the graph declares them. */
+/** A module of the service compiled beside the engine (dist/ in the bundle, src/ under tsx): its cosine. */
+function serviceModule(o, rel) {
+  return import(pathToFileURL(join(dirname(o.engine), rel + extname(o.engine))).href);
+}
+
+/**
+ * Feeds for `batch` rows of `seq` tokens, typed as the graph declares them. Built here rather than
+ * by the service's feed builder (src/runtime/feeds.ts) on purpose: the raw ORT phases must not
+ * depend on the service's compiled code, so a missing or broken engine still leaves the raw figures
+ * (tests/gpu-check.test.ts checks that). The rules are the same: ids, a mask of ones, positions
+ * 0..seq-1, zeros for token types, int32 where the graph says int32.
+ */
 function makeFeeds(ort, session, batch, seq, vocab) {
   const types = new Map();
   for (const m of session.inputMetadata ?? []) if (m.isTensor) types.set(m.name, m.type);
@@ -753,9 +764,7 @@ async function orchestrate(o) {
   const va = report.engine.best?.vectors;
   const vb = report.engine.cpu?.vectors;
   if (va && vb && va.length === vb.length) {
-    // The service's own cosine, compiled beside the engine (src/pooling, dist/pooling in the bundle).
-    const pooling = o.engine.replace(/runtime([\\/])engine\.(ts|js)$/, 'pooling$1pool.$2');
-    const { cosine } = await import(pathToFileURL(pooling).href);
+    const { cosine } = await serviceModule(o, '../pooling/pool');
     const cs = va.map((v, i) => cosine(v, vb[i]));
     const providers = [report.engine.best.provider, report.engine.cpu.provider];
     // With no accelerator both sides run on the CPU: the figure then checks nothing across providers.

@@ -1,8 +1,9 @@
 /**
  * The one feed builder: token-id rows padded into the tensors an ONNX encoder takes (input_ids,
  * attention_mask, and token_type_ids / position_ids when the graph has them), each typed as the
- * graph declares it (int64 usually, int32 for some exports). The worker, the int8 probe and the
- * tests all build their feeds here.
+ * graph declares it (int64 usually, int32 for some exports). The worker, the int8 probe, the tests
+ * and the benchmarks' raw ORT limit all build their feeds here. (The GPU device check's raw phases
+ * build their own, so that they run without the service's compiled code: benchmarks/gpu/check.mjs.)
  */
 import ort from 'onnxruntime-node';
 
