@@ -2,7 +2,7 @@
  * Regression tests for the hostile-client and fault run (issue 13). Every attack runs against a
  * server the test starts on 127.0.0.1, bounded in sockets and time.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -268,6 +268,55 @@ async function health(port: number): Promise<number> {
     return 0;
   }
 }
+
+describe('damage in the middle of a log, through the service (point 3)', () => {
+  it('after SIGKILL and 4 flipped bytes mid-log, restarts serving every record that verifies and reports what was lost', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'harden-wal-'));
+    let server = await startServerProcess({ DATA_DIR: dataDir });
+    try {
+      const put = await fetch(`${server.url}/collections/c`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: '{"dimensions": 4}',
+      });
+      expect(put.status).toBe(200);
+      // One acknowledged log record per request.
+      for (let i = 0; i < 40; i++) {
+        const res = await postJson(`${server.url}/collections/c/documents`, { documents: [{ id: `d${i}`, vector: [i + 1, 1, 0, 0] }] });
+        expect(res.status).toBe(200);
+      }
+      server.child.kill('SIGKILL');
+      await server.exited;
+
+      const dir = join(dataDir, 'collections', 'c');
+      const wal = readdirSync(dir).filter((f) => /^wal-\d+\.log$/.test(f));
+      expect(wal).toHaveLength(1);
+      const file = join(dir, wal[0]!);
+      const buf = readFileSync(file);
+      let off = 16; // the segment header, then frames of 8 + length bytes
+      for (let r = 0; r < 20; r++) off += 8 + buf.readUInt32LE(off);
+      for (let i = 0; i < 4; i++) buf[off + 40 + i] = buf[off + 40 + i]! ^ 0xff;
+      writeFileSync(file, buf);
+
+      server = await startServerProcess({ DATA_DIR: dataDir });
+      expect((await fetch(`${server.url}/ready`)).status).toBe(200);
+      const info = (await (await fetch(`${server.url}/collections/c`)).json()) as { count: number };
+      expect(info.count).toBe(39); // before the fix: 20, every record after the damage dropped
+      expect((await fetch(`${server.url}/collections/c/documents/d20`)).status).toBe(404);
+      for (const id of ['d0', 'd19', 'd21', 'd39'])
+        expect((await fetch(`${server.url}/collections/c/documents/${id}`)).status, id).toBe(200);
+      const recovered = ((await (await fetch(`${server.url}/info`)).json()) as { recovered_collections: any[] }).recovered_collections;
+      expect(recovered).toEqual([
+        { name: 'c', recovery: expect.objectContaining({ damage: 1, lostLsns: [[expect.any(Number), expect.any(Number)]] }) },
+      ]);
+      expect(server.output()).toMatch(/1 acknowledged record\(s\) could not be recovered/);
+      expect(readdirSync(dir).some((f) => f.includes('.damaged-'))).toBe(true);
+    } finally {
+      server.child.kill('SIGKILL');
+      await server.exited;
+    }
+  }, 120_000);
+});
 
 describe('file-descriptor exhaustion (point 1)', () => {
   it('survives more idle and slow sockets than it has descriptors, and cuts slow headers and bodies', async () => {
