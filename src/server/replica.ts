@@ -25,15 +25,14 @@ export const MIN_SEQ_HEADER = 'x-min-store-seq';
 export const SEQ_HEADER = 'x-store-seq';
 export const STALE_HEADER = 'x-store-stale';
 
-/** Routes whose answers come from the store. */
+/** Routes whose answers come from the store (the collections plugin marks its routes). */
 function isStoreRoute(request: FastifyRequest): boolean {
-  const url = request.routeOptions.url ?? '';
-  return url.startsWith('/collections') || url === '/search';
+  return request.routeOptions.config.store === true;
 }
 
 export function replicaHooks(app: FastifyInstance, replica: Replica, metrics: Metrics, defaultTimeoutMs: number): void {
   app.addHook('preHandler', async (request) => {
-    if (request.routeOptions.url === '/ready') {
+    if (request.routeOptions.config.readiness) {
       const s = replica.status();
       if (!s.caughtUp) throw new ApiError('REPLICA_LOADING', s.applied, s.head);
       return;

@@ -162,6 +162,11 @@ export const collectionsPlugin: FastifyPluginAsync<RouteDeps & { store: StoreBac
   app,
   { models, store, limits, metrics },
 ) => {
+  // Every route here answers from the store (replica.ts reads the mark).
+  app.addHook('onRoute', (route) => {
+    route.config = { ...route.config, store: true };
+  });
+
   /** Vectors for texts from one model, under the request's one deadline and disconnect signal. */
   const embedderFor = (request: FastifyRequest, reply: FastifyReply, embedder: Embedder) => {
     const embed = requestEmbedder(request, reply, embedder, metrics, limits.requestTimeoutMs);

@@ -18,5 +18,9 @@ declare module 'fastify' {
     public?: boolean;
     /** false: never shed under event-loop pressure (liveness must answer on a busy instance). */
     shed?: boolean;
+    /** Answered from the collection store: a replica waits for `x-min-store-seq` and marks stale answers (replica.ts). */
+    store?: boolean;
+    /** The readiness probe: a replica answers 503 until it has caught up with the store (replica.ts). */
+    readiness?: boolean;
   }
 }

@@ -26,7 +26,7 @@ export const opsPlugin: FastifyPluginAsync<RouteDeps & { version: string; store?
     '/ready',
     {
       schema: { summary: 'Readiness: model loaded and warmed up', tags: ['operations'], response: { 503: errorResponses[503] } },
-      config: { public: true },
+      config: { public: true, readiness: true },
     },
     async () => {
       if (!models.all.every((e) => e.isReady)) throw new ApiError('NOT_READY');
