@@ -8,6 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postJson, ROOT, startServer, startServerProcess, type TestServer, TINY_BERT } from './helpers.js';
 
 const run = promisify(execFile);
+/** The CLI as `npm run ingest` starts it. */
+const INGEST = ['--import', 'tsx', join(ROOT, 'tools/ingest.ts')];
+const ingest = (args: string[]) => run(process.execPath, [...INGEST, ...args]);
 let server: TestServer;
 let url: string;
 
@@ -25,21 +28,7 @@ describe('npm run ingest', () => {
       JSON.stringify({ _id: `doc-${i}`, title: '', text: `the number ${i} is here`, metadata: { i } }),
     );
     writeFileSync(file, `${lines.join('\n')}\n`);
-    const { stdout, stderr } = await run(process.execPath, [
-      '--import',
-      'tsx',
-      join(ROOT, 'tools/ingest.ts'),
-      '--collection',
-      'bulk',
-      '--create',
-      '--batch',
-      '6',
-      '--concurrency',
-      '3',
-      '--url',
-      url,
-      file,
-    ]);
+    const { stdout, stderr } = await ingest(['--collection', 'bulk', '--create', '--batch', '6', '--concurrency', '3', '--url', url, file]);
     expect(JSON.parse(stdout)).toMatchObject({ collection: 'bulk', documents: 50 });
     expect(stderr).toMatch(/50\/50 docs\s+[\d.]+ docs\/s\s+ETA 0s/);
     const info = (await (await fetch(`${url}/collections/bulk`)).json()) as { count: number };
@@ -52,9 +41,7 @@ describe('npm run ingest', () => {
   it('stops with a message naming the bad line', async () => {
     const file = join(mkdtempSync(join(tmpdir(), 'jsonl-')), 'bad.jsonl');
     writeFileSync(file, '{"id": "a", "text": "fine"}\n{"id": "b"}\n');
-    await expect(
-      run(process.execPath, ['--import', 'tsx', join(ROOT, 'tools/ingest.ts'), '--collection', 'bulk', '--url', url, file]),
-    ).rejects.toThrow(/bad\.jsonl:2: needs text or vector/);
+    await expect(ingest(['--collection', 'bulk', '--url', url, file])).rejects.toThrow(/bad\.jsonl:2: needs text or vector/);
   });
 
   it('stops with one line naming the bad line and the resume point, and writes no stack', async () => {
@@ -62,21 +49,9 @@ describe('npm run ingest', () => {
     const file = join(dir, 'half.jsonl');
     const good = Array.from({ length: 12 }, (_, i) => JSON.stringify({ id: `h-${i}`, text: `half ${i}` }));
     writeFileSync(file, `${[...good, '{"id": "x", "text": "   "}', '{"id": "y", "text": "after"}'].join('\n')}\n`);
-    const err = (await run(process.execPath, [
-      '--import',
-      'tsx',
-      join(ROOT, 'tools/ingest.ts'),
-      '--collection',
-      'half',
-      '--create',
-      '--batch',
-      '4',
-      '--concurrency',
-      '1',
-      '--url',
-      url,
-      file,
-    ]).catch((e: unknown) => e)) as { code: number; stderr: string };
+    const err = (await ingest(['--collection', 'half', '--create', '--batch', '4', '--concurrency', '1', '--url', url, file]).catch(
+      (e: unknown) => e,
+    )) as { code: number; stderr: string };
     expect(err.code).toBe(1);
     const lines = err.stderr
       .trim()
@@ -103,27 +78,16 @@ describe('npm run ingest when the server dies mid-run', () => {
     lines.splice(700, 0, ''); // a blank line is skipped, and still counts as a line
     writeFileSync(file, `${lines.join('\n')}\n`);
     const state = join(dir, 'progress.json');
-    const args = [
-      '--import',
-      'tsx',
-      join(ROOT, 'tools/ingest.ts'),
-      '--collection',
-      'bulk',
-      '--create',
-      '--batch',
-      '5',
-      '--concurrency',
-      '2',
-    ];
+    const args = [...INGEST, '--collection', 'bulk', '--create', '--batch', '5', '--concurrency', '2'];
 
     let server = await startServerProcess({ DATA_DIR: dataDir });
     let stderr = '';
-    const ingest = spawn(process.execPath, [...args, '--state', state, '--url', server.url, file], {
+    const cli = spawn(process.execPath, [...args, '--state', state, '--url', server.url, file], {
       cwd: ROOT,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    ingest.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exit = new Promise<number | null>((r) => ingest.once('exit', (code) => r(code)));
+    cli.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exit = new Promise<number | null>((r) => cli.once('exit', (code) => r(code)));
     // Kill the server once some batches are acknowledged (the state file says so), mid-run.
     for (let i = 0; i < 600; i++) {
       if (existsSync(state) && (JSON.parse(readFileSync(state, 'utf8')) as { line: number }).line >= 100) break;
