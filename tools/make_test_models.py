@@ -824,30 +824,36 @@ def gen_untrained_default(out: Path) -> None:
     dir_report(out)
 
 
-def gen_minilm(out: Path) -> None:
-    print(f"== minilm-shaped -> {out}")
-    out.mkdir(parents=True, exist_ok=True)
-    vocab_size = 30522
-    cfg = bert_config(vocab_size, hidden=384, layers=6, heads=12, ffn=1536, max_pos=512)
-    if MINILM_ASSETS.is_dir():
+MINILM_VOCAB_SIZE = 30522
+
+
+def minilm_tokenizer(out: Path, extra_files: list[str]) -> list[str] | None:
+    """all-MiniLM-L6-v2's tokenizer files (and `extra_files`) copied into `out` from ../shared when
+    it is there (returns None), else a generated WordPiece vocabulary padded to MiniLM's size."""
+    if (MINILM_ASSETS / "tokenizer.json").exists():
         print(f"  copying tokenizer files from {MINILM_ASSETS}")
-        files = ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json",
-                 "sentence_bert_config.json", "modules.json"]
-        if (MINILM_ASSETS / "1_Pooling").is_dir():
-            files += [f"1_Pooling/{p.name}" for p in sorted((MINILM_ASSETS / "1_Pooling").iterdir()) if p.is_file()]
-        for name in files:
+        for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"] + extra_files:
             src, dst = MINILM_ASSETS / name, out / name
             if src.exists():
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if dst.exists():
                     dst.unlink()
                 shutil.copyfile(src, dst)  # contents only: the source tree is read-only
-        write_bert_aux(out, cfg, 256, 512, prompts={}, vocab=None)
-    else:
-        print(f"  {MINILM_ASSETS} not found: generating a WordPiece vocab padded to {vocab_size}")
-        vocab = bert_vocab()
-        vocab = vocab + [f"[unused{i}]" for i in range(vocab_size - len(vocab))]
-        write_bert_aux(out, cfg, 256, 512, prompts={}, vocab=vocab)
+        return None
+    print(f"  {MINILM_ASSETS} not found: generating a WordPiece vocab padded to {MINILM_VOCAB_SIZE}")
+    vocab = bert_vocab()
+    return vocab + [f"[unused{i}]" for i in range(MINILM_VOCAB_SIZE - len(vocab))]
+
+
+def gen_minilm(out: Path) -> None:
+    print(f"== minilm-shaped -> {out}")
+    out.mkdir(parents=True, exist_ok=True)
+    vocab_size = MINILM_VOCAB_SIZE
+    cfg = bert_config(vocab_size, hidden=384, layers=6, heads=12, ffn=1536, max_pos=512)
+    pooling = MINILM_ASSETS / "1_Pooling"
+    sbert = ["sentence_bert_config.json", "modules.json"]
+    sbert += [f"1_Pooling/{p.name}" for p in sorted(pooling.iterdir()) if p.is_file()] if pooling.is_dir() else []
+    write_bert_aux(out, cfg, 256, 512, prompts={}, vocab=minilm_tokenizer(out, sbert))
     write_json(out / "embedder.json", {"untrained": True})
     model = build_bert(cfg, seed=2024)
     names = ["input_ids", "attention_mask", "token_type_ids"]
@@ -1029,19 +1035,9 @@ def gen_minilm_reranker(out: Path) -> None:
     """ms-marco-MiniLM-L-6-v2-shaped cross-encoder (6 × 384) with generated weights, for benchmarks."""
     print(f"== minilm-reranker-shaped -> {out}")
     out.mkdir(parents=True, exist_ok=True)
-    vocab_size = 30522
+    vocab_size = MINILM_VOCAB_SIZE
     cfg = reranker_config(vocab_size, hidden=384, layers=6, heads=12, ffn=1536, max_pos=512)
-    if (MINILM_ASSETS / "tokenizer.json").exists():
-        for name in ["tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"]:
-            if (MINILM_ASSETS / name).exists():
-                if (out / name).exists():
-                    (out / name).unlink()
-                shutil.copyfile(MINILM_ASSETS / name, out / name)
-        write_reranker_aux(out, cfg, None, 512)
-    else:
-        vocab = bert_vocab()
-        vocab = vocab + [f"[unused{i}]" for i in range(vocab_size - len(vocab))]
-        write_reranker_aux(out, cfg, vocab, 512)
+    write_reranker_aux(out, cfg, minilm_tokenizer(out, []), 512)
     write_json(out / "embedder.json", {"untrained": True, "max_length": 512})
     export_reranker(build_reranker(cfg, seed=2025), vocab_size, out / "onnx" / "model.onnx")
     dir_report(out)
