@@ -47,7 +47,7 @@ export class WorkerPool {
   private readonly slots: Slot[] = [];
   private nextBatchId = 1;
   private closed = false;
-  /** What the first worker reported about the graphs (provider, and per model in config order). */
+  /** What the workers reported about the graphs (provider, and per model in config order); all agree on the graphs. */
   info!: ReadyMessage;
   /** Subscribers told whenever a worker becomes free to take a batch. */
   private readonly idleListeners = new Set<() => void>();
@@ -63,7 +63,14 @@ export class WorkerPool {
     const readies = Array.from({ length: options.workers }, () => pool.spawn());
     try {
       const infos = await Promise.all(readies);
-      pool.info = infos[0]!;
+      // Every worker runs the same finished graphs (description.ts), so they describe them alike;
+      // one that does not is a bug, not a capability. A provider fallback in one worker is logged.
+      const first = infos[0]!;
+      if (infos.some((i) => JSON.stringify(i.models) !== JSON.stringify(first.models)))
+        throw new Error(`inference workers describe the graphs differently: ${infos.map((i) => JSON.stringify(i.models)).join(' vs ')}`);
+      const providers = [...new Set(infos.map((i) => i.provider))];
+      if (providers.length > 1) options.log?.('warn', `inference workers run on different providers: ${providers.join(', ')}`);
+      pool.info = first;
     } catch (err) {
       await pool.close();
       throw err;
