@@ -4,8 +4,8 @@
  *
  *   npm run build && flock /tmp/bench.lock nice npx tsx benchmarks/scale.ts [--n 1000000] [--configs funnel,full]
  *
- * (The RESULTS.md run started the two configurations as two processes side by side, each with
- * --configs one, to fit the session: their insert rates and latencies include each other's load.)
+ * (The RESULTS.md run measured both configurations one after the other in one process; the
+ * first, side-by-side attempt of an earlier session is superseded.)
  *
  * Data: 384-d embedding-shaped vectors exactly as benchmarks/hnsw-recall.ts makes them
  * (tests/index/helpers.ts EmbeddingSpace), generated batch by batch so the client never holds
