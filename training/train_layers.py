@@ -1,0 +1,362 @@
+#!/usr/bin/python3
+"""Issue 17, second attempt: layers that can only add, trained on retrieval-shaped Debian text.
+
+Starts from the corpus-statistics encoder that train_default_model.py builds (run its data, vocab
+and stats stages first; the token vectors stay frozen, so layer 0 is exactly the shipped model) and
+trains the four layers on:
+
+  * docs   heading -> paragraph of that section from debian-handbook, python3.11-doc, perl-doc and
+           gnome-user-docs (prep_docs.py), trained asymmetrically with the `query: ` / `document: `
+           prompts (E5 / KaLM-Embedding weak-supervision pre-training, Debian-sized);
+  * bible  KJV <-> WEB verse pairs (prep_bible.py), symmetric, no prompt;
+  * define word query -> its WordNet / GCIDE definition, with the prompts.
+
+What differs from train_layers_experiment.py (whose deeper layers lost STS-B; benchmarks/EVAL.md):
+  * token-norm-scaled residual branches: h <- h + |h| * f(LN(h)). The first attempt diagnosed that a
+    pre-LN branch adds the same-sized update to every token, so a frequent word (small SIF-weighted
+    row) is pulled up to a rare word's weight and the frequency weighting that carries STS is
+    diluted. Scaling each branch by the token's own norm keeps the update relative: a token's weight
+    in the mean pool can change by a factor, not be overwritten. Output projections start at zero, so
+    every layer starts as the identity and training can only add;
+  * a relational distillation term: each layer's in-batch similarity distribution (cross pairs) is kept
+    close (KL) to layer 0's, so the lexical ranking STS rewards is not traded away for the contrastive
+    target;
+  * selection on STS-B *train* plus a held-in slice of docs pairs never trained on (evaluation sets
+    stay evaluation-only).
+
+    nice -n 19 /usr/bin/python3 training/train_layers.py [--steps N] [--lr X] [--out DIR]
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from model import Layer  # noqa: E402
+from train_default_model import (BUILD, DIMS, LAYERS, batch_ids, build_model, load_tok, log, mean_pool,  # noqa: E402
+                                 params, selection_data)
+
+PROMPTS = {"query": "query: ", "document": "document: "}
+QUERY_TEMPLATES = ["{w}", "what is {w}", "what does {w} mean", "define {w}", "{w} meaning", "what is a {w}"]
+DOC_PACKAGES = ["debian-handbook", "python3.11-doc", "perl-doc", "gnome-user-docs"]
+
+
+def params_layers():
+    P = params()
+    P.update({
+        "ffn": 512, "batch": 64, "q_len": 32, "d_len": 64, "steps": 160, "lr": 2e-5, "warmup": 10,
+        "schedule": ["docs", "bible"], "temperature": 0.05, "distill": 0.5,
+        "heldin_docs": 500, "eval_every": 40, "ckpt_every": 20,
+    })
+    return P
+
+
+class ScaledLayer(Layer):
+    """Pre-LN layer whose residual branches are scaled by the token's own norm (see module doc)."""
+
+    def forward(self, h, ext_mask):
+        h = h + _norm(h) * self.attention(self.attention_norm(h), ext_mask)
+        return h + _norm(h) * self.output(self.intermediate(self.ffn_norm(h)))
+
+
+def _norm(h):
+    return torch.sqrt((h * h).sum(-1, keepdim=True) + 1e-12)
+
+
+def build_scaled(P, tok):
+    model = build_model(P, tok)
+    for layer in model.encoder.layer:
+        layer.__class__ = ScaledLayer
+    model.config["residual_scaling"] = "token_norm"
+    model.config["note"] = ("pre-LN BERT variant without embedding/final LayerNorm whose residual branches are "
+                            "scaled by the token's norm, trained by training/train_layers.py; weights ship as ONNX only")
+    return model
+
+
+# ------------------------------------------------------------------ data
+def ensure_sources(P):
+    need = [p for p, f in [("debian-handbook", "/usr/share/doc/debian-handbook/html/en-US"),
+                           ("python3.11-doc", "/usr/share/doc/python3.11/html/_sources"),
+                           ("perl-doc", "/usr/share/perl/5.36/pod/perlfaq4.pod"),
+                           ("gnome-user-docs", "/usr/share/help/C/gnome-help")] if not Path(f).exists()]
+    if need:
+        log(f"installing {' '.join(need)} with apt")
+        cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + need
+        subprocess.run(cmd if os.geteuid() == 0 else ["sudo"] + cmd, check=True)
+    subprocess.run([sys.executable, str(HERE / "prep_docs.py")], check=True)
+    if not (BUILD / "bible.tsv").exists():
+        from train_layers_experiment import stage_bible
+        stage_bible(P)
+
+
+def heldin(title: str) -> bool:
+    return int(hashlib.sha1(title.encode()).hexdigest()[:8], 16) % 20 == 0
+
+
+def load_sets(P):
+    rng = random.Random(P["seed"])
+    docs, held = [], []
+    for ln in (BUILD / "docs.tsv").read_text(encoding="utf-8").splitlines():
+        _, t, p = ln.split("\t")
+        (held if heldin(t) else docs).append((t, p))
+    bible = [tuple(ln.split("\t")) for ln in (BUILD / "bible.tsv").read_text(encoding="utf-8").splitlines() if "\t" in ln]
+    define = []
+    with open(BUILD / "pairs.tsv", encoding="utf-8") as f:
+        for ln in f:
+            k, a, b = ln.rstrip("\n").split("\t")
+            if k in ("gc_head_def", "wn_words_def"):
+                w = a.split(",")[0].strip()
+                if w and len(b.split()) >= 3:
+                    define.append((rng.choice(QUERY_TEMPLATES).format(w=w.lower()), b))
+    # one held-in query per heading: the first of its paragraphs is the relevant one
+    seen, held_q = set(), []
+    for t, p in held:
+        if t not in seen:
+            seen.add(t)
+            held_q.append((t, p))
+    held_q = held_q[: P["heldin_docs"]]
+    sets = {"docs": (docs, "query", "document", P["d_len"]), "bible": (bible, None, None, P["q_len"]),
+            "define": (define, "query", "document", P["d_len"])}
+    out = {}
+    for j, (k, (data, pa, pb, ml)) in enumerate(sets.items()):
+        perm = [int(i) for i in np.random.RandomState(P["seed"] + j).permutation(len(data))]
+        out[k] = (data, perm, pa, pb, ml)
+    return out, held_q
+
+
+def batch_prompted(tok, texts, prompt, max_len):
+    """Ids with the prompt prepended, plus the pooling mask without [CLS] and the prompt
+    (sentence-transformers' include_prompt: false, which the runtime implements)."""
+    skip = 0
+    if prompt:
+        texts = [PROMPTS[prompt] + t for t in texts]
+        skip = len(tok.encode(PROMPTS[prompt], max_len)) - 1
+    ids, mask = batch_ids(tok, texts, max_len)
+    pmask = mask.clone()
+    pmask[:, :skip] = 0
+    return ids, mask, pmask
+
+
+# ------------------------------------------------------------------ evaluation (held-in only)
+@torch.no_grad()
+def embed(model, tok, texts, prompt=None, max_len=128, bs=64):
+    model.eval()
+    n_layers = model.config["num_hidden_layers"]
+    res = {l: torch.zeros(len(texts), model.config["hidden_size"]) for l in range(n_layers + 1)}
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for s in range(0, len(order), bs):
+        idx = order[s : s + bs]
+        ids, mask, pmask = batch_prompted(tok, [texts[i] for i in idx], prompt, max_len)
+        for l, h in enumerate(model.hidden_states(ids, mask)):
+            res[l][idx] = mean_pool(h, pmask)
+    return res
+
+
+def evaluate(model, tok, sel, held_q):
+    """{(layer, dim): STS-B train Spearman} and {(layer, dim): held-in docs MRR@10} (with prompts)."""
+    from evalsts import spearman
+    sts, ret = {}, {}
+    if sel is not None:
+        a, b, gold = sel
+        ea, eb = embed(model, tok, a), embed(model, tok, b)
+        for l in ea:
+            for d in DIMS:
+                x, y = F.normalize(ea[l][:, :d], dim=-1), F.normalize(eb[l][:, :d], dim=-1)
+                sts[(l, d)] = spearman((x * y).sum(-1).numpy(), gold)
+    eq = embed(model, tok, [q for q, _ in held_q], "query", 32)
+    ed = embed(model, tok, [p for _, p in held_q], "document", 128)
+    for l in eq:
+        for d in DIMS:
+            s = F.normalize(eq[l][:, :d], dim=-1) @ F.normalize(ed[l][:, :d], dim=-1).t()
+            rank = (s > s.diag()[:, None]).sum(1)  # 0-based rank of the relevant paragraph
+            ret[(l, d)] = float(torch.where(rank < 10, 1.0 / (rank + 1).float(), torch.zeros(())).mean())
+    return sts, ret
+
+
+def score(sts, ret):
+    """Deeper layers weigh more; full width and 64 dimensions; STS-B train and held-in retrieval alike."""
+    tot, n = 0.0, 0
+    for l in LAYERS:
+        for d in (64, 256):
+            tot += l * (sts.get((l, d), 0.0) + ret[(l, d)])
+            n += l
+    return tot / n
+
+
+def fmt(res):
+    return " | ".join(f"L{l} " + "/".join(f"{res[(l, d)]:.3f}" for d in DIMS)
+                      for l in sorted({l for l, _ in res}))
+
+
+# ------------------------------------------------------------------ training
+def info_nce(x, y, temp):
+    x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    logits = x @ y.t() / temp
+    target = torch.arange(x.size(0))
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)), logits
+
+
+def train(P):
+    torch.manual_seed(P["seed"])
+    tok = load_tok()
+    model = build_scaled(P, tok)
+    for n, p in model.named_parameters():
+        p.requires_grad = not n.startswith("embeddings.")
+    sets, held_q = load_sets(P)
+    log("training sets: " + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items()) + f"; held-in docs {len(held_q)}")
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=P["lr"], weight_decay=0.01)
+    ckpt, best_path = BUILD / "layers2-ckpt.pt", BUILD / "layers2-best.pt"
+    step, best, history = 0, -1.0, []
+    if ckpt.exists():
+        st = torch.load(ckpt)
+        if st.get("params") == P:
+            model.load_state_dict(st["model"])
+            opt.load_state_dict(st["opt"])
+            step, best, history = st["step"], st["best"], st["history"]
+            log(f"resumed at step {step} (best {best:.4f})")
+    sel = selection_data(P)
+
+    def run_eval():
+        t = time.time()
+        sts, ret = evaluate(model, tok, sel, held_q)
+        sc = score(sts, ret)
+        history.append({"step": step, "score": sc, "sts_train": {f"{l},{d}": v for (l, d), v in sts.items()},
+                        "heldin_mrr10": {f"{l},{d}": v for (l, d), v in ret.items()}})
+        log(f"eval step {step} score {sc:.4f} ({time.time() - t:.0f} s)\n  STS-B train  {fmt(sts)}\n  held-in MRR {fmt(ret)}")
+        return sc
+
+    if step == 0:
+        best = run_eval()
+        torch.save({"model": model.state_dict(), "step": 0}, best_path)
+    B, sched = P["batch"], P["schedule"]
+    t_last = time.process_time()
+    while step < P["steps"]:
+        kind = sched[step % len(sched)]
+        data, perm, pa_name, pb_name, ml = sets[kind]
+        k = step // len(sched) * sched.count(kind) + sched[: step % len(sched)].count(kind)
+        i0 = (k * B) % len(perm)
+        idx = perm[i0 : i0 + B]
+        f = min(1.0, (step + 1) / P["warmup"]) * 0.5 * (1 + math.cos(math.pi * step / P["steps"]))
+        for g in opt.param_groups:
+            g["lr"] = P["lr"] * f
+        model.train()
+        ida, ma, pma = batch_prompted(tok, [data[i][0] for i in idx], pa_name, P["q_len"])
+        idb, mb, pmb = batch_prompted(tok, [data[i][1] for i in idx], pb_name, ml)
+        ha, hb = model.hidden_states(ida, ma), model.hidden_states(idb, mb)
+        with torch.no_grad():  # layer 0 = the frozen token vectors: the teacher's similarity distribution
+            _, t_logits = info_nce(mean_pool(ha[0], pma), mean_pool(hb[0], pmb), P["temperature"])
+            t_row, t_col = F.log_softmax(t_logits, 1), F.log_softmax(t_logits.t(), 1)
+        loss, lnce, lkd, n = 0.0, 0.0, 0.0, 0
+        for l in LAYERS:
+            xa, xb = mean_pool(ha[l], pma), mean_pool(hb[l], pmb)
+            for d in DIMS:
+                nce, logits = info_nce(xa[:, :d], xb[:, :d], P["temperature"])
+                kd = 0.0
+                if d == DIMS[-1]:
+                    kd = 0.5 * (F.kl_div(F.log_softmax(logits, 1), t_row, log_target=True, reduction="batchmean")
+                                + F.kl_div(F.log_softmax(logits.t(), 1), t_col, log_target=True, reduction="batchmean"))
+                loss = loss + l * (nce + P["distill"] * kd)
+                lnce, lkd, n = lnce + l * float(nce), lkd + l * float(kd), n + l
+        loss = loss / n
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        opt.step()
+        step += 1
+        if step % 10 == 0:
+            cpu = time.process_time() - t_last
+            t_last = time.process_time()
+            log(f"step {step} ({kind}) nce {lnce / n:.4f} kd {lkd / n:.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"cpu-s/10 steps {cpu:.1f}")
+        if step % P["eval_every"] == 0 or step == P["steps"]:
+            sc = run_eval()
+            if sc > best:
+                best = sc
+                torch.save({"model": model.state_dict(), "step": step}, best_path)
+        if step % P["ckpt_every"] == 0 or step == P["steps"]:
+            tmp = BUILD / "layers2-ckpt.pt.tmp"
+            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
+                        "history": history, "params": P}, tmp)
+            os.replace(tmp, ckpt)
+    (BUILD / "layers2-history.json").write_text(json.dumps(history, indent=1))
+    log(f"training done; selected step {torch.load(best_path)['step']} (score {best:.4f})")
+
+
+def export(P, out: Path):
+    from make_test_models import bert_scopes, check_onnx, dir_report, export_onnx, write_bert_aux, write_json
+    tok = load_tok()
+    model = build_scaled(P, tok)
+    st = torch.load(BUILD / "layers2-best.pt")
+    model.load_state_dict(st["model"])
+    model.eval()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    ids, mask = batch_ids(tok, ["A man is playing a guitar.", "hi"], 64)
+    export_onnx(model, (ids, mask, torch.zeros_like(ids)), names, out / "model.onnx")
+    check_onnx(out / "model.onnx", names, P["hidden"], bert_scopes(P["layers"]))
+    write_bert_aux(out, model.config, max_seq_length=P["max_pos"], model_max_length=P["max_pos"], prompts=PROMPTS,
+                   vocab=tok.vocab)
+    pool = json.loads((out / "1_Pooling" / "config.json").read_text())
+    pool["include_prompt"] = False  # trained with the prompt tokens left out of pooling
+    write_json(out / "1_Pooling" / "config.json", pool)
+    write_json(out / "embedder.json", {
+        "matryoshka_dimensions": DIMS,
+        "exit_layers": LAYERS,
+        "training": {
+            "data": "Debian wordnet-base + dict-gcide (corpus statistics, definitions); debian-handbook, python3.11-doc, "
+                    "perl-doc, gnome-user-docs (heading -> paragraph); sword-text-kjv/sword-text-web (verse pairs)",
+            "recipe": "PPMI-SVD + SIF token vectors (frozen); token-norm-scaled zero-initialised pre-LN layers trained "
+                      "with InfoNCE over every exit layer x width plus KL to layer 0's in-batch similarities; "
+                      "query/document prompts",
+            "rebuild": "npm run model:train",
+            "selected_step": st["step"],
+        },
+    })
+    dir_report(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--distill", type=float)
+    ap.add_argument("--eval-every", type=int)
+    ap.add_argument("--out", default=str(BUILD / "layers2-model"))
+    ap.add_argument("--export-only", action="store_true")
+    a = ap.parse_args()
+    torch.set_num_threads(2)
+    P = params_layers()
+    for k in ("steps", "lr", "distill", "eval_every"):
+        if getattr(a, k) is not None:
+            P[k] = getattr(a, k)
+    if not (BUILD / "emb_init.npy").exists():
+        raise SystemExit("run training/train_default_model.py --stage data (data, vocab, stats) first")
+    if not a.export_only:
+        t = time.time()
+        ensure_sources(P)
+        log(f"docs + bible data {time.time() - t:.0f} s")
+        t = time.time()
+        train(P)
+        log(f"training {(time.time() - t) / 60:.1f} min")
+    export(P, Path(a.out))
+
+
+if __name__ == "__main__":
+    main()
