@@ -158,13 +158,25 @@ class BertLayer(nn.Module):
             self.ffn_norm = nn.LayerNorm(h, eps=eps)
         self.intermediate = BertIntermediate(cfg)
         self.output = BertOutput(cfg, cfg["intermediate_size"])
+        # pre-LN only: `residual_scaling: "token_norm"` scales each residual branch by the token's own
+        # norm (h + |h| * f(LN(h))), so an update is relative to the token's SIF-weighted size and the
+        # frequency weighting of the mean pool survives training (benchmarks/EVAL.md, issue 17)
+        self.token_norm_scaled = cfg.get("residual_scaling") == "token_norm"
 
     def forward(self, h, ext_mask):
+        if self.pre_ln and self.token_norm_scaled:
+            h = h + _token_norm(h) * self.attention(self.attention_norm(h), ext_mask)
+            return h + _token_norm(h) * self.output(self.intermediate(self.ffn_norm(h)), h)
         if self.pre_ln:
             h = h + self.attention(self.attention_norm(h), ext_mask)
             return h + self.output(self.intermediate(self.ffn_norm(h)), h)
         attn = self.attention(h, ext_mask)
         return self.output(self.intermediate(attn), attn)
+
+
+def _token_norm(h):
+    # + 1e-12: the all-zero rows ([CLS], [SEP]) get a finite gradient and stay (almost) zero
+    return torch.sqrt((h * h).sum(-1, keepdim=True) + 1e-12)
 
 
 class BertEncoder(nn.Module):

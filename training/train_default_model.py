@@ -108,6 +108,9 @@ def stage_stats(P):
 # ------------------------------------------------------------------ model helpers
 def build_model(P, tok):
     cfg = encoder_config(len(tok.vocab), P["hidden"], P["layers"], P["heads"], P["ffn"], P["max_pos"])
+    if P.get("residual_scaling"):
+        cfg["residual_scaling"] = P["residual_scaling"]
+        cfg["note"] = cfg["note"].replace("pre-LN BERT variant", "pre-LN BERT variant with token-norm-scaled residual branches")
     torch.manual_seed(P["seed"])
     model = BertModel(cfg)
     init_identity(model, torch.from_numpy(np.load(BUILD / "emb_init.npy")), P["seed"])

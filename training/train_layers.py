@@ -12,7 +12,8 @@ trains the four layers on:
   * define word query -> its WordNet / GCIDE definition, with the prompts.
 
 What differs from train_layers_experiment.py (whose deeper layers lost STS-B; benchmarks/EVAL.md):
-  * token-norm-scaled residual branches: h <- h + |h| * f(LN(h)). The first attempt diagnosed that a
+  * token-norm-scaled residual branches (model.py `residual_scaling: "token_norm"`):
+    h <- h + |h| * f(LN(h)). The first attempt diagnosed that a
     pre-LN branch adds the same-sized update to every token, so a frequent word (small SIF-weighted
     row) is pulled up to a rare word's weight and the frequency weighting that carries STS is
     diluted. Scaling each branch by the token's own norm keeps the update relative: a token's weight
@@ -34,7 +35,6 @@ import json
 import math
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -46,8 +46,7 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from model import Layer  # noqa: E402
-from train_default_model import (BUILD, DIMS, LAYERS, batch_ids, build_model, load_tok, log, mean_pool,  # noqa: E402
+from train_default_model import (BUILD, DIMS, LAYERS, batch_ids, build_model, export_model, load_tok, log, mean_pool,  # noqa: E402
                                  params, selection_data)
 
 PROMPTS = {"query": "query: ", "document": "document: "}
@@ -58,33 +57,11 @@ DOC_PACKAGES = ["debian-handbook", "python3.11-doc", "perl-doc", "gnome-user-doc
 def params_layers():
     P = params()
     P.update({
-        "ffn": 512, "batch": 64, "q_len": 32, "d_len": 64, "steps": 160, "lr": 2e-5, "warmup": 10,
+        "residual_scaling": "token_norm", "ffn": 512, "batch": 64, "q_len": 32, "d_len": 64, "steps": 160, "lr": 2e-5, "warmup": 10,
         "schedule": ["docs", "bible"], "temperature": 0.05, "distill": 0.5,
         "heldin_docs": 500, "eval_every": 40, "ckpt_every": 20,
     })
     return P
-
-
-class ScaledLayer(Layer):
-    """Pre-LN layer whose residual branches are scaled by the token's own norm (see module doc)."""
-
-    def forward(self, h, ext_mask):
-        h = h + _norm(h) * self.attention(self.attention_norm(h), ext_mask)
-        return h + _norm(h) * self.output(self.intermediate(self.ffn_norm(h)))
-
-
-def _norm(h):
-    return torch.sqrt((h * h).sum(-1, keepdim=True) + 1e-12)
-
-
-def build_scaled(P, tok):
-    model = build_model(P, tok)
-    for layer in model.encoder.layer:
-        layer.__class__ = ScaledLayer
-    model.config["residual_scaling"] = "token_norm"
-    model.config["note"] = ("pre-LN BERT variant without embedding/final LayerNorm whose residual branches are "
-                            "scaled by the token's norm, trained by training/train_layers.py; weights ship as ONNX only")
-    return model
 
 
 # ------------------------------------------------------------------ data
@@ -213,7 +190,7 @@ def info_nce(x, y, temp):
 def train(P):
     torch.manual_seed(P["seed"])
     tok = load_tok()
-    model = build_scaled(P, tok)
+    model = build_model(P, tok)
     for n, p in model.named_parameters():
         p.requires_grad = not n.startswith("embeddings.")
     sets, held_q = load_sets(P)
@@ -297,39 +274,17 @@ def train(P):
     log(f"training done; selected step {torch.load(best_path)['step']} (score {best:.4f})")
 
 
+LAYERS_TRAINING = {
+    "data": "Debian wordnet-base + dict-gcide (corpus statistics); debian-handbook, python3.11-doc, perl-doc, "
+            "gnome-user-docs (heading -> paragraph); sword-text-kjv + sword-text-web (verse pairs)",
+    "recipe": "PPMI-SVD + SIF token vectors (frozen); token-norm-scaled, zero-initialised pre-LN layers trained with "
+              "InfoNCE over every exit layer x width plus KL to layer 0's in-batch similarities; query/document prompts",
+    "rebuild": "npm run model:train",
+}
+
+
 def export(P, out: Path):
-    from make_test_models import bert_scopes, check_onnx, dir_report, export_onnx, write_bert_aux, write_json
-    tok = load_tok()
-    model = build_scaled(P, tok)
-    st = torch.load(BUILD / "layers2-best.pt")
-    model.load_state_dict(st["model"])
-    model.eval()
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    ids, mask = batch_ids(tok, ["A man is playing a guitar.", "hi"], 64)
-    export_onnx(model, (ids, mask, torch.zeros_like(ids)), names, out / "model.onnx")
-    check_onnx(out / "model.onnx", names, P["hidden"], bert_scopes(P["layers"]))
-    write_bert_aux(out, model.config, max_seq_length=P["max_pos"], model_max_length=P["max_pos"], prompts=PROMPTS,
-                   vocab=tok.vocab)
-    pool = json.loads((out / "1_Pooling" / "config.json").read_text())
-    pool["include_prompt"] = False  # trained with the prompt tokens left out of pooling
-    write_json(out / "1_Pooling" / "config.json", pool)
-    write_json(out / "embedder.json", {
-        "matryoshka_dimensions": DIMS,
-        "exit_layers": LAYERS,
-        "training": {
-            "data": "Debian wordnet-base + dict-gcide (corpus statistics, definitions); debian-handbook, python3.11-doc, "
-                    "perl-doc, gnome-user-docs (heading -> paragraph); sword-text-kjv/sword-text-web (verse pairs)",
-            "recipe": "PPMI-SVD + SIF token vectors (frozen); token-norm-scaled zero-initialised pre-LN layers trained "
-                      "with InfoNCE over every exit layer x width plus KL to layer 0's in-batch similarities; "
-                      "query/document prompts",
-            "rebuild": "npm run model:train",
-            "selected_step": st["step"],
-        },
-    })
-    dir_report(out)
+    export_model(P, load_tok(), BUILD / "layers2-best.pt", out, LAYERS_TRAINING, prompts=PROMPTS, include_prompt=False)
 
 
 def main():
