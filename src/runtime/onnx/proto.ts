@@ -15,8 +15,9 @@
  * Encoding goes through `encodeModelChunks`, which is toBinary for every message except along the
  * path to the weights (ModelProto.graph → GraphProto.initializer → TensorProto.raw_data), where
  * it writes the framing itself and references large raw_data instead of copying it. toBinary alone
- * grows one buffer by doubling and copies it out at the end: on the 90 MB MiniLM-shaped model that
- * raised peak memory by ~2.5× the model size (benchmarks/onnx-codec.ts, RESULTS.md).
+ * grows one buffer by doubling and copies it out at the end: on the 86 MiB MiniLM-shaped model it
+ * added 237 MiB at peak, where encodeModel adds 88 (its output) and saveModel 2, as the hand-written
+ * codec did (benchmarks/onnx-codec.ts, benchmarks/RESULTS.md).
  */
 import {
   create,
