@@ -6,6 +6,8 @@
  *
  * Pipeline: buf (npm @bufbuild/buf, no system protoc) compiles the .proto and runs protoc-gen-es
  * (npm @bufbuild/protoc-gen-es), then Biome formats the result so the tree's lint passes.
+ * protoc-gen-es is pinned at 2.13.0, the last release that supports Node 20 (2.14+ declare
+ * node >= 22, and npm warns about them on every install); the runtime library is not pinned.
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
