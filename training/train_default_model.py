@@ -195,6 +195,34 @@ def load_pairs(kinds=None):
     return pairs
 
 
+def layers_only_model(P):
+    """The seeded model with its corpus-statistics token vectors frozen (the layer-training
+    experiments): training can only add through the layers, whose residual branches start at zero."""
+    torch.manual_seed(P["seed"])
+    tok = load_tok()
+    model = build_model(P, tok)
+    for n, p in model.named_parameters():
+        p.requires_grad = not n.startswith("embeddings.")
+    return tok, model
+
+
+# Query/document prompts of the layer-training experiments (train_layers*.py); the shipped default has none.
+PROMPTS = {"query": "query: ", "document": "document: "}
+
+
+def batch_prompted(tok, texts, prompt, max_len):
+    """Token ids with the prompt prepended, plus the pooling mask that leaves [CLS] and the prompt
+    out (sentence-transformers' include_prompt: false, as the runtime does)."""
+    skip = 0
+    if prompt:
+        texts = [PROMPTS[prompt] + t for t in texts]
+        skip = len(tok.encode(PROMPTS[prompt], max_len)) - 1
+    ids, mask = batch_ids(tok, texts, max_len)
+    pmask = mask.clone()
+    pmask[:, :skip] = 0
+    return ids, mask, pmask
+
+
 def info_nce(x, y, temp):
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
     logits = x @ y.t() / temp

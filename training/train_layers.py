@@ -50,10 +50,9 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_default_model import (BUILD, DIMS, LAYERS, batch_ids, build_model, export_model, load_tok, log, mean_pool,  # noqa: E402
+from train_default_model import (BUILD, DIMS, LAYERS, PROMPTS, batch_prompted, layers_only_model, export_model, load_tok, log, mean_pool,  # noqa: E402
                                  params, selection_data)
 
-PROMPTS = {"query": "query: ", "document": "document: "}
 QUERY_TEMPLATES = ["{w}", "what is {w}", "what does {w} mean", "define {w}", "{w} meaning", "what is a {w}"]
 DOC_PACKAGES = ["debian-handbook", "python3.11-doc", "perl-doc", "gnome-user-docs"]
 
@@ -119,19 +118,6 @@ def load_sets(P):
     return out, held_q
 
 
-def batch_prompted(tok, texts, prompt, max_len):
-    """Ids with the prompt prepended, plus the pooling mask without [CLS] and the prompt
-    (sentence-transformers' include_prompt: false, which the runtime implements)."""
-    skip = 0
-    if prompt:
-        texts = [PROMPTS[prompt] + t for t in texts]
-        skip = len(tok.encode(PROMPTS[prompt], max_len)) - 1
-    ids, mask = batch_ids(tok, texts, max_len)
-    pmask = mask.clone()
-    pmask[:, :skip] = 0
-    return ids, mask, pmask
-
-
 # ------------------------------------------------------------------ evaluation (held-in only)
 @torch.no_grad()
 def embed(model, tok, texts, prompt=None, max_len=128, bs=64):
@@ -192,11 +178,7 @@ def info_nce(x, y, temp):
 
 
 def train(P):
-    torch.manual_seed(P["seed"])
-    tok = load_tok()
-    model = build_model(P, tok)
-    for n, p in model.named_parameters():
-        p.requires_grad = not n.startswith("embeddings.")
+    tok, model = layers_only_model(P)
     sets, held_q = load_sets(P)
     log("training sets: " + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items()) + f"; held-in docs {len(held_q)}")
     trainable = [p for p in model.parameters() if p.requires_grad]

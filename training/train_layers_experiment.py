@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_default_model import (BUILD, DIMS, HERE, LAYERS, batch_ids, build_model, export_model,  # noqa: E402
+from train_default_model import (BUILD, DIMS, HERE, LAYERS, PROMPTS, batch_prompted, layers_only_model, export_model,  # noqa: E402
                                  info_nce, load_pairs, load_tok, log, mean_pool, params, train_loop)
 
 
@@ -55,7 +55,6 @@ def stage_bible(P):
 
 
 # ------------------------------------------------------------------ training
-PROMPTS = {"query": "query: ", "document": "document: "}
 QUERY_TEMPLATES = ["{w}", "what is {w}", "what does {w} mean", "define {w}", "{w} meaning", "what is a {w}"]
 
 
@@ -76,27 +75,8 @@ def training_sets(P):
             for j, (k, v) in enumerate(sets.items())}
 
 
-def batch_prompted(tok, texts, prompt, max_len):
-    """Token ids with the prompt prepended, plus the pooling mask that leaves [CLS] and the prompt
-    out (sentence-transformers' include_prompt: false, as the runtime does)."""
-    skip = 0
-    if prompt:
-        texts = [PROMPTS[prompt] + t for t in texts]
-        skip = len(tok.encode(PROMPTS[prompt], max_len)) - 1
-    ids, mask = batch_ids(tok, texts, max_len)
-    pmask = mask.clone()
-    pmask[:, :skip] = 0
-    return ids, mask, pmask
-
-
 def stage_train_layers(P):
-    torch.manual_seed(P["seed"])
-    tok = load_tok()
-    model = build_model(P, tok)
-    # the corpus-statistics token vectors stay frozen: training can only add through the layers,
-    # whose residual branches start at zero
-    for n, p in model.named_parameters():
-        p.requires_grad = not n.startswith("embeddings.")
+    tok, model = layers_only_model(P)
     sets = training_sets(P)
     log("training sets: " + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items()))
     trainable = [p for p in model.parameters() if p.requires_grad]
