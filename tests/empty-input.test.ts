@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RuntimeError } from '../src/runtime/errors.js';
 import type { Models } from '../src/runtime/models.js';
-import { postJson, startModelsServer, type TestServer, TINY_BERT, TINY_RERANKER } from './helpers.js';
+import { postJson, putJson, startModelsServer, type TestServer, TINY_BERT, TINY_RERANKER } from './helpers.js';
 
 /** Blank for any model; the last two are kept by no BERT normalizer (U+FFFD, a lone combining accent). */
 const BLANK = ['', '   ', '\t\n\r', '\u200b', '\ufeff\u2060', '\ud800', '\udc00 \u3000', ' \u00a0\u2028'];
@@ -29,8 +29,7 @@ beforeAll(async () => {
     { store: true },
   );
   url = server.url;
-  const put = (name: string, body: unknown) =>
-    fetch(`${url}/collections/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const put = (name: string, body: unknown) => putJson(`${url}/collections/${name}`, body);
   expect((await put('plain', {})).status).toBeLessThan(300);
   expect((await put('words', { lexical: true })).status).toBeLessThan(300);
 }, 120_000);

@@ -13,7 +13,7 @@ import { CollectionStore } from '../src/index/index.js';
 import { Engine } from '../src/runtime/engine.js';
 import { type AppOptions, buildApp } from '../src/server/app.js';
 import { nestingBeyond, redactUrl } from '../src/server/http-guard.js';
-import { postJson, startServerProcess, TINY_BERT } from './helpers.js';
+import { postJson, putJson, startServerProcess, TINY_BERT } from './helpers.js';
 
 let engine: Engine;
 const apps: FastifyInstance[] = [];
@@ -74,11 +74,7 @@ describe('prompt names are own properties only (point 5)', () => {
       expect(embed.json.error_code).toBe('UNKNOWN_PROMPT');
       expect((await postJson(`${url}/v1/embeddings`, { input: 'hello', model: 'x', prompt_name: name })).status, name).toBe(422);
       expect((await postJson(`${url}/search`, { query: 'a', candidates: ['b'], query_prompt_name: name })).status, name).toBe(422);
-      const put = await fetch(`${url}/collections/c`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ document_prompt_name: name }),
-      });
+      const put = await putJson(`${url}/collections/c`, { document_prompt_name: name });
       expect(put.status, name).toBe(422);
     }
   });
@@ -89,11 +85,7 @@ describe('vectors whose scores cannot be represented (point 7)', () => {
     const { url } = await serve({ store: await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-'))) });
     const dims = 4;
     for (const metric of ['l2', 'ip']) {
-      const put = await fetch(`${url}/collections/${metric}`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ metric, dimensions: dims }),
-      });
+      const put = await putJson(`${url}/collections/${metric}`, { metric, dimensions: dims });
       expect(put.status).toBeLessThan(300);
       const huge = [1e38, 1e38, 0, 0];
       const up = await postJson(`${url}/collections/${metric}/documents`, { documents: [{ id: 'huge', vector: huge }] });
@@ -274,11 +266,7 @@ describe('damage in the middle of a log, through the service (point 3)', () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'harden-wal-'));
     let server = await startServerProcess({ DATA_DIR: dataDir });
     try {
-      const put = await fetch(`${server.url}/collections/c`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: '{"dimensions": 4}',
-      });
+      const put = await putJson(`${server.url}/collections/c`, '{"dimensions": 4}');
       expect(put.status).toBe(200);
       // One acknowledged log record per request.
       for (let i = 0; i < 40; i++) {
@@ -434,7 +422,7 @@ describe('smaller contract holes (point 13)', () => {
     const v1 = await postJson(`${url}/v1/embeddings`, '{"input": "a", "__proto__": {"model": "x"}}');
     expect(v1.status).toBe(422);
     expect(v1.json.error.message).toBe('body.__proto__ is a "__proto__" key, which is not accepted anywhere');
-    const put = await fetch(`${url}/collections/docs`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: '{}' });
+    const put = await putJson(`${url}/collections/docs`, '{}');
     expect(put.status).toBeLessThan(300);
     const upsert = await postJson(
       `${url}/collections/docs/documents`,
@@ -469,12 +457,7 @@ describe('smaller contract holes (point 13)', () => {
 
   it('answers a name that differs only in case with 409, and a device name with 422, over HTTP', async () => {
     const { url } = await serve({ store: await CollectionStore.open(mkdtempSync(join(tmpdir(), 'harden-'))) });
-    const put = (name: string) =>
-      fetch(`${url}/collections/${name}`, {
-        method: 'PUT',
-        headers: { 'content-type': 'application/json' },
-        body: '{"dimensions": 4}',
-      }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
+    const put = (name: string) => putJson(`${url}/collections/${name}`, '{"dimensions": 4}');
     expect((await put('a')).status).toBe(200);
     expect((await put('a')).status).toBe(200); // the same PUT again is a no-op
     const upper = await put('A');

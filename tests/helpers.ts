@@ -124,13 +124,24 @@ export async function startModelsServer(
   return { ...(await serveOnLoopback(models, { ...appOptions, models }, limits)), engine: models.default, models };
 }
 
-export async function postJson(
-  url: string,
-  body: unknown,
-  headers: Record<string, string> = {},
-): Promise<{ status: number; headers: Headers; json: any }> {
+export interface JsonReply {
+  status: number;
+  headers: Headers;
+  /** The parsed body, or its text when it is not JSON. */
+  json: any;
+}
+
+/** POSTs a JSON body (a string is sent as it is, so tests can send malformed JSON). */
+export const postJson = (url: string, body: unknown, headers: Record<string, string> = {}): Promise<JsonReply> =>
+  sendJson('POST', url, body, headers);
+
+/** PUTs a JSON body (creating a collection, for instance); a string is sent as it is. */
+export const putJson = (url: string, body: unknown, headers: Record<string, string> = {}): Promise<JsonReply> =>
+  sendJson('PUT', url, body, headers);
+
+async function sendJson(method: string, url: string, body: unknown, headers: Record<string, string>): Promise<JsonReply> {
   const res = await fetch(url, {
-    method: 'POST',
+    method,
     headers: { 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });

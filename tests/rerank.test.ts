@@ -13,6 +13,7 @@ import {
   cosine,
   modelVariant,
   postJson,
+  putJson,
   readReference,
   startModelsServer,
   type TestServer,
@@ -251,19 +252,11 @@ describe('several models in one process', () => {
   });
 
   it("records a collection's model for life and embeds its documents and queries with it", async () => {
-    const created = await fetch(`${server.url}/collections/dec-notes`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'decoder' }),
-    });
+    const created = await putJson(`${server.url}/collections/dec-notes`, { model: 'decoder' });
     expect(created.status).toBe(200);
-    expect(((await created.json()) as any).settings.model).toBe('decoder');
+    expect(created.json.settings.model).toBe('decoder');
     // The same PUT without the model means the default model: different settings.
-    const again = await fetch(`${server.url}/collections/dec-notes`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: '{}',
-    });
+    const again = await putJson(`${server.url}/collections/dec-notes`, '{}');
     expect(again.status).toBe(409);
     const up = await postJson(`${server.url}/collections/dec-notes/documents`, {
       documents: dec.sentences.slice(0, 4).map((text, i) => ({ id: String(i), text })),
@@ -279,20 +272,12 @@ describe('several models in one process', () => {
     expect(hit.json.results[0].id).toBe('2');
     const contradicting = await postJson(`${server.url}/search`, { collection: 'dec-notes', query: 'x', model: 'bert' });
     expect(contradicting.status).toBe(422);
-    const wrongKind = await fetch(`${server.url}/collections/r`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'ranker' }),
-    });
+    const wrongKind = await putJson(`${server.url}/collections/r`, { model: 'ranker' });
     expect(wrongKind.status).toBe(422);
   });
 
   it("the cascade in /search returns the reranker's order, with the first stage's score beside it", async () => {
-    await fetch(`${server.url}/collections/docs`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ model: 'bert' }),
-    });
+    await putJson(`${server.url}/collections/docs`, { model: 'bert' });
     const up = await postJson(`${server.url}/collections/docs/documents`, {
       documents: rr.documents.map((text, i) => ({ id: `d${i}`, text, metadata: { i } })),
     });

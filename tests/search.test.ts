@@ -1,15 +1,12 @@
 /** Collections and /search over HTTP, with the real model and the durable store. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BertReference, cosine, postJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
+import { type BertReference, cosine, postJson, putJson, readReference, startServer, type TestServer, TINY_BERT } from './helpers.js';
 
 const ref = readReference<BertReference>(TINY_BERT);
 let server: TestServer;
 let url: string;
 
-const put = (path: string, body: unknown) =>
-  fetch(`${url}${path}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }).then(
-    async (r) => ({ status: r.status, json: (await r.json()) as any }),
-  );
+const put = (path: string, body: unknown) => putJson(`${url}${path}`, body);
 const get = (path: string) => fetch(`${url}${path}`).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));
 const del = (path: string) =>
   fetch(`${url}${path}`, { method: 'DELETE' }).then(async (r) => ({ status: r.status, json: (await r.json()) as any }));

@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { postJson, startServerProcess } from './helpers.js';
+import { postJson, putJson, startServerProcess } from './helpers.js';
 
 const vectorOf = (n: number): number[] => Array.from({ length: 64 }, (_, d) => Math.sin(n * 0.37 + d));
 
@@ -20,15 +20,7 @@ describe('SIGKILL during a stream of acknowledged writes', () => {
 
     let server = await start();
     let url = server.url;
-    expect(
-      (
-        await fetch(`${url}/collections/crash`, {
-          method: 'PUT',
-          headers: { 'content-type': 'application/json' },
-          body: '{"metric":"cosine"}',
-        })
-      ).status,
-    ).toBe(200);
+    expect((await putJson(`${url}/collections/crash`, '{"metric":"cosine"}')).status).toBe(200);
 
     for (const killAfter of [15, 70, 160]) {
       const target = acked.size + killAfter;

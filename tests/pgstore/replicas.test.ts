@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { postgresUnavailableReason, startTempCluster, type TempCluster } from '../../tools/postgres.js';
 import { type Balancer, haproxyUnavailableReason, type ReplicaProcess, startHaproxy, startReplica } from '../../tools/replica-harness.js';
-import { postJson, TINY_BERT } from '../helpers.js';
+import { postJson, putJson, TINY_BERT } from '../helpers.js';
 
 const skip = postgresUnavailableReason() ?? haproxyUnavailableReason();
 if (skip) console.warn(skip);
@@ -51,11 +51,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
   });
 
   it('a write through one replica is searchable through the other with x-min-store-seq', async () => {
-    const created = await fetch(`${r1.url}/collections/ryw`, {
-      method: 'PUT',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ dimensions: DIMS }),
-    });
+    const created = await putJson(`${r1.url}/collections/ryw`, { dimensions: DIMS });
     expect(created.status).toBe(200);
     const createdSeq = Number(created.headers.get('x-store-seq'));
     expect(createdSeq).toBeGreaterThan(0);
@@ -95,15 +91,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
   });
 
   it('SIGKILL of a replica during a bulk ingest through the balancer loses no acknowledged document', async () => {
-    expect(
-      (
-        await fetch(`${lb.url}/collections/bulk`, {
-          method: 'PUT',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ dimensions: DIMS }),
-        })
-      ).status,
-    ).toBe(200);
+    expect((await putJson(`${lb.url}/collections/bulk`, { dimensions: DIMS })).status).toBe(200);
     const acked = new Set<string>();
     let lastSeq = 0;
     let next = 0;
@@ -151,15 +139,7 @@ describe.skipIf(skip !== undefined)('replicas over PostgreSQL behind haproxy', (
   }, 300_000);
 
   it('PostgreSQL restarting under traffic: writes get 503 unavailable with Retry-After, searches stay up (stale), both replicas catch up', async () => {
-    expect(
-      (
-        await fetch(`${lb.url}/collections/pgr`, {
-          method: 'PUT',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ dimensions: DIMS }),
-        })
-      ).status,
-    ).toBe(200);
+    expect((await putJson(`${lb.url}/collections/pgr`, { dimensions: DIMS })).status).toBe(200);
     const acked = new Set<string>();
     const statuses = new Map<number, number>();
     let unavailable: { retryAfter: string | null; type: string; code: string } | undefined;
