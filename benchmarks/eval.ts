@@ -65,6 +65,18 @@ interface Row {
   note?: string;
 }
 
+/** A row for something that could not be measured, saying why. */
+const notMeasured = (name: string, note: string, layer = '–', dims = '–'): Row => ({
+  name,
+  layer,
+  dims,
+  sts: null,
+  sick: null,
+  ndcg: null,
+  recall: null,
+  note,
+});
+
 function stsScore(va: Float32Array[], vb: Float32Array[], gold: number[]): number {
   return spearman(
     va.map((v, i) => dot(v, vb[i]!)),
@@ -139,17 +151,7 @@ async function evalModel(dir: string, name: string, data: { sts: Pairs; sick: Pa
       try {
         e.validate({ layer });
       } catch (err) {
-        for (const d of dims)
-          rows.push({
-            name,
-            layer: String(layer),
-            dims: String(d),
-            sts: null,
-            sick: null,
-            ndcg: null,
-            recall: null,
-            note: 'n/a (layer exit not available)',
-          });
+        for (const d of dims) rows.push(notMeasured(name, 'n/a (layer exit not available)', String(layer), String(d)));
         console.error(`${name}: layer ${layer}: ${(err as Error).message}`);
         continue;
       }
@@ -331,16 +333,7 @@ if (corpus) {
     recall: ret.recall,
   });
 } else {
-  rows.push({
-    name: 'TF-IDF',
-    layer: '–',
-    dims: '–',
-    sts: null,
-    sick: null,
-    ndcg: null,
-    recall: null,
-    note: 'n/a (dictionary corpus unavailable)',
-  });
+  rows.push(notMeasured('TF-IDF', 'n/a (dictionary corpus unavailable)'));
 }
 
 // BM25 baseline for retrieval (k1 0.9, b 0.4 as Anserini's MS MARCO default; IDF from the 5k passages)
@@ -394,17 +387,7 @@ if (!untrained && !BASELINES_ONLY) {
   if (r.status === 0) untrained = tmp;
 }
 if (untrained && existsSync(untrained)) rows.push(...(await evalModel(resolve(untrained), 'untrained (random placeholder)', data, true)));
-else if (!BASELINES_ONLY)
-  rows.push({
-    name: 'untrained',
-    layer: '–',
-    dims: '–',
-    sts: null,
-    sick: null,
-    ndcg: null,
-    recall: null,
-    note: 'n/a (could not generate it)',
-  });
+else if (!BASELINES_ONLY) rows.push(notMeasured('untrained', 'n/a (could not generate it)'));
 
 const md = table(rows);
 console.log(md);
