@@ -1,16 +1,16 @@
 #!/usr/bin/python3
 """Re-export the shipped models/default through the training code, into OUT_DIR.
 
-The shipped model is training's step 0 (embedder.json `selected_step: 0`): the identity-initialised
-encoder (training/model.py `init_identity`, fixed seed) over the corpus-statistics token vectors.
-Those vectors are read back from the shipped ONNX file; every other weight comes from the seed. The
-export then runs through train_default_model.py's `export_model`, so OUT_DIR equals models/default
-byte for byte exactly when the one model definition and the export path still produce what
-`npm run model:train` shipped (tests/training-export.test.ts compares them).
+The shipped model's layers are the identity (training/model.py `init_identity`, fixed seed); only its
+token vectors were trained (train_default_model.py's `table` stage). Those vectors are read back from
+the shipped ONNX file, the training record and prompts from its embedder.json and sentence-transformers
+config; every other weight comes from the seed. The export then runs through train_default_model.py's
+`export_model`, so OUT_DIR equals models/default byte for byte exactly when the one model definition
+and the export path still produce what `npm run model:train` shipped (tests/default-model.test.ts).
 
     /usr/bin/python3 training/reexport_default.py OUT_DIR
 
-Exit status 3 when the shipped model is not a step-0 model (its weights cannot be rebuilt here).
+Exit status 3 when the shipped model's layers are not the seeded identity (they cannot be rebuilt here).
 """
 from __future__ import annotations
 
@@ -47,7 +47,10 @@ def main() -> int:
         P = t.params()
         tok = t.load_tok()
         torch.save({"model": t.build_model(P, tok).state_dict(), "step": 0}, t.BUILD / "best.pt")
-        t.export_model(P, tok, t.BUILD / "best.pt", out, t.DEFAULT_TRAINING)
+        training = json.loads((shipped / "embedder.json").read_text())["training"]
+        del training["selected_step"]  # export_model writes it from the checkpoint
+        prompts = json.loads((shipped / "config_sentence_transformers.json").read_text())["prompts"]
+        t.export_model(P, tok, t.BUILD / "best.pt", out, training, prompts=prompts or None)
     return 0
 
 

@@ -1,19 +1,29 @@
 #!/usr/bin/python3
-"""Rebuilds models/default from scratch: Debian dictionary text -> pairs -> WordPiece vocabulary ->
-PPMI-SVD token vectors with SIF weights -> identity-initialised pre-LN encoder -> contrastive
-training with 2D Matryoshka losses (dimensions x layers) -> ONNX + tokenizer.json + configs.
+"""Rebuilds models/default from scratch, from Debian-packaged text only:
 
-    nice -n 19 /usr/bin/python3 training/train_default_model.py --all      # everything (~60 min on 2 cores)
-    ... --stage train|export                                               # resume from a stage
+  data    WordNet + GCIDE (definitions, examples, synonyms), KJV <-> WEB verse pairs, manual
+          heading -> paragraph pairs (debian-handbook, python3.11-doc, perl-doc, gnome-user-docs)
+  vocab   WordPiece vocabulary from the dictionary corpus
+  stats   PPMI-SVD token vectors over the dictionary corpus plus the Bibles' and manuals' prose, SIF
+          weights from the dictionary corpus, an exact-match component per token (emb_init.npy)
+  table   paraphrastic training of the token table as a word-averaging model (train_tokens.py):
+          InfoNCE at every Matryoshka width on verse pairs, dictionary sentence pairs, heading ->
+          paragraph pairs and headword -> definition pairs (DefSent-style); held-in selection
+  export  the identity-initialised pre-LN encoder over the trained table -> ONNX + tokenizer + configs
 
-Intermediate files go to training/build/ (git-ignored); training checkpoints every
---ckpt-every steps and resumes from the last checkpoint. Nothing depends on wall-clock time, so
-the process may be paused (SIGSTOP/SIGCONT) at any point. Evaluation sets from ../shared are read
-only for model selection on STS-B *train* (never for training); missing sets just disable selection.
+    nice -n 19 /usr/bin/python3 training/train_default_model.py --all      # everything (~15 min on 2 cores)
+    ... --stage table|export [--only]                                      # resume from a stage
+
+Intermediate files go to training/build/ (git-ignored). Nothing depends on wall-clock time, so the
+process may be paused (SIGSTOP/SIGCONT) at any point. Evaluation sets from ../shared are read only
+for selection on STS-B *train* and SICK *train* (never for training); without them the last step
+is exported. Layer training (train_layers.py) is an experiment: it did not beat the trained table
+on held-in data (benchmarks/EVAL.md), so the shipped layers are the identity.
 """
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import math
 import os
@@ -49,28 +59,52 @@ def log(*a):
 def params():
     return {
         "vocab_size": 16000, "hidden": 256, "layers": 4, "heads": 4, "ffn": 1024, "max_pos": 256,
-        "svd_window": 5, "sif_a": 1e-3, "lexical_beta": 2.0,
-        "seed": 20240611, "batch": 128, "max_len": 32, "steps": 150, "lr": 5e-5, "emb_lr": 5e-6,
-        # sentence-like pairs only: word <-> definition pairs (gc_head_def, wn_words_def, wn_syn) pulled
-        # STS-B train down in a first run (selection 0.673 -> 0.637 after 60 steps at lr 2e-4)
-        "pair_kinds": ["wn_gc_def", "wn_ex_sub", "wn_ex_ex", "wn_def_ex", "gc_def_ex"],
-        "warmup": 50, "temperature": 0.05, "ckpt_every": 30, "eval_every": 30, "select_pairs": 1500,
+        "svd_window": 5, "sif_a": 1e-3, "lexical_beta": 2.0, "seed": 20240611,
+        # table stage (train_tokens.py): batches cycle through the kinds; selection every eval_every steps
+        "table_kinds": ["bible", "dict", "docs", "define"], "table_steps": 6000, "table_lr": 1e-3,
+        "table_batch": 256, "table_eval_every": 2000, "table_prompts": True, "temperature": 0.05,
+        # shared with the layer experiments (train_layers.py)
+        "batch": 128, "warmup": 50, "ckpt_every": 30, "eval_every": 30, "select_pairs": 1500,
     }
 
 
 # ------------------------------------------------------------------ stages
+def apt_install(packages: list[str]) -> None:
+    log(f"installing {' '.join(packages)} with apt")
+    cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + packages
+    subprocess.run(cmd if os.geteuid() == 0 else ["sudo"] + cmd, check=True)
+
+
+# the Debian packages each source needs, and a file (pattern) that shows it is installed
+SOURCES = {
+    "wordnet-base": "/usr/share/wordnet/data.noun", "dict-gcide": "/usr/share/dictd/gcide.dict.dz",
+    "sword-text-kjv": "/usr/share/sword/mods.d/engKJV*.conf", "sword-text-web": "/usr/share/sword/mods.d/engWEB*.conf",
+    "libsword-utils": "/usr/bin/mod2vpl", "debian-handbook": "/usr/share/doc/debian-handbook/html/en-US",
+    "python3.11-doc": "/usr/share/doc/python3.11/html/_sources", "perl-doc": "/usr/share/perl/5.36/pod/perlfaq4.pod",
+    "gnome-user-docs": "/usr/share/help/C/gnome-help",
+}
+
+
 def stage_data(P):
-    if not Path("/usr/share/wordnet/data.noun").exists() or not Path("/usr/share/dictd/gcide.dict.dz").exists():
-        log("installing wordnet-base dict-gcide with apt")
-        cmd = ["apt-get", "install", "-y", "wordnet-base", "dict-gcide"]
-        if os.geteuid() != 0:
-            cmd = ["sudo"] + cmd
-        subprocess.run(cmd, check=True)
-    subprocess.run([sys.executable, str(HERE / "prep_data.py")], check=True)
+    missing = [pkg for pkg, pattern in SOURCES.items() if not glob.glob(pattern)]
+    if missing:
+        apt_install(missing)
+    for script in ("prep_data.py", "prep_bible.py", "prep_docs.py"):
+        subprocess.run([sys.executable, str(HERE / script)], check=True)
 
 
 def read_corpus():
     return [ln for ln in (BUILD / "corpus.txt").read_text(encoding="utf-8").split("\n") if ln]
+
+
+def read_prose():
+    """Both Bibles' verses and the manuals' headings and paragraphs, one text per line."""
+    out = []
+    for ln in (BUILD / "bible.tsv").read_text(encoding="utf-8").split("\n"):
+        out += [x for x in ln.split("\t")[:2] if x]
+    for ln in (BUILD / "docs.tsv").read_text(encoding="utf-8").split("\n"):
+        out += [x for x in ln.split("\t")[1:3] if x]
+    return out
 
 
 def stage_vocab(P):
@@ -89,8 +123,10 @@ def stage_stats(P):
     from stats import encode_corpus, ppmi_svd, token_probs
     tok = load_tok()
     V = len(tok.vocab)
-    seqs = encode_corpus(tok, read_corpus())
-    p = token_probs(seqs, V)
+    dictionary = encode_corpus(tok, read_corpus())
+    # frequencies (the SIF weights) from the dictionary corpus; co-occurrences from it and the prose
+    p = token_probs(dictionary, V)
+    seqs = dictionary + encode_corpus(tok, read_prose())
     vec, S = ppmi_svd(seqs, V, P["hidden"], window=P["svd_window"], seed=P["seed"])
     nv = vec / (np.linalg.norm(vec, axis=1, keepdims=True) + 1e-9)
     # exact-match (lexical) component: a random direction per token, as a sketch of TF-IDF
@@ -113,7 +149,7 @@ def build_model(P, tok):
         cfg["note"] = cfg["note"].replace("pre-LN BERT variant", "pre-LN BERT variant with token-norm-scaled residual branches")
     torch.manual_seed(P["seed"])
     model = BertModel(cfg)
-    init_identity(model, torch.from_numpy(np.load(BUILD / "emb_init.npy")), P["seed"])
+    init_identity(model, torch.from_numpy(np.load(BUILD / P.get("token_table", "emb_init.npy"))), P["seed"])
     return model
 
 
@@ -128,39 +164,6 @@ def batch_ids(tok, texts, max_len):
     return ids, mask
 
 
-@torch.no_grad()
-def embed_layers(model, tok, texts, max_len=128, bs=128):
-    """{layer: [n, hidden] mean-pooled} for layers 0..N."""
-    model.eval()
-    out = {l: [] for l in range(model.config["num_hidden_layers"] + 1)}
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for s in range(0, len(order), bs):
-        idx = order[s : s + bs]
-        ids, mask = batch_ids(tok, [texts[i] for i in idx], max_len)
-        hs = model.hidden_states(ids, mask)
-        for l, h in enumerate(hs):
-            out[l].append((idx, mean_pool(h, mask)))
-    res = {}
-    for l, parts in out.items():
-        M = torch.zeros(len(texts), model.config["hidden_size"])
-        for idx, v in parts:
-            M[idx] = v
-        res[l] = M
-    return res
-
-
-def grid_spearman(model, tok, data):
-    from evalsts import spearman
-    a, b, gold = data
-    ea, eb = embed_layers(model, tok, a), embed_layers(model, tok, b)
-    res = {}
-    for l in ea:
-        for d in DIMS:
-            x, y = F.normalize(ea[l][:, :d], dim=-1), F.normalize(eb[l][:, :d], dim=-1)
-            res[(l, d)] = spearman((x * y).sum(-1).numpy(), gold)
-    return res
-
-
 def selection_data(P):
     from evalsts import load_stsb
     d = load_stsb("train")
@@ -171,30 +174,7 @@ def selection_data(P):
     return [d[0][i] for i in idx], [d[1][i] for i in idx], d[2][idx]
 
 
-def selection_score(res):
-    """Full size counts double next to the mean over the whole (layer >= 1) grid."""
-    grid = [v for (l, d), v in res.items() if l >= 1]
-    return 0.5 * res[(LAYERS[-1], DIMS[-1])] + 0.5 * float(np.mean(grid))
-
-
-def fmt_grid(res):
-    rows = []
-    for l in sorted({l for l, _ in res}):
-        rows.append(f"L{l}: " + " ".join(f"{res[(l, d)]:.3f}" for d in DIMS))
-    return " | ".join(rows)
-
-
-# ------------------------------------------------------------------ training
-def load_pairs(kinds=None):
-    pairs = []
-    with open(BUILD / "pairs.tsv", encoding="utf-8") as f:
-        for ln in f:
-            k, a, b = ln.rstrip("\n").split("\t")
-            if kinds is None or k in kinds:
-                pairs.append((a, b))
-    return pairs
-
-
+# ------------------------------------------------------------------ layer experiments (train_layers.py)
 def layers_only_model(P):
     """The seeded model with its corpus-statistics token vectors frozen (the layer-training
     experiments): training can only add through the layers, whose residual branches start at zero."""
@@ -206,7 +186,7 @@ def layers_only_model(P):
     return tok, model
 
 
-# Query/document prompts of the layer-training experiments (train_layers*.py); the shipped default has none.
+# Query/document prompts of the layer-training experiment (train_layers.py); the shipped default has none.
 PROMPTS = {"query": "query: ", "document": "document: "}
 
 
@@ -221,115 +201,6 @@ def batch_prompted(tok, texts, prompt, max_len):
     pmask = mask.clone()
     pmask[:, :skip] = 0
     return ids, mask, pmask
-
-
-def info_nce(x, y, temp):
-    x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
-    logits = x @ y.t() / temp
-    target = torch.arange(x.size(0))
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
-
-
-def train_loop(P, model, tok, opt, step_loss, clip, ckpt, best_path, history_path, after_step=None,
-               last_without_selection=False):
-    """The training loop both recipes share: resume from `ckpt` when it was written with the same
-    params, select on STS-B train (step 0 and every eval_every steps, best to `best_path`),
-    checkpoint every ckpt_every steps. Learning rate: each parameter group's initial rate times a
-    linear warm-up and cosine decay, by step (never by clock). `step_loss(step)` returns the batch
-    loss and a label for the log; `after_step()` runs after each optimiser step."""
-    base_lrs = [g["lr"] for g in opt.param_groups]
-    step, best = 0, -1.0
-    history = []
-    if ckpt.exists():
-        st = torch.load(ckpt)
-        if st.get("params") == P:
-            model.load_state_dict(st["model"]); opt.load_state_dict(st["opt"])
-            step, best, history = st["step"], st["best"], st["history"]
-            log(f"resumed at step {step} (best selection score {best:.4f})")
-    sel = selection_data(P)
-    if step == 0:
-        if sel is not None:
-            res = grid_spearman(model, tok, sel)
-            best = selection_score(res)
-            history.append({"step": 0, "score": best, "grid": {f"{l},{d}": v for (l, d), v in res.items()}})
-            log(f"init  selection {best:.4f}  {fmt_grid(res)}")
-        torch.save({"model": model.state_dict(), "step": 0}, best_path)
-    model.train()
-    t_last = time.process_time()
-    while step < P["steps"]:
-        f = min(1.0, (step + 1) / P["warmup"]) * 0.5 * (1 + math.cos(math.pi * step / P["steps"]))
-        for g, lr in zip(opt.param_groups, base_lrs):
-            g["lr"] = lr * f
-        model.train()
-        loss, label = step_loss(step)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(clip, 1.0)
-        opt.step()
-        if after_step is not None:
-            after_step()
-        step += 1
-        if step % 10 == 0:
-            cpu = time.process_time() - t_last
-            t_last = time.process_time()
-            log(f"step {step}{label} loss {loss.item():.4f} lr {opt.param_groups[-1]['lr']:.2e} cpu-s/10 steps {cpu:.1f}")
-        if sel is not None and (step % P["eval_every"] == 0 or step == P["steps"]):
-            res = grid_spearman(model, tok, sel)
-            sc = selection_score(res)
-            history.append({"step": step, "score": sc, "grid": {f"{l},{d}": v for (l, d), v in res.items()}})
-            log(f"eval step {step} selection {sc:.4f} (best {best:.4f})  {fmt_grid(res)}")
-            if sc > best:
-                best = sc
-                torch.save({"model": model.state_dict(), "step": step}, best_path)
-        if step % P["ckpt_every"] == 0 or step == P["steps"]:
-            tmp = ckpt.with_name(ckpt.name + ".tmp")
-            torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
-                        "history": history, "params": P}, tmp)
-            os.replace(tmp, ckpt)
-    if sel is None and last_without_selection:
-        torch.save({"model": model.state_dict(), "step": step}, best_path)
-    history_path.write_text(json.dumps(history, indent=1))
-    log(f"training done; selected step {torch.load(best_path)['step']}")
-
-
-def stage_train(P):
-    torch.manual_seed(P["seed"])
-    tok = load_tok()
-    model = build_model(P, tok)
-    pairs = load_pairs(P.get("pair_kinds"))
-    log(f"{len(pairs)} training pairs")
-    rng = np.random.RandomState(P["seed"])
-    perm = rng.permutation(len(pairs))
-    emb_params = [p for n, p in model.named_parameters() if n.startswith("embeddings.")]
-    other = [p for n, p in model.named_parameters() if not n.startswith("embeddings.")]
-    opt = torch.optim.AdamW([{"params": emb_params, "lr": P["emb_lr"], "weight_decay": 0.0},
-                             {"params": other, "lr": P["lr"], "weight_decay": 0.01}])
-    B = P["batch"]
-
-    def step_loss(step):
-        i0 = (step * B) % len(perm)
-        idx = perm[i0 : i0 + B]
-        ida, ma = batch_ids(tok, [pairs[i][0] for i in idx], P["max_len"])
-        idb, mb = batch_ids(tok, [pairs[i][1] for i in idx], P["max_len"])
-        ha = model.hidden_states(ida, ma)
-        hb = model.hidden_states(idb, mb)
-        loss = 0.0
-        n = 0
-        for l in LAYERS:
-            pa, pb = mean_pool(ha[l], ma), mean_pool(hb[l], mb)
-            for d in DIMS:
-                loss = loss + info_nce(pa[:, :d], pb[:, :d], P["temperature"])
-                n += 1
-        return loss / n, ""
-
-    def zero_pad_row():
-        with torch.no_grad():
-            model.embeddings.word_embeddings.weight[0].zero_()
-
-    # Without selection data best.pt stays the step-0 model: measured here, the dictionary-pair
-    # training never beat the corpus-statistics initialisation on STS-B train (see benchmarks/EVAL.md).
-    train_loop(P, model, tok, opt, step_loss, list(model.parameters()), BUILD / "ckpt.pt", BUILD / "best.pt",
-               BUILD / "history.json", after_step=zero_pad_row)
 
 
 # ------------------------------------------------------------------ export
@@ -371,28 +242,47 @@ def export_model(P, tok, best_path, out, embedder_training, prompts=None, includ
 
 
 DEFAULT_TRAINING = {
-    "data": "Debian wordnet-base + dict-gcide (definitions, examples, synonyms)",
-    "recipe": "PPMI-SVD + SIF token init, identity-initialised pre-LN layers, InfoNCE with 2D Matryoshka losses",
-    "rebuild": "nice -n 19 /usr/bin/python3 training/train_default_model.py --all",
+    "data": "Debian wordnet-base + dict-gcide (definitions, examples, synonyms), sword-text-kjv + sword-text-web "
+            "(verse pairs), debian-handbook + python3.11-doc + perl-doc + gnome-user-docs (heading -> paragraph)",
+    "recipe": "PPMI-SVD + SIF token vectors, trained as a word-averaging model with InfoNCE at every Matryoshka "
+              "width (paraphrase, heading -> paragraph and headword -> definition pairs); identity pre-LN layers",
+    "rebuild": "npm run model:train",
 }
 
 
+def stage_table(P):
+    from train_tokens import train_table
+    rec = train_table(P, BUILD / "emb_init.npy", BUILD / "emb_tokens.npy")
+    (BUILD / "table.json").write_text(json.dumps({"selected_step": rec["step"], "score": rec["score"]}))
+
+
 def stage_export(P):
-    export_model(P, load_tok(), BUILD / "best.pt", OUT, DEFAULT_TRAINING)
+    """The encoder over the trained table; its layers are the identity (no layer training beat the table)."""
+    tok = load_tok()
+    P = {**P, "token_table": "emb_tokens.npy"}
+    torch.save({"model": build_model(P, tok).state_dict(), "step": 0}, BUILD / "best.pt")
+    table = json.loads((BUILD / "table.json").read_text())
+    # with prompts, the prompt's own tokens are pooled (include_prompt: true): at layer 0 a prompt is
+    # the trained offset its tokens add to the sum, the only way a word average can tell queries apart
+    export_model(P, tok, BUILD / "best.pt", OUT, {**DEFAULT_TRAINING, "table_step": table["selected_step"]},
+                 prompts=PROMPTS if P["table_prompts"] else None)
+
+
+STAGES = ["data", "vocab", "stats", "table", "export"]
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--all", action="store_true", help="run every stage from scratch (clears training/build)")
-    ap.add_argument("--stage", choices=["data", "vocab", "stats", "train", "export"], help="start at this stage")
+    ap.add_argument("--stage", choices=STAGES, help="start at this stage")
     ap.add_argument("--only", action="store_true", help="run only --stage")
-    ap.add_argument("--steps", type=int, help="override the number of training steps")
+    ap.add_argument("--steps", type=int, help="override the number of table training steps")
     a = ap.parse_args()
     torch.set_num_threads(2)
     P = params()
     if a.steps is not None:
-        P["steps"] = a.steps
-    stages = ["data", "vocab", "stats", "train", "export"]
+        P["table_steps"] = a.steps
+    stages = STAGES
     if a.all:
         if BUILD.exists():
             shutil.rmtree(BUILD)

@@ -39,7 +39,6 @@ import json
 import math
 import os
 import random
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -51,10 +50,10 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from train_default_model import (BUILD, DIMS, LAYERS, PROMPTS, batch_prompted, layers_only_model, export_model, load_tok, log, mean_pool,  # noqa: E402
-                                 params, selection_data)
+                                 params, selection_data, stage_data)
 
+TAG = "layers2"
 QUERY_TEMPLATES = ["{w}", "what is {w}", "what does {w} mean", "define {w}", "{w} meaning", "what is a {w}"]
-DOC_PACKAGES = ["debian-handbook", "python3.11-doc", "perl-doc", "gnome-user-docs"]
 
 
 def params_layers():
@@ -62,25 +61,15 @@ def params_layers():
     P.update({
         "residual_scaling": "token_norm", "ffn": 512, "batch": 64, "q_len": 32, "d_len": 64, "steps": 160, "lr": 2e-5, "warmup": 10,
         "schedule": ["docs", "bible"], "temperature": 0.05, "distill": 0.5,
-        "heldin_docs": 500, "eval_every": 40, "ckpt_every": 20,
+        "heldin_docs": 500, "eval_every": 40, "ckpt_every": 20, "hard_negatives": 0, "hard_pool": 20000,
     })
     return P
 
 
 # ------------------------------------------------------------------ data
 def ensure_sources(P):
-    need = [p for p, f in [("debian-handbook", "/usr/share/doc/debian-handbook/html/en-US"),
-                           ("python3.11-doc", "/usr/share/doc/python3.11/html/_sources"),
-                           ("perl-doc", "/usr/share/perl/5.36/pod/perlfaq4.pod"),
-                           ("gnome-user-docs", "/usr/share/help/C/gnome-help")] if not Path(f).exists()]
-    if need:
-        log(f"installing {' '.join(need)} with apt")
-        cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + need
-        subprocess.run(cmd if os.geteuid() == 0 else ["sudo"] + cmd, check=True)
-    subprocess.run([sys.executable, str(HERE / "prep_docs.py")], check=True)
-    if not (BUILD / "bible.tsv").exists():
-        from train_layers_experiment import stage_bible
-        stage_bible(P)
+    if not all((BUILD / f).exists() for f in ("docs.tsv", "bible.tsv", "pairs.tsv")):
+        stage_data(P)
 
 
 def heldin(title: str) -> bool:
@@ -174,7 +163,39 @@ def info_nce(x, y, temp):
     x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
     logits = x @ y.t() / temp
     target = torch.arange(x.size(0))
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)), logits
+    # y may carry hard negatives after the x.size(0) positives: they count against the queries only
+    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits[:, : x.size(0)].t(), target)), logits
+
+
+@torch.no_grad()
+def mine_hard_negatives(P, tok, model, sets):
+    """One hard negative per training pair, from the frozen token table (layer 0): for each pair a
+    randomly chosen one of its query's 3rd..10th most similar other documents in a pool of the set
+    (ranks 1-2 skipped: near-duplicates and parallel passages are too often true paraphrases).
+    Only the pool is trained on, so the mined negatives are always at hand."""
+    table = model.embeddings.word_embeddings.weight
+
+    def layer0(texts):
+        ids = [torch.tensor(tok.content_ids(t)[:128] or [0]) for t in texts]
+        off = torch.tensor([0] + [len(x) for x in ids[:-1]]).cumsum(0)
+        return F.normalize(F.embedding_bag(torch.cat(ids), table, off, mode="sum"), dim=-1)
+
+    rng = np.random.RandomState(P["seed"])
+    out = {}
+    for kind, (data, perm, pa, pb, ml) in sets.items():
+        pool = perm[: P["hard_pool"]]
+        qa = layer0([data[i][0] for i in pool])
+        db = layer0([data[i][1] for i in pool])
+        neg = {}
+        for s0 in range(0, len(pool), 2048):
+            sim = qa[s0 : s0 + 2048] @ db.t()
+            rows = torch.arange(sim.size(0))
+            sim[rows, rows + s0] = -2.0  # its own document
+            top = sim.topk(10, dim=1).indices.numpy()
+            for r in range(sim.size(0)):
+                neg[pool[s0 + r]] = pool[int(top[r, rng.randint(2, 10)])]
+        out[kind] = (data, pool, pa, pb, ml, neg)
+    return out
 
 
 def train(P):
@@ -183,7 +204,7 @@ def train(P):
     log("training sets: " + ", ".join(f"{k} {len(v[0])}" for k, v in sets.items()) + f"; held-in docs {len(held_q)}")
     trainable = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=P["lr"], weight_decay=0.01)
-    ckpt, best_path = BUILD / "layers2-ckpt.pt", BUILD / "layers2-best.pt"
+    ckpt, best_path = BUILD / f"{TAG}-ckpt.pt", BUILD / f"{TAG}-best.pt"
     step, best, history = 0, -1.0, []
     if ckpt.exists():
         st = torch.load(ckpt)
@@ -193,6 +214,10 @@ def train(P):
             step, best, history = st["step"], st["best"], st["history"]
             log(f"resumed at step {step} (best {best:.4f})")
     sel = selection_data(P)
+    if P.get("hard_negatives"):
+        t = time.time()
+        sets = mine_hard_negatives(P, tok, model, sets)
+        log(f"hard negatives mined in {time.time() - t:.0f} s (pools of {P['hard_pool']})")
 
     def run_eval():
         t = time.time()
@@ -210,7 +235,7 @@ def train(P):
     t_last = time.process_time()
     while step < P["steps"]:
         kind = sched[step % len(sched)]
-        data, perm, pa_name, pb_name, ml = sets[kind]
+        data, perm, pa_name, pb_name, ml, *neg = sets[kind]
         k = step // len(sched) * sched.count(kind) + sched[: step % len(sched)].count(kind)
         i0 = (k * B) % len(perm)
         idx = perm[i0 : i0 + B]
@@ -219,11 +244,13 @@ def train(P):
             g["lr"] = P["lr"] * f
         model.train()
         ida, ma, pma = batch_prompted(tok, [data[i][0] for i in idx], pa_name, P["q_len"])
-        idb, mb, pmb = batch_prompted(tok, [data[i][1] for i in idx], pb_name, ml)
+        docs = [data[i][1] for i in idx] + ([data[neg[0][i]][1] for i in idx] if neg else [])
+        idb, mb, pmb = batch_prompted(tok, docs, pb_name, ml)
         ha, hb = model.hidden_states(ida, ma), model.hidden_states(idb, mb)
         with torch.no_grad():  # layer 0 = the frozen token vectors: the teacher's similarity distribution
             _, t_logits = info_nce(mean_pool(ha[0], pma), mean_pool(hb[0], pmb), P["temperature"])
-            t_row, t_col = F.log_softmax(t_logits, 1), F.log_softmax(t_logits.t(), 1)
+            nb = len(idx)
+            t_row, t_col = F.log_softmax(t_logits, 1), F.log_softmax(t_logits[:, :nb].t(), 1)
         loss, lnce, lkd, n = 0.0, 0.0, 0.0, 0
         for l in LAYERS:
             xa, xb = mean_pool(ha[l], pma), mean_pool(hb[l], pmb)
@@ -232,7 +259,7 @@ def train(P):
                 kd = 0.0
                 if d == DIMS[-1]:
                     kd = 0.5 * (F.kl_div(F.log_softmax(logits, 1), t_row, log_target=True, reduction="batchmean")
-                                + F.kl_div(F.log_softmax(logits.t(), 1), t_col, log_target=True, reduction="batchmean"))
+                                + F.kl_div(F.log_softmax(logits[:, :nb].t(), 1), t_col, log_target=True, reduction="batchmean"))
                 loss = loss + l * (nce + P["distill"] * kd)
                 lnce, lkd, n = lnce + l * float(nce), lkd + l * float(kd), n + l
         loss = loss / n
@@ -252,11 +279,11 @@ def train(P):
                 best = sc
                 torch.save({"model": model.state_dict(), "step": step}, best_path)
         if step % P["ckpt_every"] == 0 or step == P["steps"]:
-            tmp = BUILD / "layers2-ckpt.pt.tmp"
+            tmp = BUILD / f"{TAG}-ckpt.pt.tmp"
             torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "step": step, "best": best,
                         "history": history, "params": P}, tmp)
             os.replace(tmp, ckpt)
-    (BUILD / "layers2-history.json").write_text(json.dumps(history, indent=1))
+    (BUILD / f"{TAG}-history.json").write_text(json.dumps(history, indent=1))
     log(f"training done; selected step {torch.load(best_path)['step']} (score {best:.4f})")
 
 
@@ -270,7 +297,7 @@ LAYERS_TRAINING = {
 
 
 def export(P, out: Path):
-    export_model(P, load_tok(), BUILD / "layers2-best.pt", out, LAYERS_TRAINING, prompts=PROMPTS, include_prompt=False)
+    export_model(P, load_tok(), BUILD / f"{TAG}-best.pt", out, LAYERS_TRAINING, prompts=PROMPTS, include_prompt=False)
 
 
 def main():
@@ -280,13 +307,21 @@ def main():
     ap.add_argument("--distill", type=float)
     ap.add_argument("--eval-every", type=int)
     ap.add_argument("--out", default=str(BUILD / "layers2-model"))
+    ap.add_argument("--token-table", help="token vectors under training/build (default emb_init.npy)")
+    ap.add_argument("--schedule", help="comma-separated batch sources, e.g. docs,bible,define")
+    ap.add_argument("--tag", default="layers2", help="checkpoint name prefix")
+    ap.add_argument("--hard-negatives", type=int, help="1: one mined hard negative per pair")
     ap.add_argument("--export-only", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(2)
     P = params_layers()
-    for k in ("steps", "lr", "distill", "eval_every"):
+    for k in ("steps", "lr", "distill", "eval_every", "token_table", "hard_negatives"):
         if getattr(a, k) is not None:
             P[k] = getattr(a, k)
+    if a.schedule:
+        P["schedule"] = a.schedule.split(",")
+    global TAG
+    TAG = a.tag
     if not (BUILD / "emb_init.npy").exists():
         raise SystemExit("run training/train_default_model.py --stage data (data, vocab, stats) first")
     if not a.export_only:

@@ -1,0 +1,227 @@
+#!/usr/bin/python3
+"""Experiment (issue 17): paraphrastic training of the token table itself, as a word-averaging model.
+
+Wieting et al. (2016, "Towards universal paraphrastic sentence embeddings") trained word averages on
+paraphrase pairs and beat both the initial word vectors and LSTMs on STS. Layer 0 of the default
+model *is* a (SIF-weighted) word average, so the same can be done here at a tiny cost: a step is an
+EmbeddingBag over a batch, thousands of steps a minute on two cores, where the earlier attempts
+trained the table through four transformer layers at ~5 s a step.
+
+    E = E0 * exp(g)[:, None] + delta        (g: one log-weight per token; delta: row corrections)
+
+trained with in-batch InfoNCE at every Matryoshka width on Bible verse pairs, dictionary sentence
+pairs, manual heading -> paragraph pairs and (DefSent-style) headwords against their definitions.
+Selection: STS-B train + SICK train (held-in). `train_default_model.py` runs it as its `table` stage;
+the command line is for experiments:
+
+    nice -n 19 /usr/bin/python3 training/train_tokens.py [--steps N] [--lr X] [--kinds bible,dict,docs,define] [--emb IN] [--out OUT]
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from train_default_model import BUILD, PROMPTS, load_tok, log  # noqa: E402
+import quick_eval as qe  # noqa: E402
+
+DIMS = [32, 64, 128, 256]
+SENT_KINDS = ("wn_gc_def", "wn_ex_sub", "wn_ex_ex", "wn_def_ex", "gc_def_ex")
+
+
+ASYMMETRIC = ("docs", "define")  # query-like text -> passage: trained with the query/document prompts
+
+
+def load_pairs(kinds=None, prompts=False):
+    from train_layers import heldin
+    sets = {"bible": [], "dict": [], "docs": [], "define": []}
+    for ln in (BUILD / "bible.tsv").read_text(encoding="utf-8").split("\n"):
+        if "\t" in ln:
+            a, b = ln.split("\t")[:2]
+            sets["bible"].append((a, b))
+    with open(BUILD / "pairs.tsv", encoding="utf-8") as f:
+        for ln in f:
+            k, a, b = ln.rstrip("\n").split("\t")
+            if k in SENT_KINDS:
+                sets["dict"].append((a, b))
+            elif k in ("gc_head_def", "wn_words_def") and len(b.split()) >= 3:
+                # DefSent-style: a word (or its synonyms) against its definition
+                sets["define"].append((a, b))
+    for ln in (BUILD / "docs.tsv").read_text(encoding="utf-8").split("\n"):
+        if not ln:
+            continue
+        _, t, p = ln.split("\t")
+        if not heldin(t):
+            sets["docs"].append((t, p))
+    if prompts:
+        for k in ASYMMETRIC:
+            sets[k] = [(PROMPTS["query"] + a, PROMPTS["document"] + b) for a, b in sets[k]]
+    return {k: v for k, v in sets.items() if kinds is None or k in kinds}
+
+
+def heldin_docs():
+    """The held-in manual headings (never trained on), each with its first paragraph."""
+    from train_layers import heldin
+    seen, out = set(), []
+    for ln in (BUILD / "docs.tsv").read_text(encoding="utf-8").split("\n"):
+        if not ln:
+            continue
+        _, t, p = ln.split("\t")
+        if heldin(t) and t not in seen:
+            seen.add(t)
+            out.append((t, p))
+    return out
+
+
+def mrr10(enc, pairs, prompts: bool) -> float:
+    Q = enc([q for q, _ in pairs], "query" if prompts else None)
+    D = enc([d for _, d in pairs], "document" if prompts else None)
+    Q /= np.linalg.norm(Q, axis=1, keepdims=True) + 1e-12
+    D /= np.linalg.norm(D, axis=1, keepdims=True) + 1e-12
+    S = Q @ D.T
+    rank = (S > np.diag(S)[:, None]).sum(1)
+    return float(np.where(rank < 10, 1.0 / (rank + 1), 0.0).mean())
+
+
+class Bags:
+    """Texts as flat content-token ids + offsets, for EmbeddingBag."""
+
+    def __init__(self, tok, texts, max_len=64):
+        ids = [tok.content_ids(t)[:max_len] or [0] for t in texts]
+        self.lens = np.array([len(x) for x in ids])
+        self.flat = np.concatenate([np.asarray(x, dtype=np.int64) for x in ids])
+        self.starts = np.concatenate([[0], np.cumsum(self.lens)[:-1]])
+
+    def batch(self, idx):
+        parts = [self.flat[self.starts[i]: self.starts[i] + self.lens[i]] for i in idx]
+        off = np.concatenate([[0], np.cumsum([len(p) for p in parts])[:-1]])
+        return torch.from_numpy(np.concatenate(parts)), torch.from_numpy(off)
+
+
+class Table(torch.nn.Module):
+    """E = E0 * exp(g)[:, None] + delta, rows that are zero in E0 ([PAD], [CLS], [SEP], [MASK]) kept zero."""
+
+    def __init__(self, E0: np.ndarray):
+        super().__init__()
+        self.register_buffer("E0", torch.from_numpy(E0))
+        self.register_buffer("live", (torch.from_numpy(E0).abs().sum(1) > 0).float()[:, None])
+        V, H = E0.shape
+        self.g = torch.nn.Parameter(torch.zeros(V))
+        self.delta = torch.nn.Parameter(torch.zeros(V, H))
+
+    def table(self):
+        return (self.E0 * torch.exp(self.g)[:, None] + self.delta) * self.live
+
+    def forward(self, flat, off):
+        return F.embedding_bag(flat, self.table(), off, mode="sum")
+
+
+def info_nce(x, y, temp):
+    x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
+    logits = x @ y.t() / temp
+    t = torch.arange(x.size(0))
+    return 0.5 * (F.cross_entropy(logits, t) + F.cross_entropy(logits.t(), t))
+
+
+def encoder(model, tok, prompts=False):
+    @torch.no_grad()
+    def encode(texts, role):
+        if prompts and role:
+            texts = [PROMPTS[role] + t for t in texts]
+        b = Bags(tok, texts, 128)
+        out = []
+        for s in range(0, len(texts), 2048):
+            flat, off = b.batch(range(s, min(len(texts), s + 2048)))
+            out.append(model(flat, off).numpy())
+        return np.concatenate(out)
+    return encode
+
+
+def train_table(P, emb_in: Path, emb_out: Path, kinds=None, eval_every=None) -> dict:
+    """Trains the token table from `emb_in`, saves the held-in best to `emb_out`; returns its record."""
+    torch.manual_seed(P["seed"])
+    tok = load_tok()
+    E0 = np.load(emb_in).astype(np.float32)
+    model = Table(E0)
+    sets = load_pairs(kinds or P["table_kinds"], P["table_prompts"])
+    bags = {k: (Bags(tok, [p[0] for p in v]), Bags(tok, [p[1] for p in v]),
+                np.random.RandomState(P["seed"]).permutation(len(v))) for k, v in sets.items()}
+    log("table pairs: " + ", ".join(f"{k} {len(v)}" for k, v in sets.items()))
+    opt = torch.optim.Adam(model.parameters(), lr=P["table_lr"])
+    steps, batch, every = P["table_steps"], P["table_batch"], eval_every or P["table_eval_every"]
+    names = list(bags)
+    enc = encoder(model, tok, P["table_prompts"])
+    held_docs = heldin_docs()
+    best = {"score": None, "step": 0}
+
+    def evaluate(step):
+        r = qe.heldin(enc, dims=(64, 256))
+        if not r:  # no selection data: the last step is the result
+            if step == steps:
+                np.save(emb_out, model.table().detach().numpy())
+                best.update(step=step)
+            return
+        sc = float(np.mean([v for d in r.values() for v in d.values()]))
+        docs = f"docs MRR@10 {mrr10(enc, held_docs, False):.3f}" + (
+            f" (prompts {mrr10(enc, held_docs, True):.3f})" if P["table_prompts"] else "")
+        log(f"table step {step} held-in {qe.fmt(r)} {docs} score {sc:.4f}")
+        if best["score"] is None or sc > best["score"]:
+            best.update(score=sc, step=step, heldin=r)
+            np.save(emb_out, model.table().detach().numpy())
+
+    evaluate(0)
+    t0 = time.time()
+    for step in range(1, steps + 1):
+        k = names[step % len(names)]
+        A, B, perm = bags[k]
+        i0 = ((step // len(names)) * batch) % len(perm)
+        idx = perm[i0: i0 + batch]
+        xa, xb = model(*A.batch(idx)), model(*B.batch(idx))
+        loss = sum(info_nce(xa[:, :d], xb[:, :d], P["temperature"]) for d in DIMS) / len(DIMS)
+        f = min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        for g in opt.param_groups:
+            g["lr"] = P["table_lr"] * f
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if step % 500 == 0:
+            log(f"table step {step} ({k}) loss {loss.item():.4f} {time.time() - t0:.0f} s")
+        if step % every == 0 or step == steps:
+            evaluate(step)
+    log(f"table: selected step {best['step']} (score {best['score']})")
+    return best
+
+
+def main():
+    from train_default_model import params
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--kinds", help="comma-separated: bible,dict,docs,define")
+    ap.add_argument("--eval-every", type=int)
+    ap.add_argument("--emb", default=str(BUILD / "emb_init.npy"))
+    ap.add_argument("--out", default=str(BUILD / "emb_tokens.npy"))
+    ap.add_argument("--prompts", action="store_true", help="query/document prompts on the asymmetric pairs")
+    a = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
+    P = params()
+    if a.steps is not None:
+        P["table_steps"] = a.steps
+    if a.lr is not None:
+        P["table_lr"] = a.lr
+    if a.prompts:
+        P["table_prompts"] = True
+    train_table(P, Path(a.emb), Path(a.out), a.kinds.split(",") if a.kinds else None, a.eval_every)
+
+
+if __name__ == "__main__":
+    main()
