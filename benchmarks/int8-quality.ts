@@ -6,6 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Engine } from '../src/runtime/engine.js';
+import { spearman } from './eval-lib.js';
 import { ROOT } from './lib.js';
 
 const { values } = parseArgs({ options: { model: { type: 'string', default: join(ROOT, 'models/default') } } });
@@ -22,35 +23,6 @@ const rows = readFileSync(file, 'utf8')
 const a = rows.map((c) => c[6]!);
 const b = rows.map((c) => c[7]!);
 const gold = rows.map((c) => Number(c[5]));
-
-/** Average ranks for ties, then Pearson of the ranks. */
-function spearman(x: number[], y: number[]): number {
-  const ranks = (v: number[]): number[] => {
-    const order = v.map((_, i) => i).sort((i, j) => v[i]! - v[j]!);
-    const r = new Array<number>(v.length);
-    for (let i = 0; i < order.length; ) {
-      let j = i;
-      while (j + 1 < order.length && v[order[j + 1]!] === v[order[i]!]) j++;
-      for (let k = i; k <= j; k++) r[order[k]!] = (i + j) / 2;
-      i = j + 1;
-    }
-    return r;
-  };
-  const rx = ranks(x);
-  const ry = ranks(y);
-  const mean = (v: number[]): number => v.reduce((s, t) => s + t, 0) / v.length;
-  const mx = mean(rx);
-  const my = mean(ry);
-  let sxy = 0;
-  let sxx = 0;
-  let syy = 0;
-  rx.forEach((_, i) => {
-    sxy += (rx[i]! - mx) * (ry[i]! - my);
-    sxx += (rx[i]! - mx) ** 2;
-    syy += (ry[i]! - my) ** 2;
-  });
-  return sxy / Math.sqrt(sxx * syy);
-}
 
 console.log(`# STS-B dev (${rows.length} pairs), ${values.model}, through the runtime\n`);
 console.log('| precision | dimensions | Spearman | agreement with fp32 (probe) |');

@@ -4,34 +4,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spearman } from '../benchmarks/eval-lib.js';
 import { cosine, DEFAULT_MODEL, hasShared, postJson, SHARED_ASSETS, SHARED_SKIP_REASON, startServer, type TestServer } from './helpers.js';
-
-/** Spearman's rho with average ranks for ties, written here apart from benchmarks/eval-lib.ts. */
-function spearman(x: number[], y: number[]): number {
-  const ranks = (v: number[]): number[] => {
-    const order = v.map((_, i) => i).sort((i, j) => v[i]! - v[j]!);
-    const r = new Array<number>(v.length);
-    for (let i = 0; i < order.length; ) {
-      let j = i;
-      while (j + 1 < order.length && v[order[j + 1]!] === v[order[i]!]) j++;
-      for (let k = i; k <= j; k++) r[order[k]!] = (i + j) / 2;
-      i = j + 1;
-    }
-    return r;
-  };
-  const [a, b] = [ranks(x), ranks(y)];
-  const mean = (v: number[]) => v.reduce((s, t) => s + t, 0) / v.length;
-  const [ma, mb] = [mean(a), mean(b)];
-  let sab = 0,
-    saa = 0,
-    sbb = 0;
-  for (let i = 0; i < a.length; i++) {
-    sab += (a[i]! - ma) * (b[i]! - mb);
-    saa += (a[i]! - ma) ** 2;
-    sbb += (b[i]! - mb) ** 2;
-  }
-  return sab / Math.sqrt(saa * sbb);
-}
 
 describe('models/default', () => {
   let s: TestServer;

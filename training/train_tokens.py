@@ -43,7 +43,7 @@ ASYMMETRIC = ("docs", "define")  # query-like text -> passage: trained with the 
 
 def load_pairs(kinds=None, prompts=False):
     from train_layers import heldin
-    sets = {"bible": [], "dict": [], "docs": [], "define": []}
+    sets = {"bible": [], "dict": [], "docs": [], "define": [], "syn": []}
     for ln in (BUILD / "bible.tsv").read_text(encoding="utf-8").split("\n"):
         if "\t" in ln:
             a, b = ln.split("\t")[:2]
@@ -53,6 +53,8 @@ def load_pairs(kinds=None, prompts=False):
             k, a, b = ln.rstrip("\n").split("\t")
             if k in SENT_KINDS:
                 sets["dict"].append((a, b))
+            elif k == "wn_syn":
+                sets["syn"].append((a, b))
             elif k in ("gc_head_def", "wn_words_def") and len(b.split()) >= 3:
                 # DefSent-style: a word (or its synonyms) against its definition
                 sets["define"].append((a, b))
@@ -210,7 +212,9 @@ def main():
     ap.add_argument("--eval-every", type=int)
     ap.add_argument("--emb", default=str(BUILD / "emb_init.npy"))
     ap.add_argument("--out", default=str(BUILD / "emb_tokens.npy"))
-    ap.add_argument("--prompts", action="store_true", help="query/document prompts on the asymmetric pairs")
+    ap.add_argument("--no-prompts", action="store_true", help="no query/document prompts on the asymmetric pairs")
+    ap.add_argument("--temperature", type=float)
+    ap.add_argument("--batch", type=int)
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     P = params()
@@ -218,8 +222,11 @@ def main():
         P["table_steps"] = a.steps
     if a.lr is not None:
         P["table_lr"] = a.lr
-    if a.prompts:
-        P["table_prompts"] = True
+    if a.no_prompts:
+        P["table_prompts"] = False
+    for k, v in (("temperature", a.temperature), ("table_batch", a.batch)):
+        if v is not None:
+            P[k] = v
     train_table(P, Path(a.emb), Path(a.out), a.kinds.split(",") if a.kinds else None, a.eval_every)
 
 
