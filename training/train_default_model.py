@@ -61,8 +61,8 @@ def params():
         "vocab_size": 16000, "hidden": 256, "layers": 4, "heads": 4, "ffn": 1024, "max_pos": 256,
         "svd_window": 5, "sif_a": 1e-3, "lexical_beta": 2.0, "seed": 20240611,
         # table stage (train_tokens.py): batches cycle through the kinds; selection every eval_every steps
-        "table_kinds": ["bible", "dict", "docs", "define"], "table_steps": 6000, "table_lr": 1e-3,
-        "table_batch": 256, "table_eval_every": 2000, "table_prompts": True, "temperature": 0.05,
+        "table_kinds": ["bible", "dict", "docs", "define"], "table_steps": 4000, "table_lr": 2e-3,
+        "table_batch": 512, "table_eval_every": 2000, "table_prompts": True, "temperature": 0.05,
         # shared with the layer experiments (train_layers.py)
         "batch": 128, "warmup": 50, "ckpt_every": 30, "eval_every": 30, "select_pairs": 1500,
     }
