@@ -26,10 +26,12 @@ What differs from train_layers_experiment.py (whose deeper layers lost STS-B; be
     stay evaluation-only).
 
     nice -n 19 /usr/bin/python3 training/train_layers.py [--steps N] [--lr X] [--distill X] [--out DIR]
+        [--token-table emb_tokens.npy] [--schedule docs,bible,define] [--hard-negatives 1] [--tag NAME]
 
-Measured in benchmarks/EVAL.md ("Issue 17, second attempt"): held-in retrieval rises with depth, but
-on untouched data the layers only level the shipped model (best at layer 2), so `npm run
-model:train` does not use this recipe and models/default is unchanged.
+Measured in benchmarks/EVAL.md: on v1's corpus-statistics vectors ("Issue 17, second attempt") the
+layers only level them on untouched data (best at layer 2); on v2's trained table ("Layers on top
+of the trained table"), even with mined hard negatives, layer 1 is level and deeper layers lose on
+held-in data. So `npm run model:train` does not use this recipe: the shipped layers are the identity.
 """
 from __future__ import annotations
 
