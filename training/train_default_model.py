@@ -186,7 +186,7 @@ def layers_only_model(P):
     return tok, model
 
 
-# Query/document prompts of the layer-training experiment (train_layers.py); the shipped default has none.
+# The query/document prompts the table stage trains with (and the default ships), also used by train_layers.py.
 PROMPTS = {"query": "query: ", "document": "document: "}
 
 
@@ -282,18 +282,17 @@ def main():
     P = params()
     if a.steps is not None:
         P["table_steps"] = a.steps
-    stages = STAGES
     if a.all:
         if BUILD.exists():
             shutil.rmtree(BUILD)
         start = 0
     elif a.stage:
-        start = stages.index(a.stage)
+        start = STAGES.index(a.stage)
     else:
         ap.error("give --all or --stage")
     BUILD.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    todo = stages[start : start + 1] if a.only else stages[start:]
+    todo = STAGES[start : start + 1] if a.only else STAGES[start:]
     for s in todo:
         log(f"== stage {s}")
         globals()[f"stage_{s}"](P)

@@ -78,12 +78,24 @@ def heldin(title: str) -> bool:
     return int(hashlib.sha1(title.encode()).hexdigest()[:8], 16) % 20 == 0
 
 
-def load_sets(P):
-    rng = random.Random(P["seed"])
-    docs, held = [], []
+def heldin_docs() -> list[tuple[str, str]]:
+    """The held-in manual headings (never trained on), each with its first paragraph."""
+    seen, out = set(), []
     for ln in (BUILD / "docs.tsv").read_text(encoding="utf-8").splitlines():
         _, t, p = ln.split("\t")
-        (held if heldin(t) else docs).append((t, p))
+        if heldin(t) and t not in seen:
+            seen.add(t)
+            out.append((t, p))
+    return out
+
+
+def load_sets(P):
+    rng = random.Random(P["seed"])
+    docs = []
+    for ln in (BUILD / "docs.tsv").read_text(encoding="utf-8").splitlines():
+        _, t, p = ln.split("\t")
+        if not heldin(t):
+            docs.append((t, p))
     bible = [tuple(ln.split("\t")) for ln in (BUILD / "bible.tsv").read_text(encoding="utf-8").splitlines() if "\t" in ln]
     define = []
     with open(BUILD / "pairs.tsv", encoding="utf-8") as f:
@@ -94,12 +106,7 @@ def load_sets(P):
                 if w and len(b.split()) >= 3:
                     define.append((rng.choice(QUERY_TEMPLATES).format(w=w.lower()), b))
     # one held-in query per heading: the first of its paragraphs is the relevant one
-    seen, held_q = set(), []
-    for t, p in held:
-        if t not in seen:
-            seen.add(t)
-            held_q.append((t, p))
-    held_q = held_q[: P["heldin_docs"]]
+    held_q = heldin_docs()[: P["heldin_docs"]]
     sets = {"docs": (docs, "query", "document", P["d_len"]), "bible": (bible, None, None, P["q_len"]),
             "define": (define, "query", "document", P["d_len"])}
     out = {}

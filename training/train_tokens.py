@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Experiment (issue 17): paraphrastic training of the token table itself, as a word-averaging model.
+"""The default model's `table` stage: paraphrastic training of the token table as a word-averaging model.
 
 Wieting et al. (2016, "Towards universal paraphrastic sentence embeddings") trained word averages on
 paraphrase pairs and beat both the initial word vectors and LSTMs on STS. Layer 0 of the default
@@ -14,7 +14,7 @@ pairs, manual heading -> paragraph pairs and (DefSent-style) headwords against t
 Selection: STS-B train + SICK train (held-in). `train_default_model.py` runs it as its `table` stage;
 the command line is for experiments:
 
-    nice -n 19 /usr/bin/python3 training/train_tokens.py [--steps N] [--lr X] [--kinds bible,dict,docs,define] [--emb IN] [--out OUT]
+    nice -n 19 /usr/bin/python3 training/train_tokens.py [--steps N] [--lr X] [--kinds bible,dict,docs,define,syn] [--emb IN] [--out OUT]
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_default_model import BUILD, PROMPTS, load_tok, log  # noqa: E402
+from train_default_model import BUILD, DIMS, PROMPTS, load_tok, log  # noqa: E402
+from train_layers import heldin, heldin_docs, info_nce  # noqa: E402
 import quick_eval as qe  # noqa: E402
 
-DIMS = [32, 64, 128, 256]
 SENT_KINDS = ("wn_gc_def", "wn_ex_sub", "wn_ex_ex", "wn_def_ex", "gc_def_ex")
 
 
@@ -42,7 +42,6 @@ ASYMMETRIC = ("docs", "define")  # query-like text -> passage: trained with the 
 
 
 def load_pairs(kinds=None, prompts=False):
-    from train_layers import heldin
     sets = {"bible": [], "dict": [], "docs": [], "define": [], "syn": []}
     for ln in (BUILD / "bible.tsv").read_text(encoding="utf-8").split("\n"):
         if "\t" in ln:
@@ -68,20 +67,6 @@ def load_pairs(kinds=None, prompts=False):
         for k in ASYMMETRIC:
             sets[k] = [(PROMPTS["query"] + a, PROMPTS["document"] + b) for a, b in sets[k]]
     return {k: v for k, v in sets.items() if kinds is None or k in kinds}
-
-
-def heldin_docs():
-    """The held-in manual headings (never trained on), each with its first paragraph."""
-    from train_layers import heldin
-    seen, out = set(), []
-    for ln in (BUILD / "docs.tsv").read_text(encoding="utf-8").split("\n"):
-        if not ln:
-            continue
-        _, t, p = ln.split("\t")
-        if heldin(t) and t not in seen:
-            seen.add(t)
-            out.append((t, p))
-    return out
 
 
 def mrr10(enc, pairs, prompts: bool) -> float:
@@ -125,13 +110,6 @@ class Table(torch.nn.Module):
 
     def forward(self, flat, off):
         return F.embedding_bag(flat, self.table(), off, mode="sum")
-
-
-def info_nce(x, y, temp):
-    x, y = F.normalize(x, dim=-1), F.normalize(y, dim=-1)
-    logits = x @ y.t() / temp
-    t = torch.arange(x.size(0))
-    return 0.5 * (F.cross_entropy(logits, t) + F.cross_entropy(logits.t(), t))
 
 
 def encoder(model, tok, prompts=False):
@@ -188,7 +166,7 @@ def train_table(P, emb_in: Path, emb_out: Path, kinds=None, eval_every=None) -> 
         i0 = ((step // len(names)) * batch) % len(perm)
         idx = perm[i0: i0 + batch]
         xa, xb = model(*A.batch(idx)), model(*B.batch(idx))
-        loss = sum(info_nce(xa[:, :d], xb[:, :d], P["temperature"]) for d in DIMS) / len(DIMS)
+        loss = sum(info_nce(xa[:, :d], xb[:, :d], P["temperature"])[0] for d in DIMS) / len(DIMS)
         f = min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = P["table_lr"] * f
