@@ -8,7 +8,8 @@
           weights from the dictionary corpus, an exact-match component per token (emb_init.npy)
   table   paraphrastic training of the token table as a word-averaging model (train_tokens.py):
           InfoNCE at every Matryoshka width on verse pairs, dictionary sentence pairs, heading ->
-          paragraph pairs and headword -> definition pairs (DefSent-style); held-in selection
+          paragraph pairs, headword -> definition pairs (DefSent-style) and search-style questions
+          about a headword -> its definition; held-in selection
   export  the identity-initialised pre-LN encoder over the trained table -> ONNX + tokenizer + configs
 
     nice -n 19 /usr/bin/python3 training/train_default_model.py --all      # everything (~15 min on 2 cores)
@@ -61,7 +62,7 @@ def params():
         "vocab_size": 16000, "hidden": 256, "layers": 4, "heads": 4, "ffn": 1024, "max_pos": 256,
         "svd_window": 5, "sif_a": 1e-3, "lexical_beta": 2.0, "seed": 20240611,
         # table stage (train_tokens.py): batches cycle through the kinds; selection every eval_every steps
-        "table_kinds": ["bible", "dict", "docs", "define"], "table_steps": 4000, "table_lr": 2e-3,
+        "table_kinds": ["bible", "dict", "docs", "define", "ask"], "table_steps": 4000, "table_lr": 2e-3,
         "table_batch": 512, "table_eval_every": 2000, "table_prompts": True, "temperature": 0.05,
         # shared with the layer experiments (train_layers.py)
         "batch": 128, "warmup": 50, "ckpt_every": 30, "eval_every": 30, "select_pairs": 1500,
@@ -245,7 +246,8 @@ DEFAULT_TRAINING = {
     "data": "Debian wordnet-base + dict-gcide (definitions, examples, synonyms), sword-text-kjv + sword-text-web "
             "(verse pairs), debian-handbook + python3.11-doc + perl-doc + gnome-user-docs (heading -> paragraph)",
     "recipe": "PPMI-SVD + SIF token vectors, trained as a word-averaging model with InfoNCE at every Matryoshka "
-              "width (paraphrase, heading -> paragraph and headword -> definition pairs); identity pre-LN layers",
+              "width (paraphrase, heading -> paragraph, headword -> definition and question -> definition pairs); "
+              "identity pre-LN layers",
     "rebuild": "npm run model:train",
 }
 
