@@ -12,7 +12,7 @@
           about a headword -> its definition; held-in selection
   export  the identity-initialised pre-LN encoder over the trained table -> ONNX + tokenizer + configs
 
-    nice -n 19 /usr/bin/python3 training/train_default_model.py --all      # everything (~15 min on 2 cores)
+    nice -n 19 /usr/bin/python3 training/train_default_model.py --all      # everything (~8 min on 2 cores)
     ... --stage table|export [--only]                                      # resume from a stage
 
 Intermediate files go to training/build/ (git-ignored). Nothing depends on wall-clock time, so the
