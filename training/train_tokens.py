@@ -17,13 +17,14 @@ form of MS MARCO-like queries).
 Selection: STS-B train + SICK train (held-in). `train_default_model.py` runs it as its `table` stage;
 the command line is for experiments:
 
-    nice -n 19 /usr/bin/python3 training/train_tokens.py [--steps N] [--lr X] [--kinds bible,dict,docs,define,ask,syn] [--emb IN] [--out OUT]
+    nice -n 19 /usr/bin/python3 training/train_tokens.py [--steps N] [--lr X] [--kinds bible,dict,docs,define,ask,syn,ict] [--emb IN] [--out OUT]
 """
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -41,11 +42,11 @@ import quick_eval as qe  # noqa: E402
 SENT_KINDS = ("wn_gc_def", "wn_ex_sub", "wn_ex_ex", "wn_def_ex", "gc_def_ex")
 
 
-ASYMMETRIC = ("docs", "define", "ask")  # query-like text -> passage: trained with the query/document prompts
+ASYMMETRIC = ("docs", "define", "ask", "ict")  # query-like text -> passage: trained with the query/document prompts
 
 
 def load_pairs(kinds=None, prompts=False):
-    sets = {"bible": [], "dict": [], "docs": [], "define": [], "syn": [], "ask": []}
+    sets = {"bible": [], "dict": [], "docs": [], "define": [], "syn": [], "ask": [], "ict": []}
     rng = np.random.RandomState(20240611)
     for ln in (BUILD / "bible.tsv").read_text(encoding="utf-8").split("\n"):
         if "\t" in ln:
@@ -71,6 +72,15 @@ def load_pairs(kinds=None, prompts=False):
         _, t, p = ln.split("\t")
         if not heldin(t):
             sets["docs"].append((t, p))
+            # inverse cloze (Lee et al. 2019): one sentence of a paragraph -> the rest of it
+            sents = re.split(r"(?<=[.?!])\s+", p)
+            if len(sents) >= 2:
+                i = rng.randint(len(sents))
+                sets["ict"].append((sents[i], " ".join(sents[:i] + sents[i + 1:])))
+    # the same for scripture: a KJV verse -> the WEB verses either side of it
+    verses = sets["bible"]
+    for i in range(1, len(verses) - 1):
+        sets["ict"].append((verses[i][0], verses[i - 1][1] + " " + verses[i + 1][1]))
     if prompts:
         for k in ASYMMETRIC:
             sets[k] = [(PROMPTS["query"] + a, PROMPTS["document"] + b) for a, b in sets[k]]
@@ -194,7 +204,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int)
     ap.add_argument("--lr", type=float)
-    ap.add_argument("--kinds", help="comma-separated: bible,dict,docs,define,ask,syn")
+    ap.add_argument("--kinds", help="comma-separated: bible,dict,docs,define,ask,syn,ict")
     ap.add_argument("--eval-every", type=int)
     ap.add_argument("--emb", default=str(BUILD / "emb_init.npy"))
     ap.add_argument("--out", default=str(BUILD / "emb_tokens.npy"))
