@@ -36,6 +36,7 @@ from train_default_model import BUILD, DIMS, PROMPTS, batch_ids, build_model, lo
 from train_layers import heldin_docs, info_nce, mine_hard_negatives  # noqa: E402
 from train_tokens import load_pairs, mrr10  # noqa: E402
 import quick_eval as qe  # noqa: E402
+from model import MASK_NEG  # noqa: E402
 
 
 def params_depth():
@@ -49,18 +50,15 @@ def params_depth():
 
 
 def exit_model(model, k):
-    """h -> hidden state after layer k, layers < k without gradients."""
+    """(ids, mask) -> (layer k's input, layer k's output); the frozen layers below run without gradients."""
     layers = model.encoder.layer
 
-    def run(ids, mask, grad=True):
-        ext = (1.0 - mask[:, None, None, :].float()) * -10000.0
+    def run(ids, mask):
+        ext = (1.0 - mask[:, None, None, :].float()) * MASK_NEG
         with torch.no_grad():
             h = model.embeddings(ids, torch.zeros_like(ids))
             for l in range(k - 1):
                 h = layers[l](h, ext)
-        if not grad:
-            with torch.no_grad():
-                return h, layers[k - 1](h, ext)
         return h, layers[k - 1](h, ext)
     return run
 
@@ -77,7 +75,7 @@ def encoder_at(model, tok, k):
         for s in range(0, len(order), 256):
             idx = order[s: s + 256]
             ids, mask = batch_ids(tok, [texts[i] for i in idx], 128)
-            h = model.embeddings(ids, torch.zeros_like(ids)) if k == 0 else run(ids, mask, grad=False)[1]
+            h = model.embeddings(ids, torch.zeros_like(ids)) if k == 0 else run(ids, mask)[1]
             out[idx] = mean_pool(h, mask).numpy()
         return out
     return encode
@@ -109,7 +107,7 @@ def train_layer(P, tok, model, k, sets, held_docs, base_score):
         p.requires_grad = False
     for p in layer.parameters():
         p.requires_grad = True
-    params_ = [p for p in layer.parameters()]
+    params_ = list(layer.parameters())
     opt = torch.optim.AdamW(params_, lr=P["depth_lr"], weight_decay=0.01)
     run = exit_model(model, k)
     names = list(sets)
