@@ -18,7 +18,8 @@ import re
 import numpy as np
 
 _NEGATED = re.compile(r"\b(not|no|never|nobody|nothing|none|neither|nor|cannot)\b|n't\b", re.I)
-_AUX = re.compile(r"\b(is|are|was|were|am|can|could|will|would|should|must|may|might|shall|does|do|did|has|have|had)\b", re.I)
+_AUX = re.compile(
+    r"\b(is|are|was|were|am|can|could|will|would|should|must|may|might|shall|does|do|did|has|have|had)\b", re.I)
 _DET_NOUN_BE = re.compile(r"^(a|an|the|some|one|two|three)\s+(\w+)\s+(is|are)\b", re.I)
 
 
@@ -36,4 +37,3 @@ def negate(sentence: str, rng: np.random.RandomState) -> str | None:
     if not m:
         return None
     return sentence[: m.end()] + " not" + sentence[m.end():]
-

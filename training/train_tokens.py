@@ -211,11 +211,10 @@ def train_table(P, emb_in: Path, emb_out: Path, kinds=None, eval_every=None) -> 
             # longer matched "would continue" (benchmarks/EVAL.md)
             N, has = negs[k]
             sel = has[idx]
-            xn = model(*N.batch(idx[sel]))
-            m = P["table_negation_margin"]
+            triple, margin = (xa[sel], xb[sel], model(*N.batch(idx[sel]))), P["table_negation_margin"]
             for d in DIMS:
-                a_, b_, n_ = (F.normalize(x[:, :d], dim=-1) for x in (xa[sel], xb[sel], xn))
-                loss = loss + torch.relu((a_ * n_).sum(1) - (a_ * b_).sum(1) + m).mean() / len(DIMS)
+                a_, b_, n_ = (F.normalize(x[:, :d], dim=-1) for x in triple)
+                loss = loss + torch.relu((a_ * n_).sum(1) - (a_ * b_).sum(1) + margin).mean() / len(DIMS)
         f = min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = P["table_lr"] * f
