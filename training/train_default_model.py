@@ -64,7 +64,7 @@ def params():
         # table stage (train_tokens.py): batches cycle through the kinds; selection every eval_every steps
         "table_kinds": ["bible", "dict", "docs", "define", "ask"], "table_steps": 4000, "table_lr": 2e-3,
         "table_batch": 512, "table_eval_every": 2000, "table_prompts": True, "temperature": 0.05,
-        "table_negations": True, "table_negation_margin": 0.0, "table_negation_max_words": 15,
+        "table_negations": True, "table_negation_margin": 0.1, "table_negation_max_words": 15,
         # shared with the layer experiments (train_layers.py)
         "batch": 128, "warmup": 50, "ckpt_every": 30, "eval_every": 30, "select_pairs": 1500,
     }
@@ -247,7 +247,8 @@ DEFAULT_TRAINING = {
     "data": "Debian wordnet-base + dict-gcide (definitions, examples, synonyms), sword-text-kjv + sword-text-web "
             "(verse pairs), debian-handbook + python3.11-doc + perl-doc + gnome-user-docs (heading -> paragraph)",
     "recipe": "PPMI-SVD + SIF token vectors, trained as a word-averaging model with InfoNCE at every Matryoshka "
-              "width (paraphrase, heading -> paragraph, headword -> definition and question -> definition pairs); "
+              "width (paraphrase, heading -> paragraph, headword -> definition and question -> definition pairs), "
+              "each short sentence's rule-built negation a hard negative 0.1 below its paraphrase (hinge); "
               "identity pre-LN layers",
     "rebuild": "npm run model:train",
 }
