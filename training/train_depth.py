@@ -10,6 +10,7 @@ is worse than the one before it.
 
     nice -n 19 /usr/bin/python3 training/train_depth.py --layers 1      # the measured run, 16 min
         [--layers 1,2,3,4] [--steps N] [--lr X] [--distill X] [--batch N] [--eval-every N] [--tag T] [--negations]
+        [--contrastive X]
 
 Measured (benchmarks/EVAL.md, "Greedy layer-wise training"): layer 1, 1,500 steps of 64 pairs + 64
 mined negatives at lr 2e-4 with a KL anchor to exit 0, ended level on STS-B train, +0.004 on SICK
@@ -36,8 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from train_default_model import BUILD, DIMS, PROMPTS, batch_ids, build_model, load_tok, log, mean_pool, params  # noqa: E402
 from train_layers import heldin_docs, info_nce, mine_hard_negatives  # noqa: E402
-from train_tokens import NEGATED, load_pairs, mrr10  # noqa: E402
-from negation import negate  # noqa: E402
+from train_tokens import load_pairs, mrr10, negation_hinge, negations  # noqa: E402
 import quick_eval as qe  # noqa: E402
 from model import MASK_NEG  # noqa: E402
 
@@ -47,7 +47,7 @@ def params_depth():
     P.update({"token_table": "emb_tokens.npy", "residual_scaling": "token_norm",
               # the measured run (benchmarks/EVAL.md, "Greedy layer-wise training")
               "depth_kinds": ["bible", "dict", "docs", "define"], "depth_steps": 1500, "depth_lr": 2e-4,
-              "depth_batch": 64, "q_len": 32, "d_len": 48, "depth_distill": 0.5, "depth_eval_every": 300,
+              "depth_batch": 64, "q_len": 32, "d_len": 48, "depth_distill": 0.5, "depth_contrastive": 1.0, "depth_eval_every": 300,
               "hard_pool": 20000})
     return P
 
@@ -104,14 +104,6 @@ def mine(tok, model, pairs_by_kind, P):
     return out
 
 
-def negations(sets, P) -> dict[str, list[str | None]]:
-    """Per pool pair of each NEGATED kind, its first sentence negated where negation.py's rules apply
-    and it has at most table_negation_max_words words (as the table stage does)."""
-    rng = np.random.RandomState(P["seed"] + 1)
-    return {k: [negate(a, rng) if len(a.split()) <= P["table_negation_max_words"] else None for a, _ in pairs]
-            for k, (pairs, _) in sets.items() if k in NEGATED}
-
-
 def train_layer(P, tok, model, k, sets, held_docs, base_score, negs=None):
     layer = model.encoder.layer[k - 1]
     for p in model.parameters():
@@ -141,16 +133,13 @@ def train_layer(P, tok, model, k, sets, held_docs, base_score, negs=None):
         ha0, ha = run(ia, ma)
         hb0, hb = run(ib, mb)
         xa, xb = mean_pool(ha, ma), mean_pool(hb, mb)
-        loss = sum(info_nce(xa[:, :d], xb[:, :d], P["temperature"])[0] for d in DIMS) / len(DIMS)
+        loss = P["depth_contrastive"] * sum(info_nce(xa[:, :d], xb[:, :d], P["temperature"])[0] for d in DIMS) / len(DIMS)
         sel = [j for j, i in enumerate(idx) if negs and kind in negs and negs[kind][i]]
         if sel:
             # the table stage's hinge, now at exit k: what a layer could add over a word average is
             # negation that reaches the rest of the sentence, not just one more token
             iN, mN = batch_ids(tok, [negs[kind][idx[j]] for j in sel], P["q_len"])
-            xn = mean_pool(run(iN, mN)[1], mN)
-            for d in DIMS:
-                a_, b_, n_ = (F.normalize(x[:, :d], dim=-1) for x in (xa[sel], xb[sel], xn))
-                loss = loss + torch.relu((a_ * n_).sum(1) - (a_ * b_).sum(1) + P["table_negation_margin"]).mean() / len(DIMS)
+            loss = loss + negation_hinge(xa[sel], xb[sel], mean_pool(run(iN, mN)[1], mN), P["table_negation_margin"])
         if P["depth_distill"]:
             with torch.no_grad():
                 _, tl = info_nce(mean_pool(ha0, ma), mean_pool(hb0, mb), P["temperature"])
@@ -179,6 +168,7 @@ def main():
     ap.add_argument("--steps", type=int)
     ap.add_argument("--lr", type=float)
     ap.add_argument("--distill", type=float)
+    ap.add_argument("--contrastive", type=float, help="weight of InfoNCE at exit k (0: only the anchor and the negation hinge)")
     ap.add_argument("--batch", type=int)
     ap.add_argument("--eval-every", type=int)
     ap.add_argument("--tag", default="depth")
@@ -186,8 +176,8 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     P = params_depth()
-    for k, v in (("depth_steps", a.steps), ("depth_lr", a.lr), ("depth_distill", a.distill), ("depth_batch", a.batch),
-                 ("depth_eval_every", a.eval_every)):
+    for k, v in (("depth_steps", a.steps), ("depth_lr", a.lr), ("depth_distill", a.distill),
+                 ("depth_contrastive", a.contrastive), ("depth_batch", a.batch), ("depth_eval_every", a.eval_every)):
         if v is not None:
             P[k] = v
     torch.manual_seed(P["seed"])
@@ -200,7 +190,9 @@ def main():
     held = heldin_docs()
     base, r = heldin_score(model, tok, 0, held)
     log(f"exit 0 held-in {qe.fmt(r)} score {base:.4f}")
-    negs = negations(sets, P) if a.negations else None
+    # each pool pair's first sentence negated where the table stage would negate it (seeded as there)
+    negs = negations({k: pairs for k, (pairs, _) in sets.items()}, P["seed"], P["table_negation_max_words"]) \
+        if a.negations else None
     if negs:
         log("hard negatives (negations): " + ", ".join(f"{k} {sum(n is not None for n in v)}" for k, v in negs.items()))
     record = []

@@ -112,6 +112,16 @@ def mrr10(enc, pairs, prompts: bool) -> float:
     return float(np.where(rank < 10, 1.0 / (rank + 1), 0.0).mean())
 
 
+def negation_hinge(a, b, n, margin: float):
+    """Mean over Matryoshka widths of relu(cos(a, n) - cos(a, b) + margin): each negation n must score
+    `margin` below its sentence a's paraphrase b, and no further."""
+    loss = 0.0
+    for d in DIMS:
+        a_, b_, n_ = (F.normalize(x[:, :d], dim=-1) for x in (a, b, n))
+        loss = loss + torch.relu((a_ * n_).sum(1) - (a_ * b_).sum(1) + margin).mean() / len(DIMS)
+    return loss
+
+
 class Bags:
     """Texts as flat content-token ids + offsets, for EmbeddingBag."""
 
@@ -212,10 +222,7 @@ def train_table(P, emb_in: Path, emb_out: Path, kinds=None, eval_every=None) -> 
             # "not" until "would not stop" no longer matched "would continue" (benchmarks/EVAL.md)
             N, has = negs[k]
             sel = has[idx]
-            triple, margin = (xa[sel], xb[sel], model(*N.batch(idx[sel]))), P["table_negation_margin"]
-            for d in DIMS:
-                a_, b_, n_ = (F.normalize(x[:, :d], dim=-1) for x in triple)
-                loss = loss + torch.relu((a_ * n_).sum(1) - (a_ * b_).sum(1) + margin).mean() / len(DIMS)
+            loss = loss + negation_hinge(xa[sel], xb[sel], model(*N.batch(idx[sel])), P["table_negation_margin"])
         f = min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
         for g in opt.param_groups:
             g["lr"] = P["table_lr"] * f
