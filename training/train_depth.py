@@ -17,6 +17,7 @@ mined negatives at lr 2e-4 with a KL anchor to exit 0, ended level on STS-B trai
 train and -0.016 on the held-in manual headings, so the acceptance rule kept the identity. With
 --negations (the table stage's negation hinge at exit 1 too, over the margin-0.1 table) layer 1 gained
 +0.007 / +0.006 on SICK train but lost 0.005 on STS-B train and 0.019 on the headings: identity again.
+With --contrastive 0 --distill 1.0 (only the hinge and the anchor) it scored 0.6962 against 0.7042.
 Not part of `npm run model:train`.
 """
 from __future__ import annotations
