@@ -23,7 +23,7 @@ sys.path.insert(0, str(HERE))
 import quick_eval as qe  # noqa: E402
 from evalsts import load_sick, load_stsb, spearman  # noqa: E402
 from train_layers import heldin_docs  # noqa: E402
-from train_tokens import BUILD, Table, encoder, load_tok  # noqa: E402
+from train_tokens import BUILD, Table, encoder, load_tok, reciprocal_ranks10  # noqa: E402
 
 RNG = np.random.RandomState(0)
 
@@ -45,22 +45,14 @@ def spearman_ci(c: np.ndarray, g: np.ndarray) -> str:
     return interval(draws)
 
 
-def cosines(enc, a, b, role_a=None, role_b=None, d=256):
-    return (qe._unit(enc(a, role_a), d) * qe._unit(enc(b, role_b), d)).sum(1)
+def cosines(enc, a, b):
+    return (qe._unit(enc(a, None), 256) * qe._unit(enc(b, None), 256)).sum(1)
 
 
 def per_query_ndcg(enc, marco, prompts: bool) -> np.ndarray:
     qt, qids, dt, dids, qrels = marco
     S = qe._unit(enc(qt, "query" if prompts else None), 256) @ qe._unit(enc(dt, "document" if prompts else None), 256).T
     return np.array([qe.ndcg_at_10(S[i:i + 1], [q], dids, qrels) for i, q in enumerate(qids)])
-
-
-def per_query_rr(enc, pairs, prompts: bool) -> np.ndarray:
-    Q = qe._unit(enc([q for q, _ in pairs], "query" if prompts else None), 256)
-    D = qe._unit(enc([p for _, p in pairs], "document" if prompts else None), 256)
-    S = Q @ D.T
-    rank = (S > np.diag(S)[:, None]).sum(1)
-    return np.where(rank < 10, 1.0 / (rank + 1), 0.0)
 
 
 def main():
@@ -80,7 +72,7 @@ def main():
         print(f"  prompts - none: {diff.mean():+.4f}, 95% CI {mean_ci(diff, True)}; "
               f"{(diff > 0).sum()} queries gain, {(diff < 0).sum()} lose, {(diff == 0).sum()} tie")
     docs = heldin_docs()
-    plain, prompted = per_query_rr(enc, docs, False), per_query_rr(enc, docs, True)
+    plain, prompted = reciprocal_ranks10(enc, docs, False), reciprocal_ranks10(enc, docs, True)
     diff = prompted - plain
     print(f"held-in manual headings MRR@10 ({len(docs)}): {plain.mean():.4f} -> {prompted.mean():.4f} with prompts, "
           f"difference {diff.mean():+.4f}, 95% CI {mean_ci(diff, True)}")

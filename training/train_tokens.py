@@ -102,14 +102,19 @@ def load_pairs(kinds=None, prompts=False):
     return {k: v for k, v in sets.items() if kinds is None or k in kinds}
 
 
-def mrr10(enc, pairs, prompts: bool) -> float:
+def reciprocal_ranks10(enc, pairs, prompts: bool) -> np.ndarray:
+    """Per (query, passage) pair: 1 / the passage's rank among all the pairs' passages, 0 beyond 10."""
     Q = enc([q for q, _ in pairs], "query" if prompts else None)
     D = enc([d for _, d in pairs], "document" if prompts else None)
     Q /= np.linalg.norm(Q, axis=1, keepdims=True) + 1e-12
     D /= np.linalg.norm(D, axis=1, keepdims=True) + 1e-12
     S = Q @ D.T
     rank = (S > np.diag(S)[:, None]).sum(1)
-    return float(np.where(rank < 10, 1.0 / (rank + 1), 0.0).mean())
+    return np.where(rank < 10, 1.0 / (rank + 1), 0.0)
+
+
+def mrr10(enc, pairs, prompts: bool) -> float:
+    return float(reciprocal_ranks10(enc, pairs, prompts).mean())
 
 
 def negation_hinge(a, b, n, margin: float):
