@@ -115,9 +115,9 @@ class BertOutput(nn.Module):
     """A residual branch's projection back to the hidden size (HF's BertSelfOutput and BertOutput).
     Post-LN: LayerNorm(projection + residual). Pre-LN: the projection alone (the layer adds it)."""
 
-    def __init__(self, cfg: dict, in_features: int):
+    def __init__(self, cfg: dict, in_features: int, out_features: int | None = None):
         super().__init__()
-        self.dense = nn.Linear(in_features, cfg["hidden_size"])
+        self.dense = nn.Linear(in_features, out_features or cfg["hidden_size"])
         self.LayerNorm = None if _pre_ln(cfg) else nn.LayerNorm(cfg["hidden_size"], eps=cfg["layer_norm_eps"])
 
     def forward(self, hidden, residual):
@@ -157,13 +157,21 @@ class BertLayer(nn.Module):
         if self.pre_ln:
             self.ffn_norm = nn.LayerNorm(h, eps=eps)
         self.intermediate = BertIntermediate(cfg)
-        self.output = BertOutput(cfg, cfg["intermediate_size"])
+        # pre-LN only: `residual_scaling: "gate"` makes the layer a reweighting in context. The attention
+        # reads the sentence, the FFN turns each token plus its context into one number z, and the
+        # token is scaled by 1 + tanh(z): a layer can then change how much a token counts, never which
+        # direction it points (the lexical signal of the trained table survives by construction).
+        self.gated = self.pre_ln and cfg.get("residual_scaling") == "gate"
+        self.output = BertOutput(cfg, cfg["intermediate_size"], 1 if self.gated else None)
         # pre-LN only: `residual_scaling: "token_norm"` scales each residual branch by the token's own
         # norm (h + |h| * f(LN(h))), so an update is relative to the token's SIF-weighted size and the
         # frequency weighting of the mean pool survives training (benchmarks/EVAL.md, issue 17)
         self.token_norm_scaled = cfg.get("residual_scaling") == "token_norm"
 
     def forward(self, h, ext_mask):
+        if self.gated:
+            context = self.attention(self.attention_norm(h), ext_mask)
+            return h * (1 + torch.tanh(self.output(self.intermediate(self.ffn_norm(h) + context), h)))
         if self.pre_ln and self.token_norm_scaled:
             h = h + _token_norm(h) * self.attention(self.attention_norm(h), ext_mask)
             return h + _token_norm(h) * self.output(self.intermediate(self.ffn_norm(h)), h)

@@ -148,7 +148,8 @@ def build_model(P, tok):
     cfg = encoder_config(len(tok.vocab), P["hidden"], P["layers"], P["heads"], P["ffn"], P["max_pos"])
     if P.get("residual_scaling"):
         cfg["residual_scaling"] = P["residual_scaling"]
-        cfg["note"] = cfg["note"].replace("pre-LN BERT variant", "pre-LN BERT variant with token-norm-scaled residual branches")
+        what = {"token_norm": "with token-norm-scaled residual branches", "gate": "whose layers only rescale tokens"}
+        cfg["note"] = cfg["note"].replace("pre-LN BERT variant", f"pre-LN BERT variant {what[P['residual_scaling']]}")
     torch.manual_seed(P["seed"])
     model = BertModel(cfg)
     init_identity(model, torch.from_numpy(np.load(BUILD / P.get("token_table", "emb_init.npy"))), P["seed"])
