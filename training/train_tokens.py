@@ -160,6 +160,31 @@ class Table(torch.nn.Module):
         return F.embedding_bag(flat, self.table(), off, mode="sum")
 
 
+@torch.no_grad()
+def mine_negatives(bags, ref: Table, seed: int, pool: int = 20000) -> dict[str, np.ndarray]:
+    """Per kind, one hard negative document per pair under the reference table `ref`: a random one
+    of the pair's query's 3rd..10th most similar other documents among the pairs of its pool (the
+    kind's training order cut into pools of `pool`). Ranks 1-2 are skipped: there sit the
+    near-duplicates and parallel passages that are really paraphrases (DebCSE's false negatives)."""
+    rng = np.random.RandomState(seed + 2)
+    out = {}
+    for k, (A, B, perm) in bags.items():
+        neg = np.empty(len(perm), dtype=np.int64)
+        for p0 in range(0, len(perm), pool):
+            ids = perm[p0: p0 + pool]
+            qa, db = (F.normalize(ref(*X.batch(ids)), dim=-1) for X in (A, B))
+            top_k = min(10, len(ids) - 1)
+            for s0 in range(0, len(ids), 2048):
+                sim = qa[s0: s0 + 2048] @ db.t()
+                rows = torch.arange(sim.size(0))
+                sim[rows, rows + s0] = -2.0  # its own document
+                top = sim.topk(top_k, dim=1).indices.numpy()
+                pick = top[np.arange(len(top)), rng.randint(min(2, top_k - 1), top_k, size=len(top))]
+                neg[ids[s0: s0 + len(top)]] = ids[pick]
+        out[k] = neg
+    return out
+
+
 def encoder(model, tok, prompts=False):
     @torch.no_grad()
     def encode(texts, role):
@@ -190,6 +215,11 @@ def train_table(P, emb_in: Path, emb_out: Path, kinds=None, eval_every=None) -> 
             has = np.array([n is not None for n in v])
             negs[k] = (Bags(tok, [n or "" for n in v]), has)
         log("table hard negatives (negations): " + ", ".join(f"{k} {h.sum()}" for k, (_, h) in negs.items()))
+    hard = None
+    if P.get("table_hard_negatives"):
+        t = time.time()
+        hard = mine_negatives(bags, Table(np.load(P["table_hard_negatives"]).astype(np.float32)), P["seed"])
+        log(f"table hard negatives mined in {time.time() - t:.0f} s")
     opt = torch.optim.Adam(model.parameters(), lr=P["table_lr"])
     steps, batch, every = P["table_steps"], P["table_batch"], eval_every or P["table_eval_every"]
     names = list(bags)
@@ -220,7 +250,8 @@ def train_table(P, emb_in: Path, emb_out: Path, kinds=None, eval_every=None) -> 
         i0 = ((step // len(names)) * batch) % len(perm)
         idx = perm[i0: i0 + batch]
         xa, xb = model(*A.batch(idx)), model(*B.batch(idx))
-        loss = sum(info_nce(xa[:, :d], xb[:, :d], P["temperature"])[0] for d in DIMS) / len(DIMS)
+        cands = xb if hard is None else torch.cat([xb, model(*B.batch(hard[k][idx]))])
+        loss = sum(info_nce(xa[:, :d], cands[:, :d], P["temperature"])[0] for d in DIMS) / len(DIMS)
         if k in negs and negs[k][1][idx].any():
             # each negated first sentence must score a margin (0.1 in cosine) below its pair's
             # paraphrase, and no further: a hinge, not another InfoNCE candidate, which kept pushing
@@ -256,6 +287,7 @@ def main():
     ap.add_argument("--temperature", type=float)
     ap.add_argument("--seed", type=int, help="another seed, to see how far held-in scores move by chance")
     ap.add_argument("--batch", type=int)
+    ap.add_argument("--hard-negatives", metavar="TABLE", help="one mined hard negative per pair, under this token table (.npy)")
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     P = params()
@@ -268,7 +300,7 @@ def main():
     if a.no_negations:
         P["table_negations"] = False
     for k, v in (("temperature", a.temperature), ("table_batch", a.batch), ("table_negation_margin", a.negation_margin),
-                 ("seed", a.seed)):
+                 ("seed", a.seed), ("table_hard_negatives", a.hard_negatives)):
         if v is not None:
             P[k] = v
     train_table(P, Path(a.emb), Path(a.out), a.kinds.split(",") if a.kinds else None, a.eval_every)
