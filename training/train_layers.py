@@ -178,10 +178,8 @@ def info_nce(x, y, temp):
 
 @torch.no_grad()
 def mine_hard_negatives(P, tok, model, sets):
-    """One hard negative per training pair, from the frozen token table (layer 0): for each pair a
-    randomly chosen one of its query's 3rd..10th most similar other documents in a pool of the set
-    (ranks 1-2 skipped: near-duplicates and parallel passages are too often true paraphrases).
-    Only the pool is trained on, so the mined negatives are always at hand."""
+    """One hard negative per training pair, from the frozen token table (layer 0): `near_misses` in a
+    pool of the set. Only the pool is trained on, so the mined negatives are always at hand."""
     table = model.embeddings.word_embeddings.weight
 
     def layer0(texts):
@@ -193,17 +191,25 @@ def mine_hard_negatives(P, tok, model, sets):
     out = {}
     for kind, (data, perm, pa, pb, ml) in sets.items():
         pool = perm[: P["hard_pool"]]
-        qa = layer0([data[i][0] for i in pool])
-        db = layer0([data[i][1] for i in pool])
-        neg = {}
-        for s0 in range(0, len(pool), 2048):
-            sim = qa[s0 : s0 + 2048] @ db.t()
-            rows = torch.arange(sim.size(0))
-            sim[rows, rows + s0] = -2.0  # its own document
-            top = sim.topk(10, dim=1).indices.numpy()
-            for r in range(sim.size(0)):
-                neg[pool[s0 + r]] = pool[int(top[r, rng.randint(2, 10)])]
-        out[kind] = (data, pool, pa, pb, ml, neg)
+        picks = near_misses(layer0([data[i][0] for i in pool]), layer0([data[i][1] for i in pool]), rng)
+        out[kind] = (data, pool, pa, pb, ml, {pool[i]: pool[int(j)] for i, j in enumerate(picks)})
+    return out
+
+
+@torch.no_grad()
+def near_misses(qa, db, rng) -> np.ndarray:
+    """For each query of a pool (unit rows of qa), the index of a random one of its 3rd..10th most
+    similar documents (unit rows of db, row i being query i's own document, which is excluded).
+    Ranks 1-2 are skipped: there sit the near-duplicates and parallel passages that are really
+    paraphrases (DebCSE's false negatives)."""
+    top_k = min(10, db.size(0) - 1)
+    out = np.empty(qa.size(0), dtype=np.int64)
+    for s0 in range(0, qa.size(0), 2048):
+        sim = qa[s0 : s0 + 2048] @ db.t()
+        rows = torch.arange(sim.size(0))
+        sim[rows, rows + s0] = -2.0  # its own document
+        top = sim.topk(top_k, dim=1).indices.numpy()
+        out[s0 : s0 + len(top)] = top[np.arange(len(top)), rng.randint(min(2, top_k - 1), top_k, size=len(top))]
     return out
 
 

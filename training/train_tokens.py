@@ -39,7 +39,7 @@ import torch.nn.functional as F
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from train_default_model import BUILD, DIMS, PROMPTS, load_tok, log, params  # noqa: E402
-from train_layers import QUERY_TEMPLATES, heldin, heldin_docs, info_nce  # noqa: E402
+from train_layers import QUERY_TEMPLATES, heldin, heldin_docs, info_nce, near_misses  # noqa: E402
 import quick_eval as qe  # noqa: E402
 from negation import negate  # noqa: E402
 
@@ -162,25 +162,15 @@ class Table(torch.nn.Module):
 
 @torch.no_grad()
 def mine_negatives(bags, ref: Table, seed: int, pool: int = 20000) -> dict[str, np.ndarray]:
-    """Per kind, one hard negative document per pair under the reference table `ref`: a random one
-    of the pair's query's 3rd..10th most similar other documents among the pairs of its pool (the
-    kind's training order cut into pools of `pool`). Ranks 1-2 are skipped: there sit the
-    near-duplicates and parallel passages that are really paraphrases (DebCSE's false negatives)."""
+    """Per kind, one hard negative document per pair under the reference table `ref`: the pair's
+    `near_misses` among the pairs of its pool (the kind's training order cut into pools of `pool`)."""
     rng = np.random.RandomState(seed + 2)
     out = {}
     for k, (A, B, perm) in bags.items():
         neg = np.empty(len(perm), dtype=np.int64)
         for p0 in range(0, len(perm), pool):
             ids = perm[p0: p0 + pool]
-            qa, db = (F.normalize(ref(*X.batch(ids)), dim=-1) for X in (A, B))
-            top_k = min(10, len(ids) - 1)
-            for s0 in range(0, len(ids), 2048):
-                sim = qa[s0: s0 + 2048] @ db.t()
-                rows = torch.arange(sim.size(0))
-                sim[rows, rows + s0] = -2.0  # its own document
-                top = sim.topk(top_k, dim=1).indices.numpy()
-                pick = top[np.arange(len(top)), rng.randint(min(2, top_k - 1), top_k, size=len(top))]
-                neg[ids[s0: s0 + len(top)]] = ids[pick]
+            neg[ids] = ids[near_misses(*(F.normalize(ref(*X.batch(ids)), dim=-1) for X in (A, B)), rng)]
         out[k] = neg
     return out
 
