@@ -30,6 +30,11 @@ from torch import nn
 MASK_NEG = -10000.0
 
 
+def attention_bias(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, seq] 0/1 mask -> the additive [batch, 1, 1, seq] bias every layer's attention takes."""
+    return (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASK_NEG
+
+
 def bert_config(vocab_size: int, hidden: int, layers: int, heads: int, ffn: int, max_pos: int,
                 layer_norm_eps: float = 1e-12) -> dict:
     """HF BertModel's config.json (post-LN)."""
@@ -213,7 +218,7 @@ class BertModel(nn.Module):
         """List of [embeddings, layer1, ..., layerN] outputs."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        ext = (1.0 - attention_mask[:, None, None, :].to(torch.float32)) * MASK_NEG
+        ext = attention_bias(attention_mask)
         h = self.embeddings(input_ids, token_type_ids)
         return [h] + self.encoder(h, ext)
 

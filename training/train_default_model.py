@@ -71,6 +71,11 @@ def params():
 
 
 # ------------------------------------------------------------------ stages
+def warmup_cosine(step: int, steps: int, warmup: int) -> float:
+    """The learning-rate factor of the training stages: linear warm-up, then cosine decay to 0."""
+    return min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
 def apt_install(packages: list[str]) -> None:
     log(f"installing {' '.join(packages)} with apt")
     cmd = ["apt-get", "install", "-y", "--no-install-recommends"] + packages

@@ -41,11 +41,12 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_default_model import BUILD, DIMS, PROMPTS, batch_ids, build_model, load_tok, log, mean_pool, params  # noqa: E402
+from train_default_model import (BUILD, DIMS, PROMPTS, batch_ids, build_model, load_tok, log, mean_pool,  # noqa: E402
+                                 params, warmup_cosine)
 from train_layers import heldin_docs, info_nce, mine_hard_negatives  # noqa: E402
 from train_tokens import load_pairs, mrr10, negation_hinge, negations  # noqa: E402
 import quick_eval as qe  # noqa: E402
-from model import MASK_NEG  # noqa: E402
+from model import MASK_NEG, attention_bias  # noqa: E402
 
 
 def params_depth():
@@ -63,7 +64,7 @@ def exit_model(model, k):
     layers = model.encoder.layer
 
     def run(ids, mask):
-        ext = (1.0 - mask[:, None, None, :].float()) * MASK_NEG
+        ext = attention_bias(mask)
         with torch.no_grad():
             h = model.embeddings(ids, torch.zeros_like(ids))
             for l in range(k - 1):
@@ -110,6 +111,15 @@ def mine(tok, model, pairs_by_kind, P):
     return out
 
 
+def train_only(model, layer) -> list:
+    """Freezes the model except `layer`; returns the layer's parameters."""
+    for p in model.parameters():
+        p.requires_grad = False
+    for p in layer.parameters():
+        p.requires_grad = True
+    return list(layer.parameters())
+
+
 def mlm_pretrain(P, tok, model, steps: int, texts: list[str]) -> None:
     """Masked-token pre-training of layer 1 over the frozen table, on Debian prose, before its
     contrastive training (the issue's last listed idea). 15% of each text's tokens are replaced by
@@ -123,11 +133,7 @@ def mlm_pretrain(P, tok, model, steps: int, texts: list[str]) -> None:
     g = torch.Generator().manual_seed(P["seed"] + 3)
     mask_vec = torch.nn.Parameter(torch.randn(E.size(1), generator=g) * E[live].norm(dim=1).mean() / math.sqrt(E.size(1)))
     bias = torch.nn.Parameter(torch.zeros(E.size(0)))
-    for p in model.parameters():
-        p.requires_grad = False
-    for p in layer.parameters():
-        p.requires_grad = True
-    params_ = list(layer.parameters()) + [mask_vec, bias]
+    params_ = train_only(model, layer) + [mask_vec, bias]
     opt = torch.optim.AdamW(params_, lr=P["depth_lr"], weight_decay=0.01)
     rng = np.random.RandomState(P["seed"] + 3)
     t0 = time.time()
@@ -137,12 +143,12 @@ def mlm_pretrain(P, tok, model, steps: int, texts: list[str]) -> None:
         masked = content & (torch.rand(ids.shape, generator=g) < 0.15)
         if not masked.any():
             continue
-        f = min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        f = warmup_cosine(step, steps, 50)
         for grp in opt.param_groups:
             grp["lr"] = P["depth_lr"] * f
         h = model.embeddings(ids, torch.zeros_like(ids)).clone()
         h[masked] = mask_vec
-        out = layer(h, (1.0 - mask[:, None, None, :].float()) * MASK_NEG)
+        out = layer(h, attention_bias(mask))
         logits = (F.normalize(out[masked], dim=-1) @ rows.t()) / 0.05 + bias
         # the real tokens stay where the table put them (relative squared change), so that what the
         # masked positions teach the attention does not cost exit 1 its word average
@@ -160,11 +166,7 @@ def mlm_pretrain(P, tok, model, steps: int, texts: list[str]) -> None:
 
 def train_layer(P, tok, model, k, sets, held_docs, base_score, negs=None):
     layer = model.encoder.layer[k - 1]
-    for p in model.parameters():
-        p.requires_grad = False
-    for p in layer.parameters():
-        p.requires_grad = True
-    params_ = list(layer.parameters())
+    params_ = train_only(model, layer)
     opt = torch.optim.AdamW(params_, lr=P["depth_lr"], weight_decay=0.01)
     run = exit_model(model, k)
     names = list(sets)
@@ -178,7 +180,7 @@ def train_layer(P, tok, model, k, sets, held_docs, base_score, negs=None):
         idx = list(range(i0, min(i0 + B, len(pairs))))
         qa = [pairs[i][0] for i in idx]
         db = [pairs[i][1] for i in idx] + [pairs[neg[i]][1] for i in idx]
-        f = min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        f = warmup_cosine(step, steps, 50)
         for g in opt.param_groups:
             g["lr"] = P["depth_lr"] * f
         layer.train()

@@ -25,7 +25,6 @@ the command line is for experiments:
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import re
 import sys
@@ -38,7 +37,7 @@ import torch.nn.functional as F
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from train_default_model import BUILD, DIMS, PROMPTS, load_tok, log, params  # noqa: E402
+from train_default_model import BUILD, DIMS, PROMPTS, load_tok, log, params, warmup_cosine  # noqa: E402
 from train_layers import QUERY_TEMPLATES, heldin, heldin_docs, info_nce, near_misses  # noqa: E402
 import quick_eval as qe  # noqa: E402
 from negation import negate  # noqa: E402
@@ -249,7 +248,7 @@ def train_table(P, emb_in: Path, emb_out: Path, kinds=None, eval_every=None) -> 
             N, has = negs[k]
             sel = has[idx]
             loss = loss + negation_hinge(xa[sel], xb[sel], model(*N.batch(idx[sel])), P["table_negation_margin"])
-        f = min(1.0, step / 100) * 0.5 * (1 + math.cos(math.pi * step / steps))
+        f = warmup_cosine(step, steps, 100)
         for g in opt.param_groups:
             g["lr"] = P["table_lr"] * f
         opt.zero_grad()
